@@ -1,0 +1,116 @@
+"""The append-only activity stream and time-series metrics."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.indexes import BrinIndex, GinIndex
+from django.db import models
+from django.utils import timezone
+
+from companyos.ids import uuid7
+from core.models import BaseModel, choices_check
+
+
+class Category(models.TextChoices):
+    CORE = "core"
+    INTEGRATIONS = "integrations"
+    DEVELOPMENT = "development"
+    DESIGN = "design"
+    SOCIAL = "social"
+    AGENTS = "agents"
+    ANALYTICS = "analytics"
+
+
+class Source(models.TextChoices):
+    GITHUB = "github"
+    VERCEL = "vercel"
+    FIGMA = "figma"
+    TWITTER = "twitter"
+    LINKEDIN = "linkedin"
+    SYSTEM = "system"
+    AGENT = "agent"
+    USER = "user"
+
+
+class Event(BaseModel):
+    """Something that happened; every published real-time event is one row.
+
+    Ids are UUIDv7, so ordering by id is ordering by insertion time: websocket
+    replay ("everything after event X") is a range scan on the primary key.
+    """
+
+    Category = Category
+    Source = Source
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="events", db_index=False)
+    event_type = models.CharField(max_length=100)
+    category = models.CharField(max_length=16, choices=Category)
+    source = models.CharField(max_length=16, choices=Source, default=Source.SYSTEM)
+    actor_user = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    actor_agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    subject_type = models.CharField(max_length=100, blank=True, help_text="app_label.model of the subject.")
+    subject_id = models.UUIDField(null=True, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(BaseModel.Meta):
+        ordering = ["-occurred_at"]
+        get_latest_by = "occurred_at"
+        constraints = [
+            choices_check("category", Category, "analytics_event"),
+            choices_check("source", Source, "analytics_event"),
+        ]
+        indexes = [
+            # An organization's recent activity, newest first.
+            models.Index(fields=["organization", "-occurred_at"], name="event_org_recent_idx"),
+            # An organization's recent events of one type.
+            models.Index(fields=["organization", "event_type", "-occurred_at"], name="event_org_type_idx"),
+            # Websocket replay: an organization's events after a given id.
+            models.Index(fields=["organization", "id"], name="event_org_id_idx"),
+            # The history of one object.
+            models.Index(fields=["subject_type", "subject_id"], name="event_subject_idx"),
+            # Time-range scans and retention over the whole table: tiny, append-friendly.
+            BrinIndex(fields=["occurred_at"], name="event_occurred_brin", autosummarize=True),
+            # SET_NULL on deleting a user or agent finds their events without a scan.
+            models.Index(fields=["actor_user"], name="event_actor_user_idx", condition=models.Q(actor_user__isnull=False)),
+            models.Index(fields=["actor_agent"], name="event_actor_agent_idx", condition=models.Q(actor_agent__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} @ {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Metric(BaseModel):
+    """One time-series sample."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="metrics", db_index=False)
+    name = models.CharField(max_length=200)
+    value = models.FloatField()
+    unit = models.CharField(max_length=32, blank=True)
+    dimensions = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=Source, default=Source.SYSTEM)
+
+    class Meta(BaseModel.Meta):
+        ordering = ["-timestamp"]
+        get_latest_by = "timestamp"
+        constraints = [
+            # NaN and ±Infinity are valid doubles in PostgreSQL; refuse them.
+            models.CheckConstraint(
+                condition=models.Q(value__gt=float("-inf"), value__lt=float("inf")),
+                name="analytics_metric_value_finite",
+            ),
+            choices_check("source", Source, "analytics_metric"),
+        ]
+        indexes = [
+            # Range scans of one series: (organization, name, time).
+            models.Index(fields=["organization", "name", "timestamp"], name="metric_series_idx"),
+            # Time-range scans and retention over the whole table.
+            BrinIndex(fields=["timestamp"], name="metric_timestamp_brin", autosummarize=True),
+            # Filtering by dimension (dimensions @> '{"environment": "production"}').
+            GinIndex(fields=["dimensions"], name="metric_dimensions_gin", opclasses=["jsonb_path_ops"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.value:g}{self.unit}"

@@ -1,0 +1,101 @@
+"""Social accounts (Twitter, LinkedIn) and the posts published through them."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+
+from core.models import ExternalModel, choices_check
+
+
+class Platform(models.TextChoices):
+    TWITTER = "twitter"
+    LINKEDIN = "linkedin"
+
+
+class SocialAccount(ExternalModel):
+    """A company account on a social platform."""
+
+    Platform = Platform
+
+    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="social_accounts", db_index=False)
+    integration = models.ForeignKey("integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_accounts")
+    platform = models.CharField(max_length=16, choices=Platform)
+    handle = models.CharField(max_length=100)
+    external_id = models.CharField(max_length=100)
+    display_name = models.CharField(max_length=200, blank=True)
+    profile_url = models.URLField(max_length=500, blank=True)
+    followers_count = models.PositiveIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+
+    class Meta(ExternalModel.Meta):
+        ordering = ["platform", "handle"]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "external_id"], name="social_account_external_unique"),
+            models.UniqueConstraint(fields=["organization", "platform", "handle"], name="social_account_handle_unique"),
+            choices_check("platform", Platform, "social_account"),
+        ]
+
+    def __str__(self) -> str:
+        return f"@{self.handle} ({self.get_platform_display()})"
+
+
+class SocialPostStatus(models.TextChoices):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class SocialPost(ExternalModel):
+    """A post: drafted, scheduled, published, with its engagement."""
+
+    Status = SocialPostStatus
+
+    # The (account, -created_at) index serves lookups by account.
+    account = models.ForeignKey("social.SocialAccount", on_delete=models.CASCADE, related_name="posts", db_index=False)
+    author = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts")
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts")
+    content = models.TextField()
+    media_urls = ArrayField(models.URLField(max_length=1000), default=list, blank=True)
+    status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    external_id = models.CharField(max_length=100, blank=True)
+    url = models.URLField(max_length=500, blank=True)
+    is_agent_generated = models.BooleanField(default=False)
+    likes_count = models.PositiveIntegerField(default=0)
+    reposts_count = models.PositiveIntegerField(default=0)
+    replies_count = models.PositiveIntegerField(default=0)
+    impressions_count = models.PositiveBigIntegerField(default=0)
+    metrics_updated_at = models.DateTimeField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta(ExternalModel.Meta):
+        ordering = ["-created_at"]
+        constraints = [
+            choices_check("status", SocialPostStatus, "social_post"),
+            models.CheckConstraint(
+                condition=~models.Q(status="scheduled") | models.Q(scheduled_at__isnull=False),
+                name="social_post_scheduled_has_scheduled_at",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="published") | models.Q(published_at__isnull=False),
+                name="social_post_published_has_published_at",
+            ),
+        ]
+        indexes = [
+            # The publisher: scheduled posts that are due, soonest first.
+            models.Index(fields=["scheduled_at"], name="post_due_idx", condition=models.Q(status="scheduled")),
+            # An account's posts, newest first (admin inline, timelines).
+            models.Index(fields=["account", "-created_at"], name="post_account_recent_idx"),
+            # An account's published posts for engagement refresh, newest first.
+            models.Index(fields=["account", "-published_at"], name="post_published_idx", condition=models.Q(status="published")),
+            # A post found by the platform's id (engagement callbacks).
+            models.Index(fields=["external_id"], name="post_external_idx", condition=~models.Q(external_id="")),
+        ]
+
+    def __str__(self) -> str:
+        return self.content[:60]
