@@ -1,1 +1,34 @@
 """Shared pytest fixtures for the whole suite."""
+
+import pytest
+
+from core.models import OrganizationMember
+from core.tests.factories import AdminUserFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
+
+
+@pytest.fixture
+def organization(db):
+    return OrganizationFactory()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def member(organization, user):
+    """``user`` as a member of ``organization``."""
+    return OrganizationMemberFactory(organization=organization, user=user)
+
+
+@pytest.fixture
+def admin_user(db):
+    """A superuser (staff) with an unusable password; use ``client.force_login``."""
+    return AdminUserFactory()
+
+
+@pytest.fixture
+def owner(organization):
+    """A user who owns ``organization``."""
+    return OrganizationMemberFactory(organization=organization, role=OrganizationMember.Role.OWNER).user
