@@ -30,6 +30,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    # The project package is an app too: its management commands
+    # (generate_encryption_key, rotate_encryption_keys) live there.
+    "companyos",
     "core",
     "integrations",
     "development",
