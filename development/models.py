@@ -25,6 +25,9 @@ class Repository(ExternalModel):
     language = models.CharField(max_length=64, blank=True)
     stars_count = models.PositiveIntegerField(default=0)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+    )
 
     class Meta(ExternalModel.Meta):
         ordering = ["full_name"]
@@ -84,6 +87,9 @@ class PullRequest(ExternalModel):
     opened_at = models.DateTimeField()
     merged_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+    )
 
     class Meta(ExternalModel.Meta):
         ordering = ["-opened_at"]
@@ -161,6 +167,9 @@ class Deployment(ExternalModel):
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     build_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_event_at = models.DateTimeField(
+        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+    )
 
     class Meta(ExternalModel.Meta):
         ordering = ["-created_at"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 
 from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from companyos.fields import EncryptedJSONField, EncryptedTextField
-from core.models import ExternalModel, choices_check
+from core.models import BaseModel, ExternalModel, choices_check
 
 
 class Service(models.TextChoices):
@@ -108,3 +109,68 @@ class Webhook(ExternalModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WebhookDeliveryStatus(models.TextChoices):
+    RECEIVED = "received"  # verified and stored, waiting to be processed
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # an event we do not handle or the webhook does not accept, or a stale one
+    FAILED = "failed"  # processing raised; a redelivery tries again
+    REJECTED = "rejected"  # answered 4xx (bad signature, too large, malformed): nothing of it is trusted
+
+
+class WebhookDelivery(BaseModel):
+    """One request a provider sent to a webhook endpoint: the delivery log.
+
+    ``created_at`` is when the delivery was received. The verified payload is
+    kept so a delivery can be processed again (redelivered); rejected
+    deliveries keep no payload, only the reason. Rows older than
+    ``WEBHOOK_DELIVERY_RETENTION_DAYS`` are removed by ``prune_webhook_deliveries``.
+    """
+
+    Status = WebhookDeliveryStatus
+
+    # The (webhook, -created_at) index serves lookups by webhook.
+    webhook = models.ForeignKey("integrations.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    delivery_id = models.CharField(max_length=100, help_text="The provider's delivery id (X-GitHub-Delivery, Vercel's event id).")
+    event = models.CharField(max_length=100, help_text="The provider's event name (pull_request, deployment.ready...).")
+    action = models.CharField(max_length=100, blank=True, help_text="GitHub's action (opened, closed...), if any.")
+    status = models.CharField(max_length=16, choices=Status, default=Status.RECEIVED)
+    response_code = models.PositiveSmallIntegerField(help_text="HTTP status the provider got back.")
+    signature_valid = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times processing ran (redeliveries included).")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    processing_ms = models.FloatField(null=True, blank=True, help_text="Time the last processing took.")
+    error = models.TextField(blank=True, help_text="Why the delivery failed, was rejected or was ignored.")
+    payload = models.JSONField(null=True, blank=True, help_text="The verified body; none for rejected deliveries.")
+    headers = models.JSONField(default=dict, blank=True, help_text="The provider's headers that identify the delivery.")
+
+    class Meta(BaseModel.Meta):
+        ordering = ["-created_at"]
+        verbose_name_plural = "webhook deliveries"
+        constraints = [
+            # Idempotency: a redelivery of a verified delivery id is recognised and
+            # changes nothing. Rejected rows stay out of it, or anyone holding the
+            # URL could block a real delivery id by sending it unsigned first.
+            models.UniqueConstraint(
+                fields=["webhook", "delivery_id"],
+                condition=~models.Q(status="rejected"),
+                name="integrations_webhookdelivery_delivery_unique",
+            ),
+            choices_check("status", WebhookDeliveryStatus, "integrations_webhookdelivery"),
+            models.CheckConstraint(
+                condition=~models.Q(status="rejected") | models.Q(payload__isnull=True),
+                name="integrations_webhookdelivery_rejected_no_payload",
+            ),
+        ]
+        indexes = [
+            # The admin inline and the delivery log of one webhook, newest first.
+            models.Index(fields=["webhook", "-created_at"], name="whd_webhook_recent_idx"),
+            # The worker's queue: deliveries still waiting, oldest first.
+            models.Index(fields=["created_at"], name="whd_pending_idx", condition=models.Q(status="received")),
+            # Retention deletes by age; the table is append-only, so a BRIN index is tiny.
+            BrinIndex(fields=["created_at"], name="whd_created_brin"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.delivery_id} ({self.status})"
