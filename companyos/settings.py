@@ -7,6 +7,8 @@ production: DEBUG is off, secrets have no default, cookies are secure.
 from pathlib import Path
 
 import environ
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,21 +82,74 @@ DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: cache layers, sessions, channel layer ---------------------------
+# --- Redis: cache layers, sessions, channel layer (owned by issue 3) --------
 REDIS_URL = env.str("REDIS_URL")
 # Every key this deployment writes starts with this, so several deployments
 # (or test runs) can share one Redis server without touching each other.
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="companyos")
 
-CACHES = {
-    "default": {
+# How the Redis connections behave, chosen for a cache that must never take a
+# page down with it (see docs/redis.md):
+# - connect timeout 0.25 s: a local/LAN Redis accepts in well under 1 ms, so a
+#   connect that takes longer means it is gone; pages must not wait seconds.
+# - read timeout 1 s: GET/SET answer in under a millisecond; 1 s leaves room
+#   for a large value or a busy server without hanging a worker.
+# - one retry after 10-50 ms: heals a pooled connection the server closed
+#   (restart, idle timeout) without the caller noticing. redis-py's default
+#   (10 retries with backoff up to 1 s) would stall every call during an outage.
+# - a blocking pool of 50 connections per process: a burst waits up to 0.5 s
+#   for a free connection instead of failing with "Too many connections".
+# - companyos.redis_client.ResilientRedis adds a circuit breaker: after a
+#   failure, calls skip Redis for REDIS_BREAKER_SECONDS instead of each paying
+#   the timeout, and the outage is logged once per REDIS_OUTAGE_LOG_SECONDS.
+# - the hiredis parser is not forced: bench/cache.py measures it (docs/redis.md).
+REDIS_BREAKER_SECONDS = env.float("REDIS_BREAKER_SECONDS", default=2.0)
+REDIS_OUTAGE_LOG_SECONDS = env.float("REDIS_OUTAGE_LOG_SECONDS", default=30.0)
+REDIS_CONNECTION_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "REDIS_CLIENT_CLASS": "companyos.redis_client.ResilientRedis",
+    "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+    "CONNECTION_POOL_KWARGS": {
+        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=50),
+        "timeout": 0.5,
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        "socket_keepalive": True,
+    },
+    "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+    "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+    # An unreachable Redis makes reads miss and writes be skipped, never an
+    # error page; ResilientRedis logs it (rate-limited) instead of django-redis.
+    "IGNORE_EXCEPTIONS": True,
+}
+
+
+def _cache_layer(name: str, timeout: int) -> dict:
+    """One cache alias: the shared Redis pool, its own key prefix and TTL."""
+    return {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:default",
-        "TIMEOUT": 300,
-        "OPTIONS": {"CLIENT_CLASS": "django_redis.client.DefaultClient"},
-    },
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:{name}",
+        "TIMEOUT": timeout,
+        "OPTIONS": REDIS_CONNECTION_OPTIONS,
+    }
+
+
+# The layers of companyos.cache.get_layer(name); all share one connection pool
+# per process (django-redis keys pools by URL).
+CACHES = {
+    "default": _cache_layer("default", 300),
+    "sessions": _cache_layer("sessions", 24 * 3600),
+    "api": _cache_layer("api", 5 * 60),
+    "agent_results": _cache_layer("agent_results", 3600),
+    "analytics": _cache_layer("analytics", 15 * 60),
 }
+
+# Sessions are written to PostgreSQL and cached in the "sessions" layer, so a
+# Redis outage only costs a query per request: nobody is logged out. They last
+# as long as their cache entry (24 h).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
+SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 
 CHANNEL_LAYERS = {
     "default": {
@@ -137,6 +192,8 @@ STORAGES = {
 # --- Security (production defaults; a local .env relaxes them with DEBUG) ------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe /healthz over plain HTTP (issue 3).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
