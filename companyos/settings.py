@@ -204,6 +204,15 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
+# --- Inbound webhooks (issue 7, docs/webhooks.md) --------------------------------
+# Larger bodies are answered 413 (GitHub caps payloads at 25 MB; ours are far smaller).
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Delivery log rows older than this are removed by `prune_webhook_deliveries`.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+# Apply a delivery in the web process right after acknowledging it; the
+# `process_webhook_deliveries` worker picks up whatever is left either way.
+WEBHOOK_PROCESS_INLINE = env.bool("WEBHOOK_PROCESS_INLINE", default=True)
+
 # --- Logging ----------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
