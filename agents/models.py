@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Cast
 
 from core.models import BaseModel, choices_check
+from core.tracking import TrackedFieldsMixin
 
 
 class AgentAgentType(models.TextChoices):
@@ -96,8 +97,11 @@ class AgentTaskPriority(models.IntegerChoices):
     URGENT = 3
 
 
-class AgentTask(BaseModel):
+class AgentTask(TrackedFieldsMixin, BaseModel):
     """One unit of work for an agent: the task queue lives in this table."""
+
+    # Saves changing the status publish events (agents/events.py).
+    tracked_fields = ("status",)
 
     Status = AgentTaskStatus
 

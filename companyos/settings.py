@@ -151,12 +151,51 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_CACHE_ALIAS = "sessions"
 SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
-    },
-}
+# --- Real-time events: channel layer and websocket protocol (H-events) --------
+# docs/realtime.md explains the choice. The pub/sub layer won the measured
+# fan-out (bench_events): a group send is one PUBLISH, delivered once per
+# server process and fanned out in memory, where the classic layer writes one
+# Redis list entry per connection. Delivery is at most once in both; clients
+# catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+if CHANNEL_LAYER == "classic":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+                # Messages a slow connection may have waiting before new ones are dropped.
+                "capacity": 1000,
+                # An undelivered message is worthless after a minute: the client replays with `since`.
+                "expiry": 60,
+                # Group membership must outlive the longest websocket connection (a week).
+                "group_expiry": 7 * 86400,
+            },
+        },
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
+        },
+    }
+# Group names start with this (Redis keys/channels also carry the prefix above).
+EVENTS_GROUP_PREFIX = "events"
+# How long a commit may wait for the channel layer to accept an event (seconds).
+EVENTS_SEND_TIMEOUT = env.float("EVENTS_SEND_TIMEOUT", default=2.0)
+# Client frames above this size are refused with an `frame_too_large` error.
+EVENTS_MAX_FRAME_BYTES = 64 * 1024
+# Replay also re-sends events up to this many seconds older than `since`: an
+# event's id is taken at INSERT, so a transaction committing late can land
+# behind an id the client already saw. Clients drop ids they already have.
+EVENTS_REPLAY_OVERLAP_SECONDS = env.float("EVENTS_REPLAY_OVERLAP_SECONDS", default=2.0)
+# At most this many events are replayed; beyond, a `replay_truncated` error says to resync.
+EVENTS_REPLAY_LIMIT = 5000
+# A connection re-checks its memberships at most this often while events flow
+# (removal also pushes a control message; this covers a lost one).
+EVENTS_MEMBERSHIP_RECHECK_SECONDS = 30.0
 
 # --- Field encryption ---------------------------------------------------------
 # Fernet keys, newest first; independent of SECRET_KEY.

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete
 
 
 class CoreConfig(AppConfig):
@@ -12,3 +13,10 @@ class CoreConfig(AppConfig):
         # A missing or malformed FIELD_ENCRYPTION_KEYS stops the process here,
         # at start, not on the first read of an encrypted column.
         crypto.fernet()
+
+        # Removing a membership cuts that user's live events of the organization.
+        from core import events
+
+        post_delete.connect(
+            events.membership_deleted, sender="core.OrganizationMember", dispatch_uid="core.events.membership_deleted"
+        )

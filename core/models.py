@@ -198,3 +198,36 @@ class OrganizationMember(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.organization} ({self.role})"
+
+
+class ApiToken(BaseModel):
+    """A user's API token for non-browser clients (websocket, scripts).
+
+    Only a SHA-256 hash of the token is stored: the token itself is shown
+    once, at creation (``core.services.api_token_create``). The token is 256
+    random bits, so a plain fast hash is enough (no password-style stretching).
+    """
+
+    user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. “CI deploy watcher”.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to recognise it.")
+    token_hash = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the token, hex.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta(BaseModel.Meta):
+        verbose_name = "API token"
+        ordering = ["-created_at"]
+        constraints = [
+            # The lookup on every authenticated connection, by hash.
+            models.UniqueConstraint(fields=["token_hash"], name="core_apitoken_hash_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    def is_usable(self, now=None) -> bool:
+        """Neither revoked nor expired."""
+        now = now or dj_timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -7,6 +7,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from core.models import ExternalModel, choices_check
+from core.tracking import TrackedFieldsMixin
 
 
 class Repository(ExternalModel):
@@ -56,8 +57,11 @@ class PullRequestReviewStatus(models.TextChoices):
     SKIPPED = "skipped"
 
 
-class PullRequest(ExternalModel):
+class PullRequest(TrackedFieldsMixin, ExternalModel):
     """A pull request, with the review an agent gave it."""
+
+    # Saves changing these publish events (development/events.py).
+    tracked_fields = ("state", "title", "body", "head_sha", "labels", "is_draft", "base_branch")
 
     State = PullRequestState
 
@@ -143,8 +147,11 @@ class DeploymentState(models.TextChoices):
     CANCELED = "canceled"
 
 
-class Deployment(ExternalModel):
+class Deployment(TrackedFieldsMixin, ExternalModel):
     """A Vercel deployment."""
+
+    # Saves changing the state publish events (development/events.py).
+    tracked_fields = ("state",)
 
     Environment = DeploymentEnvironment
 

@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from core.models import ExternalModel, choices_check
+from core.tracking import TrackedFieldsMixin
 
 
 class Platform(models.TextChoices):
@@ -49,8 +50,11 @@ class SocialPostStatus(models.TextChoices):
     CANCELED = "canceled"
 
 
-class SocialPost(ExternalModel):
+class SocialPost(TrackedFieldsMixin, ExternalModel):
     """A post: drafted, scheduled, published, with its engagement."""
+
+    # Saves changing the status publish events (social/events.py).
+    tracked_fields = ("status",)
 
     Status = SocialPostStatus
 

@@ -1,0 +1,1 @@
+"""The websocket side of real-time events: authentication, the consumer, routing."""

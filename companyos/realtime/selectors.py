@@ -1,0 +1,54 @@
+"""Reads for the websocket consumer: memberships and the events to replay."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db.models import Q
+
+from analytics.models import Event
+from core.models import Organization
+
+
+def organization_of_member(*, user_id: uuid.UUID, organization: str) -> uuid.UUID | None:
+    """The id of the active organization ``organization`` (uuid or slug) if the active user is a member.
+
+    None whether it does not exist or the user is not a member: the answer
+    must not tell non-members which organizations exist.
+    """
+    organizations = Organization.objects.filter(
+        is_active=True, memberships__user_id=user_id, memberships__user__is_active=True
+    )
+    try:
+        organizations = organizations.filter(pk=uuid.UUID(organization))
+    except ValueError:
+        organizations = organizations.filter(slug=organization)
+    return organizations.values_list("id", flat=True).first()
+
+
+def uuid7_floor(milliseconds: int) -> uuid.UUID:
+    """The smallest UUIDv7 of a millisecond: every id made at or after it sorts after."""
+    return uuid.UUID(int=max(milliseconds, 0) << 80)
+
+
+def events_to_replay(*, organization_id: uuid.UUID, topics: Iterable[str], since: uuid.UUID, limit: int) -> list[Event]:
+    """The organization's events of ``topics`` after event id ``since``, oldest first, at most ``limit``.
+
+    Ids are UUIDv7 taken at INSERT, but transactions commit in any order: an
+    event inserted just before ``since`` may have committed (and been
+    published) after the client saw ``since``. So the window opens
+    ``EVENTS_REPLAY_OVERLAP_SECONDS`` earlier (this also absorbs clock skew
+    between hosts); clients drop the ids they already have.
+    """
+    overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
+    floor = uuid7_floor((since.int >> 80) - overlap_ms)
+    of_topics = Q()
+    for topic in topics:
+        of_topics |= Q(event_type__startswith=f"{topic}.")
+    return list(
+        Event.objects.filter(of_topics, organization_id=organization_id, id__gte=floor)
+        .exclude(id=since)
+        .order_by("id")[:limit]
+    )
