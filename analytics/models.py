@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.utils import timezone
@@ -42,12 +44,18 @@ class Event(BaseModel):
     Source = Source
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="events", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     event_type = models.CharField(max_length=100)
     category = models.CharField(max_length=16, choices=Category)
     source = models.CharField(max_length=16, choices=Source, default=Source.SYSTEM)
-    actor_user = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
-    actor_agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    actor_user = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    actor_agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     subject_type = models.CharField(max_length=100, blank=True, help_text="app_label.model of the subject.")
     subject_id = models.UUIDField(null=True, blank=True)
     payload = models.JSONField(default=dict, blank=True)
@@ -72,8 +80,12 @@ class Event(BaseModel):
             # Time-range scans and retention over the whole table: tiny, append-friendly.
             BrinIndex(fields=["occurred_at"], name="event_occurred_brin", autosummarize=True),
             # SET_NULL on deleting a user or agent finds their events without a scan.
-            models.Index(fields=["actor_user"], name="event_actor_user_idx", condition=models.Q(actor_user__isnull=False)),
-            models.Index(fields=["actor_agent"], name="event_actor_agent_idx", condition=models.Q(actor_agent__isnull=False)),
+            models.Index(
+                fields=["actor_user"], name="event_actor_user_idx", condition=models.Q(actor_user__isnull=False)
+            ),
+            models.Index(
+                fields=["actor_agent"], name="event_actor_agent_idx", condition=models.Q(actor_agent__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -84,7 +96,9 @@ class Metric(BaseModel):
     """One time-series sample."""
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="metrics", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="metrics", db_index=False
+    )
     name = models.CharField(max_length=200)
     value = models.FloatField()
     unit = models.CharField(max_length=32, blank=True)
@@ -114,3 +128,71 @@ class Metric(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.name}={self.value:g}{self.unit}"
+
+
+# Rollup bucket widths. Widths must divide each other and the hour, so a
+# coarser bucket is exactly the union of finer ones and every bucket starts on
+# the same grid as `date_bin(width, ts, ROLLUP_ORIGIN)`.
+ROLLUP_WIDTHS: tuple[timedelta, ...] = (timedelta(minutes=5), timedelta(hours=1))
+ROLLUP_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class MetricRollup(models.Model):
+    """Count, sum, min and max of one metric series per time bucket.
+
+    Our own continuous aggregate: `analytics.ingest` adds each batch to it in
+    the ingest transaction, and `refresh_rollups` recomputes recent buckets
+    from raw rows. The composite primary key is the only index: every read is
+    "one series, one width, a bucket range".
+    """
+
+    pk = models.CompositePrimaryKey("organization_id", "name", "width", "bucket")
+    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
+    name = models.CharField(max_length=200)
+    width = models.DurationField()
+    bucket = models.DateTimeField(help_text="Start of the bucket.")
+    count = models.BigIntegerField()
+    sum = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(width__in=ROLLUP_WIDTHS), name="analytics_metricrollup_width_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(count__gt=0), name="analytics_metricrollup_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.bucket:%Y-%m-%d %H:%M} (+{self.width})"
+
+    @property
+    def avg(self) -> float:
+        return self.sum / self.count
+
+
+class EventRollup(models.Model):
+    """Number of events of one type per time bucket (see MetricRollup)."""
+
+    pk = models.CompositePrimaryKey("organization_id", "event_type", "width", "bucket")
+    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="+", db_index=False)
+    event_type = models.CharField(max_length=100)
+    width = models.DurationField()
+    bucket = models.DateTimeField(help_text="Start of the bucket.")
+    count = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(width__in=ROLLUP_WIDTHS), name="analytics_eventrollup_width_valid"
+            ),
+            models.CheckConstraint(condition=models.Q(count__gt=0), name="analytics_eventrollup_count_positive"),
+        ]
+        indexes = [
+            # The dashboard's "events by type" reads every type of an organization.
+            models.Index(fields=["organization", "width", "bucket"], name="eventrollup_org_bucket_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.bucket:%Y-%m-%d %H:%M} (+{self.width})"

@@ -4,6 +4,7 @@ Every variable is documented in ``.env.example``. Defaults are safe for
 production: DEBUG is off, secrets have no default, cookies are secure.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -253,6 +254,14 @@ WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", def
 WEBHOOK_PROCESS_INLINE = env.bool("WEBHOOK_PROCESS_INLINE", default=True)
 
 # --- Logging ----------------------------------------------------------------------
+# --- Analytics (issue 8, docs/analytics.md) -----------------------------------------
+# Time ranges longer than this read rollups instead of raw rows.
+ANALYTICS_RAW_MAX_RANGE = timedelta(hours=env.int("ANALYTICS_RAW_MAX_RANGE_HOURS", default=6))
+# Seconds a dashboard read stays cached (ingest invalidates sooner).
+ANALYTICS_CACHE_TTL = env.int("ANALYTICS_CACHE_TTL", default=60)
+# Raw events and metrics older than this are removed by `prune_analytics` (rollups stay).
+ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
+
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
