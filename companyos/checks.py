@@ -104,7 +104,10 @@ def verify_encryption_keys() -> None:
         errors = [m for m in check_encryption_keys() if m.is_serious()]
     finally:
         # Called at import time in the server's main thread: do not leave a
-        # connection behind for a thread that will never use it again.
-        connections.close_all()
+        # connection behind for a thread that will never use it again (but
+        # never close one that a caller's transaction is using).
+        for conn in connections.all(initialized_only=True):
+            if not conn.in_atomic_block:
+                conn.close()
     if errors:
         raise ImproperlyConfigured("\n".join(m.msg for m in errors))

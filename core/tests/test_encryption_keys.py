@@ -1,0 +1,91 @@
+"""A missing, malformed or wrong FIELD_ENCRYPTION_KEYS fails at start, loudly."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection
+from django.test import override_settings
+
+from companyos import crypto
+from companyos.checks import check_encryption_keys, verify_encryption_keys
+from integrations.tests.factories import IntegrationFactory, WebhookFactory
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+
+@pytest.mark.parametrize("keys", [[], [""], ["not-a-key"], [crypto.generate_key(), "short"]])
+def test_build_fernet_refuses_missing_or_malformed_keys(keys):
+    with pytest.raises(ImproperlyConfigured, match="FIELD_ENCRYPTION_KEYS"):
+        crypto.build_fernet(keys)
+
+
+def test_build_fernet_never_echoes_the_key():
+    with pytest.raises(ImproperlyConfigured) as excinfo:
+        crypto.build_fernet(["my-secret-but-malformed-key"])
+    assert "my-secret-but-malformed-key" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("value", ["not-a-key", ""])
+def test_django_refuses_to_start_with_a_malformed_or_missing_key(value):
+    # django.setup() is what every entry point (manage.py, ASGI, WSGI) runs first.
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "companyos.settings", "FIELD_ENCRYPTION_KEYS": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "FIELD_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_the_key_check_is_a_system_check_that_runserver_also_runs():
+    assert check_encryption_keys in checks.registry.registry.get_checks()
+    # Not tagged "database": runserver and every command run it, not only migrate.
+    assert checks.Tags.database not in check_encryption_keys.tags
+
+
+@pytest.mark.django_db
+class TestWrongKey:
+    def test_the_right_keys_pass(self):
+        IntegrationFactory()
+        WebhookFactory()
+        assert check_encryption_keys() == []
+        verify_encryption_keys()
+
+    def test_a_wrong_key_is_an_error_naming_each_column(self):
+        IntegrationFactory()
+        WebhookFactory()
+        with override_settings(FIELD_ENCRYPTION_KEYS=[crypto.generate_key()]):
+            errors = check_encryption_keys()
+            assert [e.id for e in errors] == ["companyos.E002", "companyos.E002"]
+            assert "integrations_integration.credentials" in errors[0].msg
+            assert "integrations_webhook.secret" in errors[1].msg
+            with pytest.raises(ImproperlyConfigured, match="integrations_integration.credentials"):
+                verify_encryption_keys()
+            with pytest.raises(SystemCheckError, match="integrations_webhook.secret"):
+                call_command("check", tags=["encryption"])
+
+    def test_a_new_key_in_front_of_the_old_one_passes(self, settings):
+        IntegrationFactory()
+        with override_settings(FIELD_ENCRYPTION_KEYS=[crypto.generate_key(), *settings.FIELD_ENCRYPTION_KEYS]):
+            assert check_encryption_keys() == []
+
+    def test_plaintext_in_a_column_is_an_error(self):
+        webhook = WebhookFactory()
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE integrations_webhook SET secret = 'plaintext!' WHERE id = %s", [webhook.pk])
+        (error,) = check_encryption_keys()
+        assert "integrations_webhook.secret" in error.msg and "not even encrypted" in error.msg
+
+    def test_empty_tables_pass(self):
+        assert check_encryption_keys() == []
