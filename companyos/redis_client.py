@@ -68,19 +68,19 @@ class CircuitBreaker:
     pending: set[bytes | str] = field(default_factory=set)
     pending_overflow: int = 0
 
-    def allow(self) -> bool:
-        """True when a call may go to the server (closed, or this caller is the probe)."""
+    def allow(self) -> str:
+        """``"closed"``: go ahead; ``"probe"``: this caller tests the server first; ``"open"``: skip Redis."""
         if self.down_since is None:
-            return True
+            return "closed"
         with self.lock:
             now = time.monotonic()
             if now >= self.retry_at:
                 # This caller probes; the others keep skipping until it is done.
                 self.retry_at = now + self.cooldown
-                return True
+                return "probe"
             self.skipped += 1
             self._log_still_down(now)
-            return False
+            return "open"
 
     def record_failure(self, exc: Exception) -> None:
         with self.lock:
@@ -99,20 +99,16 @@ class CircuitBreaker:
                 self.skipped += 1
                 self._log_still_down(now)
 
-    def record_success(self) -> bool:
-        """Close the breaker; True when it was open (the caller then replays invalidations)."""
-        if self.down_since is None:
-            return False
+    def record_success(self) -> None:
         with self.lock:
             if self.down_since is None:
-                return False
+                return
             logger.info(
                 "Redis %s is reachable again after %.1f s (%d calls skipped); invalidating %d cache keys "
                 "written during the outage",
                 self.name, time.monotonic() - self.down_since, self.skipped, len(self.pending),
             )
             self.down_since = None
-            return True
 
     def remember(self, keys: tuple) -> None:
         with self.lock:
@@ -170,11 +166,20 @@ class ResilientRedis(redis.Redis):
 
     def execute_command(self, *args, **options):
         breaker = breaker_for(self.connection_pool)
-        if not breaker.allow():
-            self._remember_write(breaker, args)
-            raise RedisUnavailable(f"Redis {breaker.name} is unavailable (circuit open)")
+        state = breaker.allow()
         try:
-            result = super().execute_command(*args, **options)
+            if state == "open":
+                raise RedisUnavailable(f"Redis {breaker.name} is unavailable (circuit open)")
+            if state == "probe":
+                # Invalidate what went stale during the outage before the
+                # first real command can read it.
+                super().execute_command("PING")
+                breaker.record_success()
+                self._replay_invalidations(breaker)
+            return super().execute_command(*args, **options)
+        except RedisUnavailable:
+            self._remember_write(breaker, args)
+            raise
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             breaker.record_failure(exc)
             self._remember_write(breaker, args)
@@ -184,9 +189,6 @@ class ResilientRedis(redis.Redis):
             # but the write did not happen.
             self._remember_write(breaker, args)
             raise
-        if breaker.record_success():
-            self._replay_invalidations(breaker)
-        return result
 
     @staticmethod
     def _remember_write(breaker: CircuitBreaker, args: tuple) -> None:
