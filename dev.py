@@ -137,6 +137,9 @@ def free_port() -> int:
 def process_alive(pid: int | None) -> bool:
     if not pid:
         return False
+    with contextlib.suppress(ChildProcessError):  # reap it if it is our own child (redis-server)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -184,8 +187,8 @@ class EmbeddedServer:
         try:
             yield url
         finally:
-            # A second Ctrl-C must not leave a half-stopped server behind.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # A second Ctrl-C or kill must not leave a half-stopped server behind.
+            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 with self._locked() as state:
                     state["users"] = [p for p in state.get("users", []) if p != os.getpid() and process_alive(p)]
@@ -194,7 +197,8 @@ class EmbeddedServer:
                         self.stop(state["pid"])
                         state["pid"] = None
             finally:
-                signal.signal(signal.SIGINT, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict]:
@@ -314,8 +318,8 @@ class EmbeddedPostgres(EmbeddedServer):
         new = not (self.data_dir / "PG_VERSION").exists()
         if new:
             self._initdb(password)
-        log = self.data_dir / "server.log"
-        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", f"-p {port}", "-w", "-t", "120", "start")
+        log = str(self.data_dir / "server.log")
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", log, "-o", f"-p {port}", "-s", "-w", "-t", "120", "start")
         if new:
             self._run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "companyos", password=password)
         return int((self.data_dir / "postmaster.pid").read_text().split()[0])
@@ -512,7 +516,12 @@ def main(argv: list[str]) -> int:
     # `kill <pid>` stops the server or the tests and the embedded services cleanly.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     ensure_dotenv()
-    return COMMANDS[argv[0]](argv[1:])
+    from django.core.management import CommandError
+
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except CommandError as error:
+        sys.exit(f"[dev] {error}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,32 @@
+# The CompanyOS application image (ASGI: HTTP and websockets via uvicorn).
+# docker-compose.yml builds it and supplies the configuration (.env.example).
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+
+# Static files are collected at build time; settings need values to import,
+# none of which end up in the image or reach a server.
+RUN DEBUG=False \
+    SECRET_KEY=collectstatic-only \
+    DATABASE_URL=postgres://unused@localhost/unused \
+    REDIS_URL=redis://localhost:6379/0 \
+    FIELD_ENCRYPTION_KEYS="$(python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')" \
+    ENV_FILE=/dev/null \
+    python manage.py collectstatic --noinput
+
+RUN useradd --system --no-create-home --uid 10001 companyos
+USER companyos
+
+EXPOSE 8000
+CMD ["uvicorn", "companyos.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers"]
