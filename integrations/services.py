@@ -1,0 +1,230 @@
+"""Write paths for integrations, webhooks and the webhook delivery log.
+
+A delivery goes through two steps. ``webhook_delivery_record`` stores it
+(one statement, before the provider gets its answer), and
+``webhook_delivery_process`` applies it later: right after the response
+(see ``integrations.views``), from the ``process_webhook_deliveries``
+worker, or again on demand (``webhook_delivery_redeliver``). Processing
+locks the delivery row with ``SKIP LOCKED``, so each delivery is applied by
+exactly one of them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from companyos.ids import uuid7
+from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
+from integrations.webhooks.providers import PROVIDERS, Identity
+
+logger = logging.getLogger(__name__)
+
+Status = WebhookDelivery.Status
+
+
+def integration_rotate_credentials(*, integration: Integration, credentials: Mapping[str, Any]) -> Integration:
+    """Replace an integration's credentials (stored encrypted; never logged)."""
+    if not isinstance(credentials, Mapping) or not credentials:
+        raise ValidationError("Credentials must be a non-empty mapping of names to values.")
+    try:
+        json.dumps(credentials)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError("Credentials must be JSON: strings, numbers, lists and mappings.") from exc
+    integration.credentials = dict(credentials)
+    integration.save(update_fields=["credentials"])
+    return integration
+
+
+def webhook_rotate_secret(*, webhook: Webhook) -> str:
+    """Give a webhook a new signing secret and return it; this is the only time it is shown.
+
+    The old secret stops working at once: deliveries signed with it answer
+    401 until the provider has the new one.
+    """
+    secret = new_webhook_secret()
+    webhook.secret = secret
+    webhook.save(update_fields=["secret"])
+    return secret
+
+
+# One round trip stores the delivery and counts it on the webhook. A redelivery
+# of a stored id changes nothing (no row comes back), except that one whose
+# processing failed is taken up again: that is what a provider's "redeliver" is for.
+_RECORD_SQL = f"""
+WITH delivery AS (
+    INSERT INTO {WebhookDelivery._meta.db_table} AS d (
+        id, created_at, updated_at, webhook_id, delivery_id, event, action, status,
+        response_code, signature_valid, attempts, error, payload, headers
+    )
+    VALUES (
+        %(id)s, %(now)s, %(now)s, %(webhook)s, %(delivery_id)s, %(event)s, %(action)s, %(status)s,
+        %(code)s, %(signature_valid)s, 0, %(error)s, %(payload)s::jsonb, %(headers)s::jsonb
+    )
+    ON CONFLICT (webhook_id, delivery_id) WHERE NOT (status = 'rejected')
+    DO UPDATE SET status = EXCLUDED.status, error = EXCLUDED.error, payload = EXCLUDED.payload,
+                  headers = EXCLUDED.headers, response_code = EXCLUDED.response_code, updated_at = EXCLUDED.updated_at
+    WHERE d.status = 'failed'
+    RETURNING d.id
+)
+UPDATE {Webhook._meta.db_table}
+   SET delivery_count = delivery_count + 1,
+       failure_count = failure_count + %(failed)s,
+       last_delivery_at = %(now)s,
+       last_delivery_status = CASE WHEN EXISTS (SELECT FROM delivery) THEN %(code)s ELSE %(duplicate_code)s END
+ WHERE id = %(webhook)s
+RETURNING (SELECT id FROM delivery)
+"""  # noqa: S608 - table names only
+
+DUPLICATE_RESPONSE_CODE = 200
+
+
+def webhook_delivery_record(
+    *,
+    webhook: Webhook,
+    identity: Identity,
+    status: str,
+    response_code: int,
+    payload_json: str | None,
+    headers: Mapping[str, str],
+    signature_valid: bool,
+    error: str = "",
+) -> uuid.UUID | None:
+    """Store a delivery and count it on its webhook, in one statement.
+
+    ``payload_json`` is the verified body as received (stored as JSONB
+    without re-encoding); rejected deliveries pass None. Returns the
+    delivery's id, or None when this delivery id is already stored (a
+    redelivery), which then changes nothing. Any 4xx answer counts as a
+    failure on the webhook.
+    """
+    params = {
+        "id": uuid7(),
+        "now": timezone.now(),
+        "webhook": webhook.pk,
+        "delivery_id": identity.delivery_id,
+        "event": identity.event,
+        "action": identity.action,
+        "status": status,
+        "code": response_code,
+        "signature_valid": signature_valid,
+        "error": error,
+        "payload": payload_json,
+        "headers": json.dumps(dict(headers)),
+        "failed": int(response_code >= 400),
+        "duplicate_code": DUPLICATE_RESPONSE_CODE,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_RECORD_SQL, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _locked_received(**lookup: Any) -> WebhookDelivery | None:
+    """The oldest matching received delivery that nobody else is processing, locked."""
+    return (
+        WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("webhook__integration__organization")
+        .filter(status=Status.RECEIVED, **lookup)
+        .order_by("created_at")
+        .first()
+    )
+
+
+def _delivery_run(delivery: WebhookDelivery) -> None:
+    """Apply a locked delivery and log the outcome on it.
+
+    The changes run in a savepoint: a failure rolls back everything the
+    delivery did (including its events, which are published on commit) and
+    is recorded as ``failed`` with the error, for a redelivery to retry.
+    """
+    webhook = delivery.webhook
+    provider = PROVIDERS[webhook.integration.service]
+    identity = Identity(delivery.delivery_id, delivery.event, delivery.action)
+    started = time.perf_counter()
+    try:
+        with transaction.atomic():
+            reason = provider.ignore_reason(webhook=webhook, event=delivery.event) or provider.process(
+                webhook=webhook, identity=identity, payload=delivery.payload
+            )
+    except Exception as exc:  # any bug or surprise in a payload fails this delivery only
+        logger.exception("Webhook delivery %s (%s) failed", delivery.pk, delivery.event)
+        delivery.status, delivery.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
+    else:
+        delivery.status, delivery.error = (Status.IGNORED, reason) if reason else (Status.PROCESSED, "")
+    delivery.attempts += 1
+    delivery.processed_at = timezone.now()
+    delivery.processing_ms = (time.perf_counter() - started) * 1000
+    delivery.save(update_fields=["status", "error", "attempts", "processed_at", "processing_ms"])
+
+
+def webhook_delivery_process(*, delivery_pk: uuid.UUID) -> WebhookDelivery | None:
+    """Process one received delivery; None if it is not waiting or another process has it."""
+    with transaction.atomic():
+        delivery = _locked_received(pk=delivery_pk)
+        if delivery is not None:
+            _delivery_run(delivery)
+    return delivery
+
+
+def webhook_deliveries_process_pending(*, limit: int = 100) -> int:
+    """Process up to ``limit`` waiting deliveries, oldest first, each in its own transaction.
+
+    Any number of workers can run this at once; returns how many it processed.
+    """
+    processed = 0
+    while processed < limit:
+        with transaction.atomic():
+            delivery = _locked_received()
+            if delivery is None:
+                break
+            _delivery_run(delivery)
+        processed += 1
+    return processed
+
+
+def webhook_delivery_redeliver(*, delivery: WebhookDelivery) -> WebhookDelivery:
+    """Process a stored delivery again, now, whatever its status (the admin's redeliver action).
+
+    Applying a payload twice is harmless: rows change only where the
+    payload differs from them, and events fire only for real changes.
+    """
+    if delivery.status == Status.REJECTED:
+        raise ValidationError("A rejected delivery has no verified payload to process.")
+    with transaction.atomic():
+        locked = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("webhook__integration__organization")
+            .get(pk=delivery.pk)
+        )
+        _delivery_run(locked)
+    return locked
+
+
+def webhook_deliveries_prune(*, older_than: timedelta | None = None, batch_size: int = 5000) -> int:
+    """Delete deliveries older than the retention period, in batches; returns how many.
+
+    Small batches keep each statement's locks and WAL short on a busy table.
+    """
+    if older_than is None:
+        older_than = timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
+    if older_than < timedelta(0) or batch_size < 1:
+        raise ValidationError("The retention period and the batch size must be positive.")
+    cutoff = timezone.now() - older_than
+    total = 0
+    while True:
+        batch = WebhookDelivery.objects.filter(created_at__lt=cutoff).values("pk")[:batch_size]
+        deleted, _ = WebhookDelivery.objects.filter(pk__in=batch).delete()
+        total += deleted
+        if deleted < batch_size:
+            return total
