@@ -95,7 +95,7 @@ WITH parts (t, c, s, mn, mx) AS (
     SELECT "timestamp", 1, value, value, value FROM analytics_metric
     WHERE organization_id = %(org)s AND name = %(name)s AND "timestamp" >= %(rollup_end)s AND "timestamp" < %(end)s
 )
-SELECT date_bin(%(bucket)s, t, %(origin)s) AS b, sum(c), sum(s), min(mn), max(mx)
+SELECT date_bin(%(bucket)s, t, %(origin)s) AS b, sum(c)::bigint, sum(s), min(mn), max(mx)
 FROM parts GROUP BY b ORDER BY b
 """
 
@@ -110,7 +110,7 @@ WITH parts (t, event_type, c) AS (
     SELECT occurred_at, event_type, 1 FROM analytics_event
     WHERE organization_id = %(org)s AND occurred_at >= %(rollup_end)s AND occurred_at < %(end)s
 )
-SELECT date_bin(%(bucket)s, t, %(origin)s) AS b, event_type, sum(c)
+SELECT date_bin(%(bucket)s, t, %(origin)s) AS b, event_type, sum(c)::bigint
 FROM parts GROUP BY b, event_type ORDER BY b, event_type
 """
 
