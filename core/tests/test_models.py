@@ -19,6 +19,13 @@ def test_user_model_is_core_user_and_logs_in_by_email():
     assert User.USERNAME_FIELD == "email"
 
 
+@pytest.fixture
+def fast_hasher(settings):
+    # The production hasher is slow on purpose; these tests are about lookups.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.mark.usefixtures("fast_hasher")
 class TestUserEmail:
     def test_email_is_unique_regardless_of_case(self):
         UserFactory(email="ada@example.com")
