@@ -48,6 +48,20 @@ class TrackedFieldsMixin:
                 # A copy: lists such as labels may be mutated in place afterwards.
                 snapshot[name] = copy.copy(self.__dict__[attname])
 
+    def _remember_unloaded(self, using: str) -> None:
+        """Read the stored value of tracked fields assigned without being loaded (deferred ones)."""
+        if self._state.adding:
+            return
+        snapshot = self.__dict__.setdefault(_SNAPSHOT, {})
+        unloaded = [
+            name
+            for name in self.tracked_fields
+            if name not in snapshot and self._meta.get_field(name).attname in self.__dict__
+        ]
+        if unloaded:
+            stored = type(self)._base_manager.using(using).filter(pk=self.pk).values(*unloaded).first()
+            snapshot.update(stored or {})
+
     def loaded_value(self, name: str, default: Any = None) -> Any:
         """The value ``name`` had in the database when last loaded or saved."""
         return self.__dict__.get(_SNAPSHOT, {}).get(name, default)
@@ -75,6 +89,7 @@ class TrackedFieldsMixin:
         # One transaction even in autocommit mode, so the event rows written by
         # post_save receivers commit together with the change (or not at all).
         with transaction.atomic(using=using, savepoint=False):
+            self._remember_unloaded(using)
             super().save(*args, **kwargs)
         self._remember_tracked(kwargs.get("update_fields"))
 
