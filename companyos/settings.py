@@ -25,7 +25,8 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # The staff console's admin site (issue 6): companyos.admin.CompanyOSAdminSite.
+    "companyos.admin.CompanyOSAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -43,6 +44,9 @@ INSTALLED_APPS = [
     "social",
     "agents",
     "analytics",
+    # Change history and staff roles (issue 6); last, so its post_migrate
+    # runs after every app's tables and permissions exist.
+    "companyos.console",
 ]
 
 MIDDLEWARE = [
@@ -52,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Attributes every change a request makes to its user and source (issue 6).
+    "companyos.console.history.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -252,6 +258,13 @@ WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", def
 # Apply a delivery in the web process right after acknowledging it; the
 # `process_webhook_deliveries` worker picks up whatever is left either way.
 WEBHOOK_PROCESS_INLINE = env.bool("WEBHOOK_PROCESS_INLINE", default=True)
+
+# --- Staff console: change history (issue 6, docs/admin.md) ---------------------
+# Triggers record every change (companyos.console.models.Change); requests
+# attach who and from where through pghistory's context. Only writes need it.
+PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# History rows older than this are removed by `prune_history`.
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=365)
 
 # --- Logging ----------------------------------------------------------------------
 # --- Analytics (issue 8, docs/analytics.md) -----------------------------------------

@@ -1,0 +1,127 @@
+"""Change history: which tables are tracked, and who/from where.
+
+Every tracked table has one AFTER INSERT/UPDATE/DELETE row trigger calling
+``console_record_change()`` (migration 0002), which writes a
+``console.Change`` with the before/after values of the changed columns. The
+triggers are (re)installed after every ``migrate`` by
+:func:`install_triggers`, so tracking adds no migration to the domain apps.
+
+Who and from where come from the context the application attaches to its
+SQL through pghistory's runtime (``pghistory.context``: a transaction-local
+setting sent with each write). Each change records:
+
+- ``source``: ``admin`` (a staff request), ``web`` (another request),
+  ``webhook`` (a provider's delivery), ``worker`` (an agent worker),
+  ``shell`` (``manage.py shell``), ``command`` (another management command);
+  empty when the change came from outside the application (``psql``, raw
+  SQL from another client).
+- ``user``: the user, when a person did it.
+
+Requests get it from :class:`HistoryMiddleware`; workers, commands and the
+shell wrap their work in :func:`history_source`.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+import pghistory.middleware
+from django.apps import apps
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.urls import reverse
+
+SOURCES = ("admin", "web", "webhook", "worker", "shell", "command")
+
+# Never worth a history row on their own: they move on every save, login or API call.
+IGNORED = ("updated_at", "last_login", "last_used_at")
+
+# Tracked models and the columns whose values history must not keep (a change
+# is recorded as "(hidden)"): secrets would outlive a key rotation there.
+#
+# Not tracked, on purpose:
+# - analytics.Event and analytics.Metric: append-only logs, never updated, each
+#   row is its own record; a trigger would double every write of the two
+#   largest tables (measured in docs/admin.md).
+# - integrations.WebhookDelivery: the delivery log is itself a history.
+TRACKED: dict[str, tuple[str, ...]] = {
+    "core.user": ("password",),
+    "core.organization": (),
+    "core.organizationmember": (),
+    "core.apitoken": ("token_hash",),
+    "integrations.integration": ("credentials",),
+    "integrations.webhook": ("secret",),
+    "development.repository": (),
+    "development.pullrequest": (),
+    "development.deployment": (),
+    "design.figmafile": (),
+    "design.designcomponent": (),
+    "social.socialaccount": (),
+    "social.socialpost": (),
+    "agents.agent": (),
+    "agents.agenttask": (),
+    "agents.agentcollaboration": (),
+}
+
+TRIGGER_NAME = "console_change"
+
+
+def tracked_models() -> list:
+    """The tracked models that exist in this project."""
+    found = []
+    for label in TRACKED:
+        try:
+            found.append(apps.get_model(label))
+        except LookupError:
+            continue
+    return found
+
+
+def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Create or replace the history trigger on every tracked table that exists."""
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    existing = set(connection.introspection.table_names())
+    installed = []
+    with connection.cursor() as cursor:
+        for model in tracked_models():
+            table = model._meta.db_table
+            if table not in existing:
+                continue
+            columns = {field.column for field in model._meta.concrete_fields}
+            hidden = ",".join(column for column in TRACKED[model._meta.label_lower] if column in columns)
+            cursor.execute(
+                f"CREATE OR REPLACE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {quote(table)} "
+                f"FOR EACH ROW EXECUTE FUNCTION console_record_change("
+                f"'{model._meta.label_lower}', '{hidden}', '{','.join(IGNORED)}')"
+            )
+            installed.append(table)
+    return installed
+
+
+def install_triggers_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
+    if sender.label == "console":
+        install_triggers(using=using)
+
+
+def history_source(source: str, **metadata: Any) -> AbstractContextManager:
+    """Attribute every change made inside the block to ``source`` (and metadata)."""
+    if source not in SOURCES:
+        raise ValueError(f"Unknown history source {source!r}; one of {SOURCES}.")
+    return pghistory.context(source=source, **metadata)
+
+
+def source_of_path(path: str) -> str:
+    """Which door a request came through, from its path (companyos/urls.py)."""
+    if path.startswith(reverse("admin:index")):
+        return "admin"
+    if path.startswith("/webhooks/"):
+        return "webhook"
+    return "web"
+
+
+class HistoryMiddleware(pghistory.middleware.HistoryMiddleware):
+    """pghistory's middleware (user, url) plus where the change came from."""
+
+    def get_context(self, request) -> dict[str, Any]:
+        return {**super().get_context(request), "source": source_of_path(request.path)}

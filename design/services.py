@@ -1,0 +1,50 @@
+"""Write paths for design components."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db import transaction
+from django.utils import timezone
+
+from companyos.events import publish_on_commit
+from core.models import User
+from design.models import DesignComponent
+
+CodeStatus = DesignComponent.CodeStatus
+
+# Only code that exists can fall behind its design.
+HAS_CODE = (CodeStatus.GENERATED, CodeStatus.IN_REVIEW, CodeStatus.SYNCED)
+
+
+def components_mark_outdated(*, components: Iterable[DesignComponent], user: User | None = None) -> list[DesignComponent]:
+    """Mark the code of ``components`` as outdated (its design changed since).
+
+    Components without code yet, or already outdated, are left alone and not
+    returned. The marked ones are updated in one statement on locked rows and
+    each publishes ``design.component.outdated`` on commit (as ``user``'s act
+    when given). Returns the components that were marked.
+    """
+    ids = [component.pk for component in components]
+    with transaction.atomic():
+        marked = list(
+            DesignComponent.objects.select_for_update(of=("self",))
+            .select_related("figma_file")
+            .filter(pk__in=ids, code_status__in=HAS_CODE)
+            .order_by("pk")
+        )
+        if not marked:
+            return []
+        now = timezone.now()
+        DesignComponent.objects.filter(pk__in=[c.pk for c in marked]).update(code_status=CodeStatus.OUTDATED, updated_at=now)
+        for component in marked:
+            previous, component.code_status, component.updated_at = component.code_status, CodeStatus.OUTDATED, now
+            publish_on_commit(
+                organization_id=component.figma_file.organization_id,
+                event_type="design.component.outdated",
+                subject=component,
+                data={"name": component.name, "figma_file": component.figma_file_id, "previous_code_status": previous},
+                source="user" if user else "system",
+                actor_user_id=user.pk if user else None,
+            )
+    return marked
