@@ -43,6 +43,8 @@ TOPICS: dict[str, str] = {
     "pull_request": "development",
     "agent.task": "agents",
     "social.post": "social",
+    # design.component.outdated, from design.services.components_mark_outdated.
+    "design.component": "design",
 }
 ALL_TOPICS = "*"
 

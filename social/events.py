@@ -18,6 +18,8 @@ STATUS_EVENTS = {
     SocialPost.Status.SCHEDULED: "social.post.scheduled",
     SocialPost.Status.PUBLISHED: "social.post.published",
     SocialPost.Status.FAILED: "social.post.failed",
+    # Canceled from the staff console (social.services.post_cancel).
+    SocialPost.Status.CANCELED: "social.post.canceled",
 }
 
 
