@@ -156,6 +156,39 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
                 | models.Q(completed_at__gte=models.F("started_at")),
                 name="agents_task_completes_after_start",
             ),
+            # The queue's invariants (agents/states.py): a queued task always
+            # has an attempt left, only a running task holds a lease, and the
+            # outcome fields belong to their outcome.
+            models.CheckConstraint(
+                condition=models.Q(attempts__lte=models.F("max_attempts")),
+                name="agents_task_attempts_within_max",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="queued") | models.Q(attempts__lt=models.F("max_attempts")),
+                name="agents_task_queued_has_attempt_left",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status="running", lease_expires_at__isnull=False) & ~models.Q(worker_id="")
+                | ~models.Q(status="running") & models.Q(lease_expires_at__isnull=True),
+                name="agents_task_lease_iff_running",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(completed_at__isnull=True)
+                | models.Q(status__in=["completed", "failed", "cancelled"]),
+                name="agents_task_completed_at_when_finished",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="awaiting_approval") | models.Q(requires_approval=True),
+                name="agents_task_awaiting_requires_approval",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(approved_at__isnull=True) | models.Q(status="completed", requires_approval=True),
+                name="agents_task_approved_when_completed",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(rejection_reason="") | models.Q(status="failed"),
+                name="agents_task_rejected_when_failed",
+            ),
             models.CheckConstraint(
                 condition=models.Q(target_content_type__isnull=True, target_object_id__isnull=True)
                 | models.Q(target_content_type__isnull=False, target_object_id__isnull=False),
@@ -215,6 +248,11 @@ class AgentCollaboration(BaseModel):
     task = models.ForeignKey("agents.AgentTask", on_delete=models.CASCADE, related_name="collaborations", db_index=False)
     initiator = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="initiated_collaborations")
     collaborator = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="collaborations", db_index=False)
+    # The collaborator's own task, created with the request; its outcome is
+    # the collaboration's outcome. SET_NULL keeps the record if it is deleted.
+    child_task = models.OneToOneField(
+        "agents.AgentTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="source_collaboration"
+    )
     kind = models.CharField(max_length=16, choices=Kind)
     status = models.CharField(max_length=16, choices=Status, default=Status.REQUESTED)
     messages = models.JSONField(default=list, blank=True)

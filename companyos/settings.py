@@ -204,6 +204,16 @@ EVENTS_REPLAY_LIMIT = 5000
 # (removal also pushes a control message; this covers a lost one).
 EVENTS_MEMBERSHIP_RECHECK_SECONDS = 30.0
 
+# --- Agent task queue (H-queue, docs/agents.md) ---------------------------------
+# A claimed task's lease; the worker renews it every third of this while it
+# works, so it only bounds how long a dead worker's task waits to be retried.
+AGENT_TASK_LEASE_SECONDS = env.float("AGENT_TASK_LEASE_SECONDS", default=60.0)
+# Retry backoff after failed attempt n: base * 2**(n-1), capped, with jitter.
+AGENT_TASK_RETRY_BASE_SECONDS = env.float("AGENT_TASK_RETRY_BASE_SECONDS", default=5.0)
+AGENT_TASK_RETRY_MAX_SECONDS = env.float("AGENT_TASK_RETRY_MAX_SECONDS", default=600.0)
+# Idle workers wake on NOTIFY at once; this poll only finds scheduled tasks.
+AGENT_WORKER_POLL_SECONDS = env.float("AGENT_WORKER_POLL_SECONDS", default=2.0)
+
 # --- Field encryption ---------------------------------------------------------
 # Fernet keys, newest first; independent of SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")

@@ -1,0 +1,376 @@
+"""Write paths for agent tasks and collaborations (see docs/agents.md).
+
+Every status change goes through :func:`agents.states.transition` on a row
+locked with ``SELECT … FOR UPDATE`` and is saved with
+``save(update_fields=[...])``, so the ``post_save`` receiver in
+``agents/events.py`` publishes the ``agent.task.*`` events: nothing here
+publishes them itself. An outcome (completed, failed) updates the agent's
+counters in the same transaction with ``F()`` increments, never
+read-modify-write, so they stay exact however many workers finish at once.
+
+The admin, the API and the worker all call these functions; the worker's
+claim, which moves many rows at once, lives in :mod:`agents.queue`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents.models import Agent, AgentCollaboration, AgentTask
+from agents.queue import retry_delay
+from agents.states import transition
+from companyos.cache import get_layer
+from core.models import User
+
+Status = AgentTask.Status
+
+# Longest error text kept on a task: a traceback's tail, not a novel.
+MAX_ERROR_LENGTH = 4000
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds the task: it was cancelled, or its lease
+    expired and the task went back to the queue. The worker drops its result."""
+
+
+def task_result_key(task_id: uuid.UUID | str) -> str:
+    """The ``agent_results`` cache key of a completed task's output."""
+    return f"task:{task_id}:output"
+
+
+def task_enqueue(
+    *,
+    agent: Agent,
+    task_type: str,
+    title: str,
+    input: dict[str, Any] | None = None,
+    priority: int = AgentTask.Priority.NORMAL,
+    requires_approval: bool = False,
+    scheduled_for: datetime | None = None,
+    max_attempts: int = 3,
+    created_by: User | None = None,
+    parent_task: AgentTask | None = None,
+    target: models.Model | None = None,
+    metadata: dict[str, Any] | None = None,
+    hold: bool = False,
+) -> AgentTask:
+    """Add a task to ``agent``'s queue (or, with ``hold``, keep it ``pending``).
+
+    Inserting the row wakes idle workers at once: a trigger NOTIFYs them at
+    commit (migration 0004). ``scheduled_for`` delays the first claim.
+    """
+    if not agent.is_active:
+        raise ValidationError(f"Agent {agent} is inactive and takes no new tasks.", code="agent_inactive")
+    if parent_task is not None and parent_task.organization_id != agent.organization_id:
+        raise ValidationError("A task's parent must belong to the same organization.", code="cross_organization")
+    task = AgentTask(
+        organization_id=agent.organization_id,
+        agent=agent,
+        task_type=task_type,
+        title=title,
+        input=input if input is not None else {},
+        priority=priority,
+        requires_approval=requires_approval,
+        scheduled_for=scheduled_for,
+        max_attempts=max_attempts,
+        created_by=created_by,
+        parent_task=parent_task,
+        metadata=metadata if metadata is not None else {},
+        status=Status.PENDING if hold else Status.QUEUED,
+    )
+    if target is not None:
+        task.target = target
+    # The foreign keys are instances we were given, and the database checks
+    # the constraints: validating fields avoids one query per relation.
+    task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
+    task.save(force_insert=True)
+    return task
+
+
+def task_release(*, task: AgentTask) -> AgentTask:
+    """Put a ``pending`` task into the queue."""
+    with transaction.atomic():
+        task = _lock(task)
+        transition(task, Status.QUEUED, only_from={Status.PENDING})
+        task.save(update_fields=["status"])
+    return task
+
+
+def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: int) -> AgentTask:
+    """Record a handler's output: ``completed``, or ``awaiting_approval`` if the
+    task needs a person's approval first. Raises :class:`LeaseLost` if the
+    worker no longer holds the task."""
+    with transaction.atomic():
+        task = _lock_lease(task, worker_id)
+        now = timezone.now()
+        task.output = output
+        task.duration_ms = duration_ms
+        task.lease_expires_at = None
+        fields = ["status", "output", "duration_ms", "lease_expires_at"]
+        if task.requires_approval:
+            transition(task, Status.AWAITING_APPROVAL)
+            task.save(update_fields=fields)
+            _agent_update(task, now=now, active=True)
+        else:
+            transition(task, Status.COMPLETED)
+            task.completed_at = now
+            task.save(update_fields=[*fields, "completed_at"])
+            _record_outcome(task, now=now, by_agent=True)
+    return task
+
+
+def task_fail(*, task: AgentTask, worker_id: str, error: str, permanent: bool = False) -> AgentTask:
+    """Record a failed attempt: back to the queue after an exponential backoff
+    with jitter while attempts remain (and the failure is not ``permanent``),
+    ``failed`` otherwise. The error is kept on the task either way. Raises
+    :class:`LeaseLost` if the worker no longer holds the task."""
+    with transaction.atomic():
+        task = _lock_lease(task, worker_id)
+        _fail_attempt(task, error=error, permanent=permanent, now=timezone.now())
+    return task
+
+
+def task_hand_back(*, task: AgentTask, worker_id: str) -> AgentTask:
+    """Return a claimed task the worker never started (it is shutting down):
+    queued again at once, its attempt not counted."""
+    with transaction.atomic():
+        task = _lock_lease(task, worker_id)
+        transition(task, Status.QUEUED)
+        task.attempts -= 1
+        task.lease_expires_at = None
+        task.save(update_fields=["status", "attempts", "lease_expires_at"])
+    return task
+
+
+def tasks_requeue_expired_leases(*, limit: int = 100) -> list[AgentTask]:
+    """Treat running tasks whose lease expired as failed attempts (their worker
+    died or hung): retried with backoff, or failed when out of attempts.
+
+    Uses ``task_lease_idx``; ``SKIP LOCKED`` lets several workers reap at once
+    and skips a task its worker is finishing right now.
+    """
+    with transaction.atomic():
+        now = timezone.now()
+        expired = list(
+            AgentTask.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.RUNNING, lease_expires_at__lt=now)
+            .order_by("lease_expires_at")[:limit]
+        )
+        for task in expired:
+            error = f"The lease expired: worker {task.worker_id} stopped responding."
+            _fail_attempt(task, error=error, permanent=False, now=now)
+    return expired
+
+
+def task_approve(*, task: AgentTask, user: User) -> AgentTask:
+    """Approve a task ``awaiting_approval``: it completes with the output it has."""
+    with transaction.atomic():
+        task = _lock(task)
+        transition(task, Status.COMPLETED, only_from={Status.AWAITING_APPROVAL})
+        now = timezone.now()
+        task.approved_by = user
+        task.approved_at = now
+        task.completed_at = now
+        task.save(update_fields=["status", "approved_by", "approved_at", "completed_at"])
+        _record_outcome(task, now=now, by_agent=False)
+    return task
+
+
+def task_reject(*, task: AgentTask, user: User, reason: str) -> AgentTask:
+    """Reject a task ``awaiting_approval``: it fails with ``reason``."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Rejecting a task needs a reason.", code="reason_required")
+    with transaction.atomic():
+        task = _lock(task)
+        transition(task, Status.FAILED, only_from={Status.AWAITING_APPROVAL})
+        now = timezone.now()
+        task.rejection_reason = reason
+        task.completed_at = now
+        task.metadata = {**task.metadata, "rejected_by": str(user.pk)}
+        task.save(update_fields=["status", "rejection_reason", "completed_at", "metadata"])
+        _record_outcome(task, now=now, by_agent=False)
+    return task
+
+
+def task_retry(*, task: AgentTask, user: User | None = None) -> AgentTask:
+    """Queue a ``failed`` task again, with a fresh set of attempts.
+
+    The last error stays on the task until the next attempt's outcome.
+    """
+    with transaction.atomic():
+        task = _lock(task)
+        transition(task, Status.QUEUED, only_from={Status.FAILED})
+        task.attempts = 0
+        task.completed_at = None
+        task.scheduled_for = None
+        task.rejection_reason = ""
+        if user is not None:
+            task.metadata = {**task.metadata, "retried_by": str(user.pk)}
+        task.save(update_fields=["status", "attempts", "completed_at", "scheduled_for", "rejection_reason", "metadata"])
+    return task
+
+
+def task_cancel(*, task: AgentTask, user: User | None = None) -> AgentTask:
+    """Cancel a task that has not finished. A worker running it finishes the
+    handler, then drops the result (:class:`LeaseLost`)."""
+    with transaction.atomic():
+        task = _lock(task)
+        transition(task, Status.CANCELLED)
+        now = timezone.now()
+        task.lease_expires_at = None
+        task.completed_at = now
+        if user is not None:
+            task.metadata = {**task.metadata, "cancelled_by": str(user.pk)}
+        task.save(update_fields=["status", "lease_expires_at", "completed_at", "metadata"])
+        _record_outcome(task, now=now, by_agent=False)
+    return task
+
+
+def agent_request_collaboration(
+    *,
+    task: AgentTask,
+    initiator: Agent,
+    collaborator: Agent,
+    kind: str,
+    message: str = "",
+    task_type: str = "",
+    title: str = "",
+    input: dict[str, Any] | None = None,
+    requires_approval: bool = False,
+) -> AgentCollaboration:
+    """``initiator`` asks ``collaborator`` to work on ``task`` with it.
+
+    Records an :class:`AgentCollaboration` and queues the collaborator's own
+    child task (``parent_task`` = ``task``); the child's outcome completes or
+    declines the collaboration. A handoff (or parallel work) gives the child the
+    same type and input as ``task``; a review (or consultation) gets a
+    ``review``/``consult`` task whose input carries ``task``'s input and output.
+    """
+    if kind not in AgentCollaboration.Kind.values:
+        raise ValidationError(f"Unknown collaboration kind {kind!r}.", code="invalid_kind")
+    if initiator.pk == collaborator.pk:
+        raise ValidationError("An agent cannot collaborate with itself.", code="same_agent")
+    if not initiator.organization_id == collaborator.organization_id == task.organization_id:
+        raise ValidationError(
+            "Collaborating agents and the task must share an organization.", code="cross_organization"
+        )
+    label = AgentCollaboration.Kind(kind).label
+    if kind in (AgentCollaboration.Kind.HANDOFF, AgentCollaboration.Kind.PARALLEL):
+        default_type, default_input = task.task_type, task.input
+    else:
+        default_type = kind
+        default_input = {"task": str(task.pk), "task_type": task.task_type, "input": task.input, "output": task.output}
+    with transaction.atomic():
+        child = task_enqueue(
+            agent=collaborator,
+            task_type=task_type or default_type,
+            title=title or f"{label}: {task.title}"[: AgentTask._meta.get_field("title").max_length],
+            input=input if input is not None else default_input,
+            priority=task.priority,
+            requires_approval=requires_approval,
+            parent_task=task,
+            target=task.target,
+        )
+        collaboration = AgentCollaboration(
+            task=task,
+            initiator=initiator,
+            collaborator=collaborator,
+            kind=kind,
+            child_task=child,
+            messages=[_message(initiator, message, at=child.created_at)] if message else [],
+        )
+        collaboration.full_clean()
+        collaboration.save(force_insert=True)
+    return collaboration
+
+
+def _message(sender: Agent, text: str, *, at: datetime) -> dict[str, str]:
+    """One entry of a collaboration's ``messages``."""
+    return {"from": str(sender.pk), "text": text, "at": at.isoformat()}
+
+
+def _lock(task: AgentTask) -> AgentTask:
+    """The task's current row, locked until the transaction ends."""
+    return AgentTask.objects.select_for_update().get(pk=task.pk)
+
+
+def _lock_lease(task: AgentTask, worker_id: str) -> AgentTask:
+    """The task's row, locked, if ``worker_id`` still runs it; else :class:`LeaseLost`.
+
+    After waiting for a lock PostgreSQL re-checks the conditions on the new
+    row version, so a reaper or a cancel that got there first is seen.
+    """
+    locked = (
+        AgentTask.objects.select_for_update().filter(pk=task.pk, status=Status.RUNNING, worker_id=worker_id).first()
+    )
+    if locked is None:
+        raise LeaseLost(f"Worker {worker_id} no longer holds task {task.pk}: it was cancelled or its lease expired.")
+    return locked
+
+
+def _fail_attempt(task: AgentTask, *, error: str, permanent: bool, now: datetime) -> None:
+    """A running, locked task's attempt failed: retry later, or fail it."""
+    task.error = error[-MAX_ERROR_LENGTH:]
+    task.lease_expires_at = None
+    fields = ["status", "error", "lease_expires_at"]
+    if not permanent and task.attempts < task.max_attempts:
+        transition(task, Status.QUEUED)
+        task.scheduled_for = now + timedelta(seconds=retry_delay(task.attempts))
+        task.save(update_fields=[*fields, "scheduled_for"])
+        _agent_update(task, now=now, active=True)
+    else:
+        transition(task, Status.FAILED)
+        task.completed_at = now
+        task.save(update_fields=[*fields, "completed_at"])
+        _record_outcome(task, now=now, by_agent=True)
+
+
+def _record_outcome(task: AgentTask, *, now: datetime, by_agent: bool) -> None:
+    """The effects of a task reaching a final status, in its transaction:
+    the agent's counters, its collaboration, the cached output."""
+    if task.status == Status.COMPLETED:
+        _agent_update(task, now=now, active=by_agent, completed=1, duration_ms=task.duration_ms or 0)
+        output = task.output
+        # Completed is final, so the cached output never goes stale.
+        transaction.on_commit(lambda: get_layer("agent_results").set(task_result_key(task.pk), output))
+    elif task.status == Status.FAILED:
+        _agent_update(task, now=now, active=by_agent, failed=1)
+    if task.parent_task_id is not None:
+        _collaboration_finish(task, now=now)
+
+
+def _agent_update(
+    task: AgentTask, *, now: datetime, active: bool, completed: int = 0, failed: int = 0, duration_ms: int = 0
+) -> None:
+    """Increment the agent's counters in SQL (generated columns recompute the
+    rates); ``active`` also marks the agent as having just worked."""
+    changes: dict[str, Any] = {}
+    if completed:
+        changes["tasks_completed"] = F("tasks_completed") + completed
+        changes["total_duration_ms"] = F("total_duration_ms") + duration_ms
+    if failed:
+        changes["tasks_failed"] = F("tasks_failed") + failed
+    if active:
+        changes["last_active_at"] = now
+    if changes:
+        Agent.objects.filter(pk=task.agent_id).update(**changes, updated_at=now)
+
+
+def _collaboration_finish(task: AgentTask, *, now: datetime) -> None:
+    """A collaborator's child task finished: so did the collaboration."""
+    Collab = AgentCollaboration.Status
+    if task.status == Status.COMPLETED:
+        status, result = Collab.COMPLETED, task.output
+    else:
+        status, result = Collab.DECLINED, {"status": task.status, "error": task.rejection_reason or task.error}
+    AgentCollaboration.objects.filter(child_task=task).exclude(status__in=[Collab.COMPLETED, Collab.DECLINED]).update(
+        status=status, result=result, completed_at=now, updated_at=now
+    )

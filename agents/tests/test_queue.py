@@ -1,0 +1,281 @@
+"""Claiming, leases, retries with backoff, the claim plan, and wake-ups."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from agents import services
+from agents.handlers import PermanentFailure, register, unregister
+from agents.models import AgentTask
+from agents.queue import TaskListener, claim_params, claim_sql, retry_delay, tasks_claim, tasks_renew_leases
+from agents.tests.factories import AgentFactory, AgentTaskFactory
+from agents.worker import Worker
+
+Status = AgentTask.Status
+
+pytestmark = pytest.mark.django_db
+
+
+def _make(agent, n=1, *, task_type="echo", **fields) -> list[AgentTask]:
+    return [services.task_enqueue(agent=agent, task_type=task_type, title=f"t{i}", **fields) for i in range(n)]
+
+
+def test_claims_highest_priority_first_then_oldest(agent):
+    low, normal_old, normal_new, urgent = (
+        _make(agent, priority=AgentTask.Priority.LOW)[0],
+        _make(agent)[0],
+        _make(agent)[0],
+        _make(agent, priority=AgentTask.Priority.URGENT)[0],
+    )
+    claimed = [tasks_claim(worker_id="w")[0].pk for _ in range(4)]
+    assert claimed == [urgent.pk, normal_old.pk, normal_new.pk, low.pk]
+    assert tasks_claim(worker_id="w") == []
+
+
+def test_a_claim_takes_a_lease_and_counts_the_attempt(agent, settings):
+    settings.AGENT_TASK_LEASE_SECONDS = 30
+    (task,) = _make(agent)
+    before = timezone.now()
+    (claimed,) = tasks_claim(worker_id="host:1:ab")
+    claimed.refresh_from_db()
+    assert (claimed.status, claimed.worker_id, claimed.attempts) == (Status.RUNNING, "host:1:ab", 1)
+    assert before <= claimed.started_at <= timezone.now()
+    assert claimed.lease_expires_at == claimed.started_at + timedelta(seconds=30)
+
+
+def test_tasks_scheduled_in_the_future_wait(agent):
+    _make(agent, scheduled_for=timezone.now() + timedelta(minutes=5))
+    (due,) = _make(agent, scheduled_for=timezone.now() - timedelta(seconds=1))
+    assert [task.pk for task in tasks_claim(worker_id="w", limit=10)] == [due.pk]
+
+
+def test_batches_and_filters(agent):
+    other = AgentFactory(organization=agent.organization)
+    mine = _make(agent, 5)
+    _make(agent, 2, task_type="summarize")
+    _make(other, 3)
+    batch = tasks_claim(worker_id="w", limit=3, agent_ids=[agent.pk], task_types=["echo"])
+    assert [task.pk for task in batch] == [task.pk for task in mine[:3]]
+    assert len(tasks_claim(worker_id="w", limit=10, task_types=["summarize"])) == 2
+    assert len(tasks_claim(worker_id="w", limit=10, agent_ids=[agent.pk, other.pk])) == 5
+
+
+def _plan(sql: str, params: dict) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE agents_agenttask")
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_the_claim_walks_the_claim_index(agent):
+    """With a realistic table (mostly finished tasks, ten agents) the claim
+    reads the partial index in claim order: no Seq Scan, no Sort."""
+    agents = [agent, *(AgentFactory(organization=agent.organization) for _ in range(9))]
+    now = timezone.now()
+    finished = {"status": Status.COMPLETED, "started_at": now, "completed_at": now, "attempts": 1}
+    AgentTask.objects.bulk_create(
+        AgentTask(organization=agent.organization, agent=agents[i % 10], task_type="echo", title="t",
+                  **(finished if i < 3000 else {}))
+        for i in range(3200)
+    )
+    params = claim_params(worker_id="w", limit=10, lease_seconds=60, now=now)
+    plan = _plan(claim_sql(), params)
+    assert "task_claim_idx" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+    params = claim_params(worker_id="w", limit=10, lease_seconds=60, now=now, agent_ids=[agent.pk])
+    plan = _plan(claim_sql(agent_ids=[agent.pk]), params)
+    assert "task_claim_agent_idx" in plan, plan
+    assert "Seq Scan" not in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_skip_locked_rows_instead_of_waiting(agent):
+    _make(agent, 2)
+    with transaction.atomic():
+        (first,) = tasks_claim(worker_id="w1")
+        result = {}
+
+        def claim_elsewhere():
+            try:
+                started = time.monotonic()
+                result["tasks"] = tasks_claim(worker_id="w2", limit=5)
+                result["seconds"] = time.monotonic() - started
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=claim_elsewhere)
+        thread.start()
+        thread.join(10)
+    assert [task.pk for task in result["tasks"]] != [first.pk]
+    assert len(result["tasks"]) == 1
+    assert result["seconds"] < 1
+
+
+def test_renewing_a_lease_needs_to_hold_it(agent):
+    _make(agent)
+    (task,) = tasks_claim(worker_id="w1", lease_seconds=1)
+    assert tasks_renew_leases(worker_id="w2", task_ids=[task.pk], lease_seconds=100) == 0
+    assert tasks_renew_leases(worker_id="w1", task_ids=[task.pk], lease_seconds=100) == 1
+    task.refresh_from_db()
+    assert task.lease_expires_at > timezone.now() + timedelta(seconds=90)
+
+
+def test_an_expired_lease_returns_the_task_with_the_attempt_counted(agent, settings):
+    settings.AGENT_TASK_RETRY_BASE_SECONDS = 10
+    _make(agent)
+    (task,) = tasks_claim(worker_id="dead", lease_seconds=60)
+    assert services.tasks_requeue_expired_leases() == [], "a live lease is left alone"
+    AgentTask.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    (reaped,) = services.tasks_requeue_expired_leases()
+    reaped.refresh_from_db()
+    assert (reaped.status, reaped.attempts, reaped.lease_expires_at) == (Status.QUEUED, 1, None)
+    assert "worker dead stopped responding" in reaped.error
+    assert timedelta(seconds=4.9) < reaped.scheduled_for - timezone.now() < timedelta(seconds=10)
+
+
+def test_an_expired_lease_on_the_last_attempt_fails_the_task(agent):
+    _make(agent, max_attempts=1)
+    (task,) = tasks_claim(worker_id="dead", lease_seconds=60)
+    AgentTask.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    services.tasks_requeue_expired_leases()
+    task.refresh_from_db()
+    agent.refresh_from_db()
+    assert (task.status, task.attempts, agent.tasks_failed) == (Status.FAILED, 1, 1)
+
+
+def test_handing_back_does_not_count_the_attempt(agent):
+    _make(agent)
+    (task,) = tasks_claim(worker_id="w")
+    services.task_hand_back(task=task, worker_id="w")
+    task.refresh_from_db()
+    assert (task.status, task.attempts, task.lease_expires_at) == (Status.QUEUED, 0, None)
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 4, 8, 20])
+def test_backoff_is_exponential_with_jitter_and_capped(settings, attempt):
+    settings.AGENT_TASK_RETRY_BASE_SECONDS = 2
+    settings.AGENT_TASK_RETRY_MAX_SECONDS = 100
+    ceiling = min(100, 2 * 2 ** (attempt - 1))
+    delays = [retry_delay(attempt) for _ in range(200)]
+    assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+    assert len(set(delays)) > 150, "jittered"
+
+
+@pytest.fixture
+def flaky():
+    """A handler failing its first ``fail_times`` calls; ``calls`` records them."""
+    state = {"fail_times": 2, "calls": 0}
+
+    @register("flaky")
+    def handler(task):
+        state["calls"] += 1
+        if state["calls"] <= state["fail_times"]:
+            raise ConnectionError(f"model API down (call {state['calls']})")
+        return {"ok": True}
+
+    yield state
+    unregister("flaky")
+
+
+def _run_due(worker: Worker, agent) -> AgentTask:
+    """Claim the agent's due task as ``worker`` and run it (in this thread)."""
+    (task,) = tasks_claim(worker_id=worker.worker_id, agent_ids=[agent.pk])
+    worker._execute(task)
+    return AgentTask.objects.get(pk=task.pk)
+
+
+def _make_due(task: AgentTask) -> None:
+    AgentTask.objects.filter(pk=task.pk).update(scheduled_for=timezone.now())
+
+
+def test_failures_retry_with_backoff_then_succeed(agent, flaky, settings):
+    settings.AGENT_TASK_RETRY_BASE_SECONDS = 4
+    (task,) = _make(agent, task_type="flaky", max_attempts=3)
+    worker = Worker()
+
+    task = _run_due(worker, agent)
+    assert (task.status, task.attempts, task.error) == (Status.QUEUED, 1, "ConnectionError: model API down (call 1)")
+    assert timedelta(seconds=1.9) < task.scheduled_for - timezone.now() <= timedelta(seconds=4)
+    assert tasks_claim(worker_id="other") == [], "not due before the backoff"
+
+    _make_due(task)
+    task = _run_due(worker, agent)
+    assert (task.status, task.attempts) == (Status.QUEUED, 2)
+    assert timedelta(seconds=3.9) < task.scheduled_for - timezone.now() <= timedelta(seconds=8), "doubled"
+
+    _make_due(task)
+    task = _run_due(worker, agent)
+    assert (task.status, task.attempts, task.output) == (Status.COMPLETED, 3, {"ok": True})
+    assert task.error == "ConnectionError: model API down (call 2)", "the last error is kept"
+    agent.refresh_from_db()
+    assert (agent.tasks_completed, agent.tasks_failed) == (1, 0)
+
+
+def test_max_attempts_fails_the_task_for_good(agent, flaky):
+    flaky["fail_times"] = 10
+    (task,) = _make(agent, task_type="flaky", max_attempts=2)
+    worker = Worker()
+    _make_due(_run_due(worker, agent))
+    task = _run_due(worker, agent)
+    assert (task.status, task.attempts, task.error) == (Status.FAILED, 2, "ConnectionError: model API down (call 2)")
+    assert task.completed_at is not None
+    assert tasks_claim(worker_id="w") == []
+    agent.refresh_from_db()
+    assert (agent.tasks_completed, agent.tasks_failed, agent.success_rate) == (0, 1, 0.0)
+
+
+def test_permanent_failures_and_unknown_types_are_not_retried(agent):
+    @register("picky")
+    def picky(task):
+        raise PermanentFailure("input has no 'url'")
+
+    try:
+        _make(agent, task_type="picky")
+        _make(agent, task_type="no-such-type")
+        worker = Worker()
+        first, second = _run_due(worker, agent), _run_due(worker, agent)
+    finally:
+        unregister("picky")
+    assert (first.status, first.attempts, first.error) == (Status.FAILED, 1, "input has no 'url'")
+    assert (second.status, second.error) == (Status.FAILED, "No handler is registered for task type 'no-such-type'.")
+
+
+def test_the_echo_handler_returns_its_input(agent):
+    _make(agent, input={"nested": {"list": [1, "two"]}})
+    task = _run_due(Worker(), agent)
+    assert (task.status, task.output) == (Status.COMPLETED, {"nested": {"list": [1, "two"]}})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_queued_rows_notify_listeners_at_commit_from_any_path(agent):
+    """The trigger fires for inserts by the service and by bulk_create, and
+    for a task going back to the queue; a listener for another agent is not woken."""
+    listener = TaskListener(agent_ids=[agent.pk])
+    stranger = TaskListener(agent_ids=[AgentFactory().pk])
+    try:
+        with transaction.atomic():
+            _make(agent)
+            assert not listener.wait(0.2), "nothing before commit"
+        assert listener.wait(2)
+        AgentTask.objects.bulk_create([AgentTask(organization=agent.organization, agent=agent, task_type="e")])
+        assert listener.wait(2)
+        (task,) = tasks_claim(worker_id="w", limit=1)
+        assert not listener.wait(0.2), "a claim does not notify"
+        services.task_hand_back(task=task, worker_id="w")
+        assert listener.wait(2)
+        assert not stranger.wait(0.2)
+    finally:
+        listener.close()
+        stranger.close()
+
+
+def test_factory_tasks_are_claimable(agent):
+    task = AgentTaskFactory(agent=agent, organization=agent.organization)
+    assert tasks_claim(worker_id="w")[0].pk == task.pk

@@ -1,0 +1,226 @@
+"""The agent worker: claims due tasks and runs their handlers.
+
+One process runs ``concurrency`` runner threads (each with its own database
+connection) and, in the main thread, the supervisor: it LISTENs for new
+tasks and wakes idle runners, renews the leases of the tasks in hand and
+returns expired leases of dead workers to the queue.
+
+Stopping (SIGTERM/SIGINT, or :meth:`Worker.stop`) lets each runner finish
+the task it is running, hands back the claimed tasks it has not started,
+and exits. A worker killed outright loses its leases instead; another
+worker's reaper requeues those tasks once the lease has run out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+from django.utils.module_loading import autodiscover_modules
+
+from agents import services
+from agents.handlers import PermanentFailure, get_handler
+from agents.models import AgentTask
+from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
+
+logger = logging.getLogger("agents.worker")
+
+# How long the supervisor blocks at a time, so it notices a stop request quickly.
+SUPERVISOR_SLICE_SECONDS = 0.5
+
+
+def _describe_outcome(task: AgentTask) -> str:
+    if task.status == AgentTask.Status.QUEUED:
+        return f"failed, retry at {task.scheduled_for:%H:%M:%S}"
+    return task.status
+
+
+def new_worker_id() -> str:
+    """``host:pid:random``: readable in the admin, unique across restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass
+class Worker:
+    """Runs tasks until stopped, or (``burst``) until none is due."""
+
+    concurrency: int = 1
+    agent_ids: Sequence[uuid.UUID] = ()
+    task_types: Sequence[str] = ()
+    burst: bool = False
+    batch_size: int = 1
+    # None: the AGENT_TASK_LEASE_SECONDS / AGENT_WORKER_POLL_SECONDS settings.
+    lease_seconds: float | None = None
+    poll_seconds: float | None = None
+    worker_id: str = field(default_factory=new_worker_id)
+    processed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds is None:
+            self.lease_seconds = settings.AGENT_TASK_LEASE_SECONDS
+        if self.poll_seconds is None:
+            self.poll_seconds = settings.AGENT_WORKER_POLL_SECONDS
+        # Apps register their handlers in <app>/agent_handlers.py.
+        autodiscover_modules("agent_handlers")
+        self._stopping = threading.Event()
+        self._wakeups = [threading.Event() for _ in range(self.concurrency)]
+        self._in_hand: set[uuid.UUID] = set()
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        """Finish the running tasks, hand back the others, and return from :meth:`run`."""
+        self._stopping.set()
+        self._wake_all()
+
+    def run(self) -> int:
+        """Run until stopped (or drained, in burst mode); returns how many tasks ran."""
+        logger.info(
+            "worker %s starting: concurrency=%d burst=%s agents=%s task_types=%s",
+            self.worker_id, self.concurrency, self.burst,
+            ",".join(map(str, self.agent_ids)) or "all", ",".join(self.task_types) or "all",
+        )
+        listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
+        runners = [
+            threading.Thread(target=self._runner, args=(index,), name=f"runner-{index}")
+            for index in range(self.concurrency)
+        ]
+        try:
+            self._maintain()
+            for runner in runners:
+                runner.start()
+            self._supervise(runners, listener)
+        finally:
+            self.stop()
+            for runner in runners:
+                if runner.is_alive():
+                    runner.join()
+            if listener is not None:
+                listener.close()
+            connection.close()
+        logger.info("worker %s stopped after %d tasks", self.worker_id, self.processed)
+        return self.processed
+
+    def _supervise(self, runners: list[threading.Thread], listener: TaskListener | None) -> None:
+        """Wake runners on NOTIFY (and at every poll), renew leases and reap
+        expired ones, until the runners are done. Waits in short slices so a
+        stop request is seen at once."""
+        maintenance_every = max(min(self.lease_seconds / 3, 30.0), 0.5)
+        next_maintenance = time.monotonic() + maintenance_every
+        next_poll = time.monotonic() + self.poll_seconds
+        while alive := [runner for runner in runners if runner.is_alive()]:
+            if listener is None or self._stopping.is_set():
+                alive[0].join(SUPERVISOR_SLICE_SECONDS)
+            elif listener.wait(SUPERVISOR_SLICE_SECONDS):
+                self._wake_all()
+            now = time.monotonic()
+            if now >= next_maintenance:
+                self._maintain()
+                next_maintenance = now + maintenance_every
+            if now >= next_poll:
+                # The fallback: a scheduled or backed-off task may be due now.
+                self._wake_all()
+                next_poll = now + self.poll_seconds
+
+    def _maintain(self) -> None:
+        with self._lock:
+            in_hand = list(self._in_hand)
+        tasks_renew_leases(worker_id=self.worker_id, task_ids=in_hand, lease_seconds=self.lease_seconds)
+        for task in services.tasks_requeue_expired_leases():
+            logger.warning("task %s lease expired (worker %s): back to %s", task.pk, task.worker_id, task.status)
+
+    def _wake_all(self) -> None:
+        for wakeup in self._wakeups:
+            wakeup.set()
+
+    def _runner(self, index: int) -> None:
+        wakeup = self._wakeups[index]
+        try:
+            while not self._stopping.is_set():
+                wakeup.clear()
+                try:
+                    tasks = self._claim()
+                except DatabaseError:
+                    logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
+                    self._stopping.wait(self.poll_seconds)
+                    continue
+                if not tasks:
+                    if self.burst:
+                        return
+                    wakeup.wait()
+                    continue
+                for position, task in enumerate(tasks):
+                    if self._stopping.is_set():
+                        self._hand_back(tasks[position:])
+                        return
+                    self._execute(task)
+        finally:
+            connection.close()
+
+    def _claim(self) -> list[AgentTask]:
+        close_old_connections()
+        tasks = tasks_claim(
+            worker_id=self.worker_id,
+            limit=self.batch_size,
+            agent_ids=self.agent_ids,
+            task_types=self.task_types,
+            lease_seconds=self.lease_seconds,
+        )
+        with self._lock:
+            self._in_hand.update(task.pk for task in tasks)
+        return tasks
+
+    def _execute(self, task: AgentTask) -> None:
+        """Run one claimed task's handler and record the outcome; one log line.
+
+        If recording fails (the database is down) the task stays running and
+        its lease, no longer renewed, returns it to the queue.
+        """
+        started = time.monotonic()
+        error, permanent, output = "", False, None
+        try:
+            output = get_handler(task.task_type)(task)
+        except PermanentFailure as exc:
+            error, permanent = str(exc), True
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        duration_ms = round((time.monotonic() - started) * 1000)
+        try:
+            if error:
+                task = services.task_fail(task=task, worker_id=self.worker_id, error=error, permanent=permanent)
+            else:
+                task = services.task_complete(
+                    task=task, worker_id=self.worker_id, output=output, duration_ms=duration_ms
+                )
+            outcome = _describe_outcome(task)
+        except services.LeaseLost:
+            outcome = "dropped: cancelled or lease lost meanwhile"
+        except DatabaseError:
+            logger.exception("task %s: could not record the outcome", task.pk)
+            outcome = "outcome not recorded: the lease will return it to the queue"
+        finally:
+            with self._lock:
+                self._in_hand.discard(task.pk)
+                self.processed += 1
+        logger.info(
+            "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
+            task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
+            outcome, duration_ms, f": {error}" if error else "",
+        )
+
+    def _hand_back(self, tasks: list[AgentTask]) -> None:
+        for task in tasks:
+            with contextlib.suppress(services.LeaseLost):
+                services.task_hand_back(task=task, worker_id=self.worker_id)
+            with self._lock:
+                self._in_hand.discard(task.pk)
+            logger.info("task %s handed back: worker %s is stopping", task.pk, self.worker_id)
