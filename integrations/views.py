@@ -72,13 +72,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON.")
 
 
-def _jsonb_storable(payload: dict[str, Any]) -> bool:
-    dumped = json.dumps(payload, ensure_ascii=False)
-    try:
-        dumped.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in dumped
+def _jsonb_storable(value: Any) -> bool:
+    """Whether PostgreSQL's JSONB takes ``value``: it refuses NUL and unpaired surrogates, which JSON allows."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_jsonb_storable(key) and _jsonb_storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_jsonb_storable(item) for item in value)
+    return True
 
 
 def _parse(body: bytes) -> tuple[dict[str, Any], str]:
@@ -90,8 +96,12 @@ def _parse(body: bytes) -> tuple[dict[str, Any], str]:
         raise ValueError("The JSON is nested too deeply.") from exc
     if not isinstance(payload, dict):
         raise ValueError("The body must be a JSON object.")
-    # JSONB refuses \u0000 and unpaired surrogates, which JSON itself allows.
-    if "\\u" in text and not _jsonb_storable(payload):
+    # Only \u escapes can smuggle in what JSONB refuses (the text itself is valid UTF-8).
+    try:
+        storable = "\\u" not in text or _jsonb_storable(payload)
+    except RecursionError:
+        storable = False
+    if not storable:
         raise ValueError("The JSON holds characters that cannot be stored (NUL or unpaired surrogates).")
     return payload, text
 

@@ -79,11 +79,14 @@ class Provider:
     def stored_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
         """The headers worth keeping in the delivery log, bounded in size."""
         names = (*COMMON_HEADERS, *self.headers)
-        return {name: headers[name][:HEADER_VALUE_LIMIT] for name in names if name in headers}
+        return {name: _bounded(headers[name], HEADER_VALUE_LIMIT) for name in names if name in headers}
 
 
 def _bounded(value: Any, limit: int = 100) -> str:
-    return value[:limit] if isinstance(value, str) else ""
+    """A caller-supplied string made safe to store: bounded, no NUL, no unpaired surrogates."""
+    if not isinstance(value, str):
+        return ""
+    return value[:limit].replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
 class GitHub(Provider):

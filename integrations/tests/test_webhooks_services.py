@@ -1,0 +1,151 @@
+"""The delivery log services: worker, redeliver, retention, secret and credential rotation."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from analytics.models import Event
+from development.models import PullRequest
+from integrations.models import WebhookDelivery
+from integrations.services import (
+    integration_rotate_credentials,
+    webhook_deliveries_process_pending,
+    webhook_deliveries_prune,
+    webhook_delivery_redeliver,
+    webhook_rotate_secret,
+)
+from integrations.tests.webhook_helpers import github_payload, post_github
+from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
+
+pytestmark = pytest.mark.django_db
+
+Status = WebhookDelivery.Status
+OPENED = github_payload("pull_request/opened.payload.json")
+
+
+def test_github_published_signature_test_vector():
+    # https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
+    signature = github_signature("It's a Secret to Everybody", b"Hello, World!")
+
+    assert signature == "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signature_matches(signature, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+    assert not signature_matches(signature, "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e18")
+    assert not signature_matches(signature, None)
+
+
+def test_vercel_signature_is_hex_hmac_sha1():
+    # RFC 2202, HMAC-SHA1 test case 2.
+    assert vercel_signature("Jefe", b"what do ya want for nothing?") == "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+
+
+@pytest.mark.django_db(transaction=True)  # the command manages connections like a real worker
+def test_the_worker_processes_what_the_web_process_left(client, github_webhook, settings):
+    settings.WEBHOOK_PROCESS_INLINE = False
+    post_github(client, github_webhook, "pull_request", OPENED)
+    post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {Status.RECEIVED}
+    assert not PullRequest.objects.exists()
+
+    out = StringIO()
+    call_command("process_webhook_deliveries", "--once", stdout=out)
+
+    assert "Processed 2" in out.getvalue()
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+    assert PullRequest.objects.get().state == "open"
+    assert webhook_deliveries_process_pending() == 0
+
+
+def test_pending_processing_respects_the_limit(client, github_webhook, settings):
+    settings.WEBHOOK_PROCESS_INLINE = False
+    for _ in range(3):
+        post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+
+    assert webhook_deliveries_process_pending(limit=2) == 2
+    assert WebhookDelivery.objects.filter(status=Status.RECEIVED).count() == 1
+
+
+def test_redeliver_applies_a_stored_delivery_again(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", OPENED)
+    delivery = WebhookDelivery.objects.get()
+    PullRequest.objects.all().delete()
+
+    redelivered = webhook_delivery_redeliver(delivery=delivery)
+
+    assert redelivered.status == Status.PROCESSED and redelivered.attempts == 2
+    assert PullRequest.objects.get().number == 2
+
+
+def test_redeliver_of_an_applied_delivery_changes_nothing(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", OPENED)
+    updated_at, events = PullRequest.objects.get().updated_at, Event.objects.count()
+
+    webhook_delivery_redeliver(delivery=WebhookDelivery.objects.get())
+
+    assert (PullRequest.objects.get().updated_at, Event.objects.count()) == (updated_at, events)
+
+
+def test_redeliver_refuses_a_rejected_delivery(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", OPENED, secret="forged")
+
+    with pytest.raises(ValidationError, match="rejected"):
+        webhook_delivery_redeliver(delivery=WebhookDelivery.objects.get())
+
+
+def test_prune_deletes_only_what_is_past_retention(client, github_webhook, settings):
+    settings.WEBHOOK_DELIVERY_RETENTION_DAYS = 30
+    for _ in range(5):
+        post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+    old = list(WebhookDelivery.objects.values_list("pk", flat=True)[:3])
+    WebhookDelivery.objects.filter(pk__in=old).update(created_at=timezone.now() - timedelta(days=31))
+
+    assert webhook_deliveries_prune(batch_size=2) == 3
+    assert WebhookDelivery.objects.count() == 2
+    assert not WebhookDelivery.objects.filter(pk__in=old).exists()
+
+
+def test_prune_command(client, github_webhook):
+    post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+    WebhookDelivery.objects.update(created_at=timezone.now() - timedelta(days=3))
+    out = StringIO()
+
+    call_command("prune_webhook_deliveries", "--days", "7", stdout=out)
+    assert WebhookDelivery.objects.count() == 1
+    call_command("prune_webhook_deliveries", "--days", "2", stdout=out)
+    assert WebhookDelivery.objects.count() == 0
+    assert "Deleted 1 webhook deliveries older than 2 days." in out.getvalue()
+
+
+def test_rotating_the_secret_returns_it_once_and_old_signatures_stop_working(client, github_webhook):
+    old_secret = github_webhook.secret
+
+    new_secret = webhook_rotate_secret(webhook=github_webhook)
+
+    assert new_secret != old_secret and len(new_secret) == 64
+    github_webhook.refresh_from_db()
+    assert github_webhook.secret == new_secret
+    assert post_github(client, github_webhook, "ping", b"{}", secret=old_secret).status_code == 401
+    assert post_github(client, github_webhook, "ping", b"{}", secret=new_secret).status_code == 202
+
+
+def test_rotating_credentials_keeps_them_encrypted(github_webhook):
+    integration = github_webhook.integration
+
+    integration_rotate_credentials(integration=integration, credentials={"access_token": "ghp_new-fake-token"})
+
+    integration.refresh_from_db()
+    assert integration.credentials == {"access_token": "ghp_new-fake-token"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT credentials FROM integrations_integration WHERE id = %s", [integration.pk])
+        (raw,) = cursor.fetchone()
+    assert raw.startswith("gAAAAA") and "ghp_new-fake-token" not in raw
+
+
+@pytest.mark.parametrize("credentials", [{}, {"token": object()}, ["not", "a", "mapping"]])
+def test_rotating_credentials_refuses_bad_input(github_webhook, credentials):
+    with pytest.raises(ValidationError):
+        integration_rotate_credentials(integration=github_webhook.integration, credentials=credentials)
