@@ -30,11 +30,12 @@ from django.utils import timezone
 from agents.models import Agent
 from analytics import rollups
 from analytics.cache import invalidate_on_commit
-from analytics.models import Category, Event, Metric, Source
+from analytics.models import ROLLUP_WIDTHS, Category, Event, Metric, Source
 from companyos.ids import uuid7
 from core.models import Organization, User
 
 _FINEST_SECONDS = int(rollups.FINEST_WIDTH.total_seconds())
+_WIDTHS = [(width, int(width.total_seconds())) for width in ROLLUP_WIDTHS]
 
 
 @dataclass(frozen=True)
@@ -283,13 +284,35 @@ class _Aggregator:
             agg[3] = value
 
     def finish(self) -> tuple[dict[UUID, int], dict]:
-        """(rows per organization, aggregates keyed by bucket datetime)."""
+        """(rows per organization, aggregates for every rollup width keyed by bucket datetime).
+
+        Flooring epoch seconds matches ``date_bin(width, ts, ROLLUP_ORIGIN)``
+        because the origin is a whole number of every width after the epoch.
+        """
         per_org: dict[UUID, int] = {}
-        fine = {}
+        rolled: dict[tuple, Any] = {}
         for (org, series, start), agg in self.buckets.items():
-            fine[(org, series, datetime.fromtimestamp(start, tz=UTC))] = agg
             per_org[org] = per_org.get(org, 0) + (agg if self.value_at is None else agg[0])
-        return per_org, fine
+            for width, seconds in _WIDTHS:
+                key = (org, series, width, start - start % seconds)
+                rolled[key] = _merge(rolled.get(key), agg)
+        return per_org, {
+            (org, series, width, datetime.fromtimestamp(start, tz=UTC)): agg
+            for (org, series, width, start), agg in rolled.items()
+        }
+
+
+def _merge(into: Any, agg: Any) -> Any:
+    """Combine two partial aggregates: counts (events) or [count, sum, min, max] (metrics)."""
+    if into is None:
+        return agg if isinstance(agg, int) else list(agg)
+    if isinstance(agg, int):
+        return into + agg
+    into[0] += agg[0]
+    into[1] += agg[1]
+    into[2] = min(into[2], agg[2])
+    into[3] = max(into[3], agg[3])
+    return into
 
 
 def _record(table: _Table, rows: Iterable[Mapping[str, Any]], add_rollups: Callable[..., None]) -> IngestResult:

@@ -3,9 +3,10 @@
 Each raw row is counted once in every width of ``ROLLUP_WIDTHS``. Two paths
 keep the rollup tables current, both built on the same upsert:
 
-* ``analytics.ingest`` adds each batch's partial aggregates in the ingest
-  transaction (``metric_rollups_add`` / ``event_rollups_add``), so bulk-ingested
-  data is visible in rollups the moment it is committed;
+* ``analytics.ingest`` aggregates each batch in Python (it reads every row
+  anyway) and adds the result in the ingest transaction
+  (``metric_rollups_add`` / ``event_rollups_add``), so bulk-ingested data is
+  in the rollups the moment it is committed;
 * ``rollups_refresh`` (``manage.py refresh_rollups``) recomputes every bucket
   from a point in time on from raw rows. It picks up rows written by other
   paths (single ``Event`` rows from ``publish_on_commit``, the ORM) and is
@@ -29,9 +30,9 @@ from django.db import connection, transaction
 from analytics.cache import invalidate_on_commit
 from analytics.models import ROLLUP_ORIGIN, ROLLUP_WIDTHS
 
-# Partial aggregates at the finest width, keyed by (organization id, series, bucket start).
-MetricAggregates = dict[tuple[UUID, str, datetime], list[float]]
-EventAggregates = dict[tuple[UUID, str, datetime], int]
+# Aggregates of one batch, keyed by (organization id, series, width, bucket start).
+MetricAggregates = dict[tuple[UUID, str, timedelta, datetime], list[float]]  # [count, sum, min, max]
+EventAggregates = dict[tuple[UUID, str, timedelta, datetime], int]
 
 # Any bigint that no other part of CompanyOS uses as an advisory lock key.
 _ROLLUP_LOCK_KEY = 0x616E_616C_7974_6963  # "analytic"
@@ -39,17 +40,10 @@ _ROLLUP_LOCK_KEY = 0x616E_616C_7974_6963  # "analytic"
 FINEST_WIDTH: timedelta = min(ROLLUP_WIDTHS)
 COARSEST_WIDTH: timedelta = max(ROLLUP_WIDTHS)
 
-# The finer-grained rows of `{fine}` (columns o, n, b, c, s, mn, mx) are
-# regrouped into every width; conflicts add to what the bucket holds. ORDER BY
-# takes row locks in one order, so two concurrent ingests cannot deadlock.
+# Both paths add to what a bucket holds; after the refresh's DELETE nothing conflicts.
 _METRIC_UPSERT = """
 INSERT INTO analytics_metricrollup AS r (organization_id, name, width, bucket, count, sum, min, max)
-SELECT fine.o, fine.n, w.width, date_bin(w.width, fine.b, %(origin)s),
-       sum(fine.c), sum(fine.s), min(fine.mn), max(fine.mx)
-FROM ({fine}) AS fine(o, n, b, c, s, mn, mx)
-CROSS JOIN unnest(%(widths)s::interval[]) AS w(width)
-GROUP BY 1, 2, 3, 4
-ORDER BY 1, 2, 3, 4
+{select}
 ON CONFLICT (organization_id, name, width, bucket) DO UPDATE SET
     count = r.count + EXCLUDED.count,
     sum = r.sum + EXCLUDED.sum,
@@ -59,34 +53,45 @@ ON CONFLICT (organization_id, name, width, bucket) DO UPDATE SET
 
 _EVENT_UPSERT = """
 INSERT INTO analytics_eventrollup AS r (organization_id, event_type, width, bucket, count)
-SELECT fine.o, fine.t, w.width, date_bin(w.width, fine.b, %(origin)s), sum(fine.c)
-FROM ({fine}) AS fine(o, t, b, c)
-CROSS JOIN unnest(%(widths)s::interval[]) AS w(width)
-GROUP BY 1, 2, 3, 4
-ORDER BY 1, 2, 3, 4
+{select}
 ON CONFLICT (organization_id, event_type, width, bucket) DO UPDATE SET count = r.count + EXCLUDED.count
 """
 
-_METRIC_FINE_FROM_ARRAYS = """
-SELECT * FROM unnest(%(o)s::uuid[], %(n)s::text[], %(b)s::timestamptz[],
+# Ingest sends buckets aggregated in Python, sorted so that concurrent ingests
+# lock rollup rows in one order and cannot deadlock.
+_METRIC_FROM_ARRAYS = """
+SELECT * FROM unnest(%(o)s::uuid[], %(n)s::text[], %(w)s::interval[], %(b)s::timestamptz[],
                      %(c)s::bigint[], %(s)s::float8[], %(mn)s::float8[], %(mx)s::float8[])
 """
 
-_EVENT_FINE_FROM_ARRAYS = """
-SELECT * FROM unnest(%(o)s::uuid[], %(t)s::text[], %(b)s::timestamptz[], %(c)s::bigint[])
+_EVENT_FROM_ARRAYS = """
+SELECT * FROM unnest(%(o)s::uuid[], %(t)s::text[], %(w)s::interval[], %(b)s::timestamptz[], %(c)s::bigint[])
 """
 
-_METRIC_FINE_FROM_RAW = """
-SELECT organization_id, name, date_bin(%(finest)s, "timestamp", %(origin)s),
-       count(*), sum(value), min(value), max(value)
-FROM analytics_metric WHERE "timestamp" >= %(since)s
-GROUP BY 1, 2, 3
+# A refresh groups raw rows into the finest buckets once, then regroups those
+# into every width.
+_METRIC_FROM_RAW = """
+SELECT fine.o, fine.n, w.width, date_bin(w.width, fine.b, %(origin)s),
+       sum(fine.c), sum(fine.s), min(fine.mn), max(fine.mx)
+FROM (
+    SELECT organization_id, name, date_bin(%(finest)s, "timestamp", %(origin)s),
+           count(*), sum(value), min(value), max(value)
+    FROM analytics_metric WHERE "timestamp" >= %(since)s
+    GROUP BY 1, 2, 3
+) AS fine(o, n, b, c, s, mn, mx)
+CROSS JOIN unnest(%(widths)s::interval[]) AS w(width)
+GROUP BY 1, 2, 3, 4
 """
 
-_EVENT_FINE_FROM_RAW = """
-SELECT organization_id, event_type, date_bin(%(finest)s, occurred_at, %(origin)s), count(*)
-FROM analytics_event WHERE occurred_at >= %(since)s
-GROUP BY 1, 2, 3
+_EVENT_FROM_RAW = """
+SELECT fine.o, fine.t, w.width, date_bin(w.width, fine.b, %(origin)s), sum(fine.c)
+FROM (
+    SELECT organization_id, event_type, date_bin(%(finest)s, occurred_at, %(origin)s), count(*)
+    FROM analytics_event WHERE occurred_at >= %(since)s
+    GROUP BY 1, 2, 3
+) AS fine(o, t, b, c)
+CROSS JOIN unnest(%(widths)s::interval[]) AS w(width)
+GROUP BY 1, 2, 3, 4
 """
 
 
@@ -101,42 +106,43 @@ def hold_ingest_lock() -> None:
         cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [_ROLLUP_LOCK_KEY])
 
 
-def _params(**extra) -> dict:
-    return {"origin": ROLLUP_ORIGIN, "widths": list(ROLLUP_WIDTHS), **extra}
+def _columns(aggregates: dict) -> dict[str, list]:
+    keys = sorted(aggregates)
+    return {
+        "o": [k[0] for k in keys],
+        "series": [k[1] for k in keys],
+        "w": [k[2] for k in keys],
+        "b": [k[3] for k in keys],
+        "values": [aggregates[k] for k in keys],
+    }
 
 
 def metric_rollups_add(*, aggregates: MetricAggregates) -> None:
-    """Add a batch's partial aggregates (at ``FINEST_WIDTH``) to every rollup width."""
+    """Add a batch's aggregates (every width, see ``analytics.ingest``) to the rollups."""
     if not aggregates:
         return
-    keys = list(aggregates)
-    values = list(aggregates.values())
-    params = _params(
-        o=[k[0] for k in keys],
-        n=[k[1] for k in keys],
-        b=[k[2] for k in keys],
-        c=[v[0] for v in values],
-        s=[v[1] for v in values],
-        mn=[v[2] for v in values],
-        mx=[v[3] for v in values],
-    )
+    columns = _columns(aggregates)
+    values = columns.pop("values")
+    params = {
+        "n": columns.pop("series"),
+        **columns,
+        "c": [v[0] for v in values],
+        "s": [v[1] for v in values],
+        "mn": [v[2] for v in values],
+        "mx": [v[3] for v in values],
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_METRIC_UPSERT.format(fine=_METRIC_FINE_FROM_ARRAYS), params)
+        cursor.execute(_METRIC_UPSERT.format(select=_METRIC_FROM_ARRAYS), params)
 
 
 def event_rollups_add(*, aggregates: EventAggregates) -> None:
-    """Add a batch's event counts (at ``FINEST_WIDTH``) to every rollup width."""
+    """Add a batch's event counts (every width) to the rollups."""
     if not aggregates:
         return
-    keys = list(aggregates)
-    params = _params(
-        o=[k[0] for k in keys],
-        t=[k[1] for k in keys],
-        b=[k[2] for k in keys],
-        c=list(aggregates.values()),
-    )
+    columns = _columns(aggregates)
+    params = {"t": columns.pop("series"), "c": columns.pop("values"), **columns}
     with connection.cursor() as cursor:
-        cursor.execute(_EVENT_UPSERT.format(fine=_EVENT_FINE_FROM_ARRAYS), params)
+        cursor.execute(_EVENT_UPSERT.format(select=_EVENT_FROM_ARRAYS), params)
 
 
 @dataclass(frozen=True)
@@ -153,14 +159,14 @@ def rollups_refresh(*, since: datetime) -> RefreshResult:
     raw rows removed by ``prune_analytics``.
     """
     since = bucket_floor(since, COARSEST_WIDTH)
-    params = _params(since=since, finest=FINEST_WIDTH)
+    params = {"since": since, "finest": FINEST_WIDTH, "origin": ROLLUP_ORIGIN, "widths": list(ROLLUP_WIDTHS)}
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROLLUP_LOCK_KEY])
         cursor.execute("DELETE FROM analytics_metricrollup WHERE bucket >= %s", [since])
-        cursor.execute(_METRIC_UPSERT.format(fine=_METRIC_FINE_FROM_RAW), params)
+        cursor.execute(_METRIC_UPSERT.format(select=_METRIC_FROM_RAW), params)
         metric_buckets = cursor.rowcount
         cursor.execute("DELETE FROM analytics_eventrollup WHERE bucket >= %s", [since])
-        cursor.execute(_EVENT_UPSERT.format(fine=_EVENT_FINE_FROM_RAW), params)
+        cursor.execute(_EVENT_UPSERT.format(select=_EVENT_FROM_RAW), params)
         event_buckets = cursor.rowcount
         cursor.execute(
             "SELECT organization_id FROM analytics_metricrollup WHERE bucket >= %s"
