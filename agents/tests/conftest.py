@@ -35,21 +35,22 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start ``manage.py run_agent_worker`` processes on the test database.
 
     They only see committed rows: use them from ``transaction=True`` tests.
-    Each process logs to its own file under ``tmp_path``; every process still
+    Each process logs to ``process.log_path`` under ``tmp_path``; every process still
     running at the end of the test is killed.
     """
     processes: list[subprocess.Popen] = []
 
     def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = (tmp_path / f"worker-{len(processes)}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_agent_worker", *args],
-            cwd=BASE_DIR,
-            env={**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "INFO", **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        process.log_path = log.name
+        log_path = tmp_path / f"worker-{len(processes)}.log"
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "run_agent_worker", *args],
+                cwd=BASE_DIR,
+                env={**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "INFO", **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        process.log_path = log_path
         processes.append(process)
         return process
 

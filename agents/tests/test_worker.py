@@ -1,0 +1,119 @@
+"""The worker command end to end: real processes on the test database."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+
+import pytest
+from django.utils import timezone
+
+from agents import services
+from agents.models import AgentTask
+from analytics.models import Event
+
+Status = AgentTask.Status
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(condition, *, timeout: float, interval: float = 0.05, message: str = ""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+
+
+def events_of(task_ids, event_type: str) -> Counter:
+    events = Event.objects.filter(event_type=event_type, subject_id__in=task_ids)
+    return Counter(events.values_list("subject_id", flat=True))
+
+
+def test_four_burst_workers_run_2000_echo_tasks_exactly_once(agent, spawn_worker):
+    tasks = AgentTask.objects.bulk_create(
+        AgentTask(organization=agent.organization, agent=agent, task_type="echo", title=f"echo {i}", input={"n": i})
+        for i in range(2000)
+    )
+    workers = [spawn_worker("--burst", "--agent", agent.slug, env={"LOG_LEVEL": "WARNING"}) for _ in range(4)]
+    for worker in workers:
+        assert worker.wait(timeout=180) == 0, worker.log_path.read_text()
+
+    rows = list(AgentTask.objects.filter(agent=agent).values("status", "attempts", "input", "output", "worker_id"))
+    assert len(rows) == 2000
+    assert all(row["status"] == Status.COMPLETED for row in rows)
+    assert all(row["attempts"] == 1 for row in rows), "no task was claimed twice"
+    assert all(row["output"] == row["input"] for row in rows)
+    assert len({row["worker_id"] for row in rows}) > 1, "the work was shared"
+    ids = [task.pk for task in tasks]
+    assert set(events_of(ids, "agent.task.completed").values()) == {1}, "each task completed exactly once"
+    assert sum(events_of(ids, "agent.task.started").values()) == 2000
+    agent.refresh_from_db()
+    assert (agent.tasks_completed, agent.tasks_failed, agent.success_rate) == (2000, 0, 1.0)
+
+
+def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(agent, spawn_worker):
+    task = services.task_enqueue(agent=agent, task_type="sleep", title="slow", input={"seconds": 1.5})
+    fast = {"AGENT_TASK_RETRY_BASE_SECONDS": "0.1", "AGENT_WORKER_POLL_SECONDS": "0.2"}
+    doomed = spawn_worker("--lease-seconds", "2", env=fast)
+    wait_for(
+        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.RUNNING, worker_id__contains=f":{doomed.pid}:")
+        .exists(),
+        timeout=30, message="the first worker to start the task",
+    )
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    killed_at = timezone.now()
+
+    survivor = spawn_worker("--lease-seconds", "2", env=fast)
+    task = wait_for(
+        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(),
+        timeout=30, message="another worker to complete the task",
+    )
+    assert f":{survivor.pid}:" in task.worker_id
+    assert task.attempts == 2, "the lost attempt counts"
+    assert task.started_at > killed_at
+    assert "stopped responding" in task.error
+    assert task.output == {"seconds": 1.5}
+    assert events_of([task.pk], "agent.task.completed") == {task.pk: 1}
+    assert events_of([task.pk], "agent.task.started") == {task.pk: 2}
+    agent.refresh_from_db()
+    assert (agent.tasks_completed, agent.tasks_failed) == (1, 0)
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(timeout=10) == 0
+
+
+def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_worker):
+    first, second = (
+        services.task_enqueue(agent=agent, task_type="sleep", title=f"slow {i}", input={"seconds": 1.5})
+        for i in range(2)
+    )
+    worker = spawn_worker("--batch-size", "2")
+    wait_for(
+        lambda: AgentTask.objects.filter(agent=agent, status=Status.RUNNING).count() == 2,
+        timeout=30, message="the worker to claim both tasks",
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
+    log = worker.log_path.read_text()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.output) == (Status.COMPLETED, {"seconds": 1.5}), log
+    assert (second.status, second.attempts, second.lease_expires_at) == (Status.QUEUED, 0, None), log
+    assert "handed back" in log and "completed in" in log
+
+
+def test_an_idle_worker_starts_a_new_task_at_once(agent, spawn_worker):
+    """With a 60 s poll, only NOTIFY can explain a start within a second."""
+    worker = spawn_worker("--poll-seconds", "60")
+    warm_up = services.task_enqueue(agent=agent, task_type="echo", title="warm-up")
+    wait_for(lambda: AgentTask.objects.filter(pk=warm_up.pk, status=Status.COMPLETED).exists(), timeout=30)
+    time.sleep(0.5)  # idle again, waiting on LISTEN
+
+    task = services.task_enqueue(agent=agent, task_type="echo", title="now")
+    task = wait_for(lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), timeout=5)
+    assert (task.started_at - task.created_at).total_seconds() < 1
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=10) == 0
