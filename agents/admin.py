@@ -32,8 +32,16 @@ class TaskInline(ReadOnlyInline):
 @admin.register(Agent)
 class AgentAdmin(ModelAdmin):
     list_display = (
-        "name", fk_link("organization"), status_badge("agent_type", description="type"), "model", "is_active",
-        "tasks_completed", "tasks_failed", "success_percent", "avg_duration_ms", "last_active_at",
+        "name",
+        fk_link("organization"),
+        status_badge("agent_type", description="type"),
+        "model",
+        "is_active",
+        "tasks_completed",
+        "tasks_failed",
+        "success_percent",
+        "avg_duration_ms",
+        "last_active_at",
     )
     list_select_related = ("organization",)
     list_filter = ("agent_type", "is_active", "organization")
@@ -41,16 +49,31 @@ class AgentAdmin(ModelAdmin):
     autocomplete_fields = ("organization",)
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
-        "tasks_completed", "tasks_failed", "total_duration_ms", "success_rate", "avg_duration_ms", "last_active_at",
+        "tasks_completed",
+        "tasks_failed",
+        "total_duration_ms",
+        "success_rate",
+        "avg_duration_ms",
+        "last_active_at",
         "all_tasks",
     )
     fieldsets = (
         (None, {"fields": ("organization", "name", "slug", "agent_type", "description", "is_active")}),
         ("Behaviour", {"fields": ("model", "system_prompt", "config", "capabilities", "max_concurrent_tasks")}),
-        ("Track record", {"fields": (
-            "tasks_completed", "tasks_failed", "total_duration_ms", "success_rate", "avg_duration_ms", "last_active_at",
-            "all_tasks",
-        )}),
+        (
+            "Track record",
+            {
+                "fields": (
+                    "tasks_completed",
+                    "tasks_failed",
+                    "total_duration_ms",
+                    "success_rate",
+                    "avg_duration_ms",
+                    "last_active_at",
+                    "all_tasks",
+                )
+            },
+        ),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
     inlines = (TaskInline,)
@@ -64,7 +87,9 @@ class AgentAdmin(ModelAdmin):
         # The inline shows the newest few; an agent may have 100k tasks.
         if obj is None or obj.pk is None or obj._state.adding:
             return "—"
-        return format_html('<a href="{}">All tasks of this agent →</a>', changelist_url(AgentTask, agent__id__exact=obj.pk))
+        return format_html(
+            '<a href="{}">All tasks of this agent →</a>', changelist_url(AgentTask, agent__id__exact=obj.pk)
+        )
 
 
 class CollaborationInline(admin.TabularInline):
@@ -77,14 +102,24 @@ class CollaborationInline(admin.TabularInline):
 
 
 class RejectForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown on the task and to its creator.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), help_text="Shown on the task and to its creator."
+    )
 
 
 @admin.register(AgentTask)
 class AgentTaskAdmin(ModelAdmin):
     list_display = (
-        "title", fk_link("agent"), fk_link("organization"), status_badge("status"), "priority", "attempts",
-        "requires_approval", fk_link("approved_by"), "created_at", "completed_at",
+        "title",
+        fk_link("agent"),
+        fk_link("organization"),
+        status_badge("status"),
+        "priority",
+        "attempts",
+        "requires_approval",
+        fk_link("approved_by"),
+        "created_at",
+        "completed_at",
     )
     list_select_related = ("agent", "organization", "approved_by")
     list_filter = ("status", "priority", "requires_approval", "agent__agent_type", "organization")
@@ -92,8 +127,20 @@ class AgentTaskAdmin(ModelAdmin):
     autocomplete_fields = ("organization", "agent", "created_by", "parent_task")
     date_hierarchy = "created_at"
     readonly_fields = (
-        "status", "approved_by", "approved_at", "rejection_reason", "attempts", "error", "output", "started_at",
-        "completed_at", "duration_ms", "lease_expires_at", "worker_id", "target_content_type", "target_object_id",
+        "status",
+        "approved_by",
+        "approved_at",
+        "rejection_reason",
+        "attempts",
+        "error",
+        "output",
+        "started_at",
+        "completed_at",
+        "duration_ms",
+        "lease_expires_at",
+        "worker_id",
+        "target_content_type",
+        "target_object_id",
     )
     fieldsets = (
         (None, {"fields": ("organization", "agent", "task_type", "title", "status", "priority", "input")}),
@@ -114,9 +161,15 @@ class AgentTaskAdmin(ModelAdmin):
     @admin.action(description="Reject the selected tasks", permissions=["change"])
     def reject(self, request, queryset):
         return action_form(
-            self, request, queryset, RejectForm, title="Reject tasks",
+            self,
+            request,
+            queryset,
+            RejectForm,
+            title="Reject tasks",
             apply=lambda data: run_action(
-                self, request, queryset,
+                self,
+                request,
+                queryset,
                 lambda task: task_reject(task=task, user=request.user, reason=data["reason"]),
                 verb="Rejected",
             ),
@@ -134,8 +187,14 @@ class AgentTaskAdmin(ModelAdmin):
 @admin.register(AgentCollaboration)
 class AgentCollaborationAdmin(ModelAdmin):
     list_display = (
-        "__str__", fk_link("task"), fk_link("initiator"), fk_link("collaborator"), "kind", status_badge("status"),
-        "started_at", "completed_at",
+        "__str__",
+        fk_link("task"),
+        fk_link("initiator"),
+        fk_link("collaborator"),
+        "kind",
+        status_badge("status"),
+        "started_at",
+        "completed_at",
     )
     list_select_related = ("task", "initiator", "collaborator")
     list_filter = ("kind", "status")

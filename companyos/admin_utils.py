@@ -36,8 +36,18 @@ STATUS_TONES: dict[str, str] = {
     ),
     **dict.fromkeys(
         [
-            "pending", "queued", "building", "scheduled", "awaiting_approval", "in_review",
-            "in_progress", "publishing", "requested", "generated", "running", "outdated",
+            "pending",
+            "queued",
+            "building",
+            "scheduled",
+            "awaiting_approval",
+            "in_review",
+            "in_progress",
+            "publishing",
+            "requested",
+            "generated",
+            "running",
+            "outdated",
             "changes_requested",
         ],
         "warning",
@@ -106,7 +116,9 @@ def count_link(
     @admin.display(description=description, ordering=annotation)
     def column(obj: Any) -> str:
         value = getattr(obj, annotation)
-        return format_html('<a href="{}">{}</a>', changelist_url(model, **{f"{filter_field}__id__exact": obj.pk}), value)
+        return format_html(
+            '<a href="{}">{}</a>', changelist_url(model, **{f"{filter_field}__id__exact": obj.pk}), value
+        )
 
     column.__name__ = f"{annotation}_link"
     return column
@@ -130,9 +142,9 @@ class WriteOnlyWidget(forms.PasswordInput):
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, None, attrs)
-        context["widget"]["attrs"].setdefault("placeholder", (
-            f"{masked(str(value))} set — type to replace" if value else "not set — type to set"
-        ))
+        context["widget"]["attrs"].setdefault(
+            "placeholder", (f"{masked(str(value))} set — type to replace" if value else "not set — type to set")
+        )
         return context
 
 

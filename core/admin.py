@@ -42,7 +42,9 @@ class UserAdmin(ModelAdmin, DjangoUserAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(memberships_total=subquery_count(OrganizationMember, "user"))
 
-    organizations_count = staticmethod(count_link(OrganizationMember, "user", "memberships_total", description="organizations"))
+    organizations_count = staticmethod(
+        count_link(OrganizationMember, "user", "memberships_total", description="organizations")
+    )
 
 
 class MemberInline(admin.TabularInline):
@@ -77,7 +79,14 @@ class OrganizationAdmin(ModelAdmin):
 
 @admin.register(OrganizationMember)
 class OrganizationMemberAdmin(ModelAdmin):
-    list_display = ("__str__", fk_link("user"), fk_link("organization"), status_badge("role"), fk_link("invited_by"), "joined_at")
+    list_display = (
+        "__str__",
+        fk_link("user"),
+        fk_link("organization"),
+        status_badge("role"),
+        fk_link("invited_by"),
+        "joined_at",
+    )
     list_select_related = ("user", "organization", "invited_by")
     list_filter = ("role", "organization")
     search_fields = ("user__email", "user__name", "organization__name")

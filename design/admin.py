@@ -16,8 +16,13 @@ class ComponentInline(ReadOnlyInline):
 @admin.register(FigmaFile)
 class FigmaFileAdmin(ModelAdmin):
     list_display = (
-        "name", fk_link("organization"), status_badge("editor_type"), "project_name", "components_count",
-        "last_modified_at", "last_synced_at",
+        "name",
+        fk_link("organization"),
+        status_badge("editor_type"),
+        "project_name",
+        "components_count",
+        "last_modified_at",
+        "last_synced_at",
     )
     list_select_related = ("organization",)
     list_filter = ("editor_type", "organization")
@@ -34,17 +39,26 @@ class FigmaFileAdmin(ModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(components_total=subquery_count(DesignComponent, "figma_file"))
 
-    components_count = staticmethod(count_link(DesignComponent, "figma_file", "components_total", description="components"))
+    components_count = staticmethod(
+        count_link(DesignComponent, "figma_file", "components_total", description="components")
+    )
 
 
 @admin.register(DesignComponent)
 class DesignComponentAdmin(ModelAdmin):
     list_display = (
-        "name", fk_link("figma_file"), "kind", status_badge("code_status", description="code"), "code_path",
-        fk_link("code_repository"), fk_link("generated_by_agent"), "usage_count", "last_used_at",
+        "name",
+        fk_link("figma_file"),
+        "kind",
+        status_badge("code_status", description="code"),
+        "code_path",
+        fk_link("code_repository"),
+        fk_link("generated_by_agent"),
+        "usage_count",
+        "last_used_at",
     )
     list_select_related = ("figma_file", "code_repository", "generated_by_agent")
-    list_filter = ("code_status", "kind", "figma_file")
+    list_filter = ("code_status", "kind")
     search_fields = ("name", "=node_id", "code_path")
     autocomplete_fields = ("figma_file", "code_repository", "generated_by_agent")
     fieldsets = (
@@ -61,4 +75,6 @@ class DesignComponentAdmin(ModelAdmin):
         self.message_user(request, f"Marked the code of {len(marked)} component(s) outdated.", messages.SUCCESS)
         skipped = queryset.count() - len(marked)
         if skipped:
-            self.message_user(request, f"Skipped {skipped} component(s) with no code yet or already outdated.", messages.WARNING)
+            self.message_user(
+                request, f"Skipped {skipped} component(s) with no code yet or already outdated.", messages.WARNING
+            )

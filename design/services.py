@@ -17,7 +17,9 @@ CodeStatus = DesignComponent.CodeStatus
 HAS_CODE = (CodeStatus.GENERATED, CodeStatus.IN_REVIEW, CodeStatus.SYNCED)
 
 
-def components_mark_outdated(*, components: Iterable[DesignComponent], user: User | None = None) -> list[DesignComponent]:
+def components_mark_outdated(
+    *, components: Iterable[DesignComponent], user: User | None = None
+) -> list[DesignComponent]:
     """Mark the code of ``components`` as outdated (its design changed since).
 
     Components without code yet, or already outdated, are left alone and not
@@ -36,7 +38,9 @@ def components_mark_outdated(*, components: Iterable[DesignComponent], user: Use
         if not marked:
             return []
         now = timezone.now()
-        DesignComponent.objects.filter(pk__in=[c.pk for c in marked]).update(code_status=CodeStatus.OUTDATED, updated_at=now)
+        DesignComponent.objects.filter(pk__in=[c.pk for c in marked]).update(
+            code_status=CodeStatus.OUTDATED, updated_at=now
+        )
         for component in marked:
             previous, component.code_status, component.updated_at = component.code_status, CodeStatus.OUTDATED, now
             publish_on_commit(

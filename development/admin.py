@@ -24,8 +24,14 @@ class DeploymentInline(ReadOnlyInline):
 @admin.register(Repository)
 class RepositoryAdmin(ModelAdmin):
     list_display = (
-        "full_name", fk_link("organization"), fk_link("integration"), "language", "is_private", "stars_count",
-        "open_pull_requests", "last_synced_at",
+        "full_name",
+        fk_link("organization"),
+        fk_link("integration"),
+        "language",
+        "is_private",
+        "stars_count",
+        "open_pull_requests",
+        "last_synced_at",
     )
     list_select_related = ("organization", "integration")
     list_filter = ("is_private", "language", "organization")
@@ -43,23 +49,35 @@ class RepositoryAdmin(ModelAdmin):
         open_prs = subquery_count(PullRequest, "repository", state=PullRequest.State.OPEN)
         return super().get_queryset(request).annotate(open_pull_requests_total=open_prs)
 
-    open_pull_requests = staticmethod(count_link(PullRequest, "repository", "open_pull_requests_total", description="open PRs"))
+    open_pull_requests = staticmethod(
+        count_link(PullRequest, "repository", "open_pull_requests_total", description="open PRs")
+    )
 
 
 @admin.register(PullRequest)
 class PullRequestAdmin(ModelAdmin):
     list_display = (
-        "__str__", fk_link("repository"), status_badge("state"), "is_draft", "author_login", fk_link("author"),
-        status_badge("agent_review_status", description="agent review"), fk_link("reviewed_by_agent"), "opened_at",
+        "__str__",
+        fk_link("repository"),
+        status_badge("state"),
+        "is_draft",
+        "author_login",
+        fk_link("author"),
+        status_badge("agent_review_status", description="agent review"),
+        fk_link("reviewed_by_agent"),
+        "opened_at",
     )
     list_select_related = ("repository", "author", "reviewed_by_agent")
-    list_filter = ("state", "agent_review_status", "is_draft", "repository")
+    list_filter = ("state", "agent_review_status", "is_draft")
     search_fields = ("title", "=number", "author_login", "head_branch", "=head_sha")
     autocomplete_fields = ("repository", "author", "reviewed_by_agent")
     date_hierarchy = "opened_at"
     fieldsets = (
         (None, {"fields": ("repository", "number", "title", "body", "state", "is_draft", "labels")}),
-        ("Author and branches", {"fields": ("author_login", "author", "head_branch", "base_branch", "head_sha", "url")}),
+        (
+            "Author and branches",
+            {"fields": ("author_login", "author", "head_branch", "base_branch", "head_sha", "url")},
+        ),
         ("Size", {"fields": ("additions", "deletions", "changed_files")}),
         ("Agent review", {"fields": ("agent_review_status", "agent_review_summary", "reviewed_by_agent")}),
         ("Dates", {"fields": ("opened_at", "merged_at", "closed_at", "created_at", "updated_at")}),
@@ -70,8 +88,16 @@ class PullRequestAdmin(ModelAdmin):
 @admin.register(Deployment)
 class DeploymentAdmin(ModelAdmin):
     list_display = (
-        "project_name", "external_id", fk_link("repository"), status_badge("environment"), status_badge("state"),
-        "branch", "short_sha", fk_link("creator"), "created_at", "build_duration_ms",
+        "project_name",
+        "external_id",
+        fk_link("repository"),
+        status_badge("environment"),
+        status_badge("state"),
+        "branch",
+        "short_sha",
+        fk_link("creator"),
+        "created_at",
+        "build_duration_ms",
     )
     list_select_related = ("repository", "creator")
     list_filter = ("state", "environment", "organization")
@@ -79,7 +105,10 @@ class DeploymentAdmin(ModelAdmin):
     autocomplete_fields = ("organization", "repository", "integration", "pull_request", "creator")
     date_hierarchy = "created_at"
     fieldsets = (
-        (None, {"fields": ("organization", "project_name", "external_id", "url", "environment", "state", "error_message")}),
+        (
+            None,
+            {"fields": ("organization", "project_name", "external_id", "url", "environment", "state", "error_message")},
+        ),
         ("Source", {"fields": ("repository", "integration", "pull_request", "branch", "commit_sha", "creator")}),
         ("Timing", {"fields": ("started_at", "ready_at", "build_duration_ms", "created_at", "updated_at")}),
         ("Other", {"classes": ("collapse",), "fields": ("metadata",)}),
@@ -88,5 +117,3 @@ class DeploymentAdmin(ModelAdmin):
     @admin.display(description="commit", ordering="commit_sha")
     def short_sha(self, obj):
         return obj.commit_sha[:7]
-
-

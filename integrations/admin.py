@@ -44,12 +44,25 @@ class IntegrationForm(forms.ModelForm):
 
     class Meta:
         model = Integration
-        exclude = ("credentials",)
+        # The stored credentials never reach a form: new_credentials replaces them.
+        fields = (
+            "organization",
+            "service",
+            "name",
+            "status",
+            "scopes",
+            "config",
+            "external_account_id",
+            "last_synced_at",
+            "last_error",
+            "created_by",
+            "metadata",
+        )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The widget hints that a value is stored (masked), never the value.
-        if self.instance.pk and self.instance.credentials:
+        if "new_credentials" in self.fields and not self.instance._state.adding and self.instance.credentials:
             self.fields["new_credentials"].widget.attrs["placeholder"] = "•••••••• set — type to replace"
 
 

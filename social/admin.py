@@ -51,21 +51,35 @@ class ScheduleForm(forms.Form):
 @admin.register(SocialPost)
 class SocialPostAdmin(ModelAdmin):
     list_display = (
-        "__str__", fk_link("account"), status_badge("status"), "scheduled_at", "published_at", "is_agent_generated",
-        fk_link("author"), fk_link("agent"), "likes_count", "impressions_count",
+        "__str__",
+        fk_link("account"),
+        status_badge("status"),
+        "scheduled_at",
+        "published_at",
+        "is_agent_generated",
+        fk_link("author"),
+        fk_link("agent"),
+        "likes_count",
+        "impressions_count",
     )
     list_select_related = ("account", "author", "agent")
-    list_filter = ("status", "account__platform", "is_agent_generated", "account")
+    list_filter = ("status", "account__platform", "is_agent_generated")
     search_fields = ("content", "=external_id", "account__handle")
     autocomplete_fields = ("account", "author", "agent")
     date_hierarchy = "created_at"
     # Status moves only through the actions (the services), never by hand.
     readonly_fields = ("status", "scheduled_at", "published_at", "metrics_updated_at", "error_message")
     fieldsets = (
-        (None, {"fields": ("account", "content", "media_urls", "status", "scheduled_at", "published_at", "error_message")}),
+        (
+            None,
+            {"fields": ("account", "content", "media_urls", "status", "scheduled_at", "published_at", "error_message")},
+        ),
         ("Authorship", {"fields": ("author", "agent", "is_agent_generated")}),
         ("Platform", {"fields": ("external_id", "url")}),
-        ("Engagement", {"fields": ("likes_count", "reposts_count", "replies_count", "impressions_count", "metrics_updated_at")}),
+        (
+            "Engagement",
+            {"fields": ("likes_count", "reposts_count", "replies_count", "impressions_count", "metrics_updated_at")},
+        ),
         ("Other", {"classes": ("collapse",), "fields": ("metadata", "created_at", "updated_at")}),
     )
     actions = ("schedule", "cancel")
@@ -73,7 +87,11 @@ class SocialPostAdmin(ModelAdmin):
     @admin.action(description="Schedule the selected posts", permissions=["change"])
     def schedule(self, request, queryset):
         return action_form(
-            self, request, queryset, ScheduleForm, title="Schedule posts",
+            self,
+            request,
+            queryset,
+            ScheduleForm,
+            title="Schedule posts",
             apply=lambda data: run_action(
                 self, request, queryset, lambda post: post_schedule(post=post, at=data["at"]), verb="Scheduled"
             ),

@@ -33,7 +33,9 @@ def post_schedule(*, post: SocialPost, at: datetime) -> SocialPost:
     with transaction.atomic():
         locked = _locked(post)
         if locked.status not in SCHEDULABLE:
-            raise ValidationError(f"A {locked.get_status_display().lower()} post cannot be scheduled.", code="bad_status")
+            raise ValidationError(
+                f"A {locked.get_status_display().lower()} post cannot be scheduled.", code="bad_status"
+            )
         locked.status, locked.scheduled_at, locked.error_message = Status.SCHEDULED, at, ""
         locked.save(update_fields=["status", "scheduled_at", "error_message"])
     return locked
@@ -44,7 +46,9 @@ def post_cancel(*, post: SocialPost) -> SocialPost:
     with transaction.atomic():
         locked = _locked(post)
         if locked.status not in CANCELABLE:
-            raise ValidationError(f"A {locked.get_status_display().lower()} post cannot be canceled.", code="bad_status")
+            raise ValidationError(
+                f"A {locked.get_status_display().lower()} post cannot be canceled.", code="bad_status"
+            )
         locked.status = Status.CANCELED
         locked.save(update_fields=["status"])
     return locked

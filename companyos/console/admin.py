@@ -41,7 +41,7 @@ class ChangeAdmin(LargeTableAdmin, ModelAdmin):
 
     list_display = ("at", "model", "object_link", "operation_badge", "user", "source_label", "changed_columns")
     list_select_related = ("user",)
-    list_filter = (ModelFilter, "operation", SourceFilter, "user")
+    list_filter = (ModelFilter, "operation", SourceFilter)
     search_fields = ("=object_id", "=context_id")
     timestamps = ()
     fields = ("at", "model", "object_id", "operation", "user", "source", "context_id", "context", "diff")

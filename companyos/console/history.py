@@ -24,7 +24,7 @@ shell wrap their work in :func:`history_source`.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import pghistory.middleware
 from django.apps import apps
@@ -36,31 +36,51 @@ SOURCES = ("admin", "web", "webhook", "worker", "shell", "command")
 # Never worth a history row on their own: they move on every save, login or API call.
 IGNORED = ("updated_at", "last_login", "last_used_at")
 
-# Tracked models and the columns whose values history must not keep (a change
-# is recorded as "(hidden)"): secrets would outlive a key rotation there.
-#
+
+class Tracking(NamedTuple):
+    # Columns whose values history must not keep (a change is recorded as
+    # "(hidden)"): a secret kept here would outlive a key rotation.
+    hidden: tuple[str, ...] = ()
+    # Columns that move with traffic, not decisions (counters, leases): a
+    # change to them alone writes no history row.
+    churn: tuple[str, ...] = ()
+
+
 # Not tracked, on purpose:
 # - analytics.Event and analytics.Metric: append-only logs, never updated, each
 #   row is its own record; a trigger would double every write of the two
 #   largest tables (measured in docs/admin.md).
 # - integrations.WebhookDelivery: the delivery log is itself a history.
-TRACKED: dict[str, tuple[str, ...]] = {
-    "core.user": ("password",),
-    "core.organization": (),
-    "core.organizationmember": (),
-    "core.apitoken": ("token_hash",),
-    "integrations.integration": ("credentials",),
-    "integrations.webhook": ("secret",),
-    "development.repository": (),
-    "development.pullrequest": (),
-    "development.deployment": (),
-    "design.figmafile": (),
-    "design.designcomponent": (),
-    "social.socialaccount": (),
-    "social.socialpost": (),
-    "agents.agent": (),
-    "agents.agenttask": (),
-    "agents.agentcollaboration": (),
+TRACKED: dict[str, Tracking] = {
+    "core.user": Tracking(hidden=("password",)),
+    "core.organization": Tracking(),
+    "core.organizationmember": Tracking(),
+    "core.apitoken": Tracking(hidden=("token_hash",)),
+    "integrations.integration": Tracking(hidden=("credentials",)),
+    "integrations.webhook": Tracking(
+        hidden=("secret",),
+        churn=("delivery_count", "failure_count", "last_delivery_at", "last_delivery_status"),
+    ),
+    "development.repository": Tracking(),
+    "development.pullrequest": Tracking(),
+    "development.deployment": Tracking(),
+    "design.figmafile": Tracking(),
+    "design.designcomponent": Tracking(),
+    "social.socialaccount": Tracking(),
+    "social.socialpost": Tracking(),
+    "agents.agent": Tracking(
+        churn=(
+            "tasks_completed",
+            "tasks_failed",
+            "total_duration_ms",
+            "success_rate",
+            "avg_duration_ms",
+            "last_active_at",
+        ),
+    ),
+    # Lease renewals (every few seconds while a task runs) are not changes.
+    "agents.agenttask": Tracking(churn=("lease_expires_at",)),
+    "agents.agentcollaboration": Tracking(),
 }
 
 TRIGGER_NAME = "console_change"
@@ -89,11 +109,13 @@ def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
             if table not in existing:
                 continue
             columns = {field.column for field in model._meta.concrete_fields}
-            hidden = ",".join(column for column in TRACKED[model._meta.label_lower] if column in columns)
+            tracking = TRACKED[model._meta.label_lower]
+            hidden = ",".join(column for column in tracking.hidden if column in columns)
+            ignored = ",".join(column for column in (*IGNORED, *tracking.churn) if column in columns)
             cursor.execute(
                 f"CREATE OR REPLACE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {quote(table)} "
                 f"FOR EACH ROW EXECUTE FUNCTION console_record_change("
-                f"'{model._meta.label_lower}', '{hidden}', '{','.join(IGNORED)}')"
+                f"'{model._meta.label_lower}', '{hidden}', '{ignored}')"
             )
             installed.append(table)
     return installed

@@ -32,16 +32,29 @@ class Change(models.Model):
     model = models.CharField(max_length=100, help_text="app_label.model of the changed row.")
     object_id = models.UUIDField()
     operation = models.CharField(max_length=8, choices=Operation)
-    before = models.JSONField(null=True, blank=True, help_text="Old values of the changed columns (the whole row for a delete).")
-    after = models.JSONField(null=True, blank=True, help_text="New values of the changed columns (the whole row for an insert).")
+    before = models.JSONField(
+        null=True, blank=True, help_text="Old values of the changed columns (the whole row for a delete)."
+    )
+    after = models.JSONField(
+        null=True, blank=True, help_text="New values of the changed columns (the whole row for an insert)."
+    )
     # Denormalised from the context so the list filters and searches one table.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="Who made the change, when a person did.",
     )
-    source = models.CharField(max_length=16, blank=True, help_text="admin, web, webhook, worker, shell, command; empty: outside the app.")
+    source = models.CharField(
+        max_length=16, blank=True, help_text="admin, web, webhook, worker, shell, command; empty: outside the app."
+    )
     context_id = models.UUIDField(null=True, blank=True, help_text="Groups the changes of one request or block.")
-    context = models.JSONField(null=True, blank=True, help_text="Everything else the application attached (url, worker...).")
+    context = models.JSONField(
+        null=True, blank=True, help_text="Everything else the application attached (url, worker...)."
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -56,7 +69,9 @@ class Change(models.Model):
             BrinIndex(fields=["at"], name="change_at_brin"),
         ]
         constraints = [
-            models.CheckConstraint(condition=models.Q(operation__in=ChangeOperation.values), name="console_change_operation_valid"),
+            models.CheckConstraint(
+                condition=models.Q(operation__in=ChangeOperation.values), name="console_change_operation_valid"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -76,3 +91,6 @@ class ConsolePermissions(models.Model):
         managed = False
         default_permissions = ()
         permissions = [("manage_secrets", "Can set integration credentials and rotate webhook secrets")]
+
+    def __str__(self) -> str:
+        return "console permissions"

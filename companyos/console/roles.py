@@ -20,13 +20,23 @@ from django.db import DEFAULT_DB_ALIAS
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 
 # The models an operator runs the company with (app_label.model_name).
-OPERATIONAL = frozenset({
-    "integrations.integration", "integrations.webhook", "integrations.webhookdelivery",
-    "development.repository", "development.pullrequest", "development.deployment",
-    "design.figmafile", "design.designcomponent",
-    "social.socialaccount", "social.socialpost",
-    "agents.agent", "agents.agenttask", "agents.agentcollaboration",
-})
+OPERATIONAL = frozenset(
+    {
+        "integrations.integration",
+        "integrations.webhook",
+        "integrations.webhookdelivery",
+        "development.repository",
+        "development.pullrequest",
+        "development.deployment",
+        "design.figmafile",
+        "design.designcomponent",
+        "social.socialaccount",
+        "social.socialpost",
+        "agents.agent",
+        "agents.agenttask",
+        "agents.agentcollaboration",
+    }
+)
 
 
 def role_permissions(permissions) -> dict[str, list]:
@@ -59,8 +69,6 @@ def sync_roles_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, apps=glob
     # is enough, once every app's permissions exist.
     last = [config for config in global_apps.get_app_configs() if config.models_module is not None][-1]
     if sender.label != last.label:
-        return
-    if not apps.is_installed("django.contrib.auth"):
         return
     try:
         apps.get_model("auth", "Group")
