@@ -145,6 +145,10 @@ _breakers_lock = threading.Lock()
 
 def breaker_for(pool: redis.ConnectionPool) -> CircuitBreaker:
     """The breaker of the server behind ``pool`` (one per host/port/db per process)."""
+    # Remembered on the pool: this runs before every command.
+    breaker = getattr(pool, "_companyos_breaker", None)
+    if breaker is not None:
+        return breaker
     kwargs = pool.connection_kwargs
     name = f"{kwargs.get('host', kwargs.get('path', '?'))}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
     breaker = _breakers.get(name)
@@ -158,6 +162,7 @@ def breaker_for(pool: redis.ConnectionPool) -> CircuitBreaker:
                     log_interval=getattr(settings, "REDIS_OUTAGE_LOG_SECONDS", 30.0),
                 ),
             )
+    pool._companyos_breaker = breaker
     return breaker
 
 
