@@ -89,6 +89,38 @@ class TestAgentTask:
         with violates("agents_task_target_complete"):
             AgentTaskFactory(target_content_type=ContentType.objects.get_for_model(AgentTask))
 
+    def test_attempts_stay_within_max_attempts(self):
+        with violates("agents_task_attempts_within_max"):
+            AgentTaskFactory(status="failed", attempts=4, max_attempts=3)
+
+    def test_a_queued_task_has_an_attempt_left(self):
+        with violates("agents_task_queued_has_attempt_left"):
+            AgentTaskFactory(status="queued", attempts=3, max_attempts=3)
+
+    def test_a_running_task_holds_a_lease(self):
+        with violates("agents_task_lease_iff_running"):
+            AgentTaskFactory(status="running", started_at=timezone.now(), attempts=1, worker_id="w1")
+
+    def test_only_a_running_task_holds_a_lease(self):
+        with violates("agents_task_lease_iff_running"):
+            AgentTaskFactory(status="queued", lease_expires_at=timezone.now())
+
+    def test_completed_at_only_when_finished(self):
+        with violates("agents_task_completed_at_when_finished"):
+            AgentTaskFactory(status="queued", completed_at=timezone.now())
+
+    def test_awaiting_approval_requires_approval(self):
+        with violates("agents_task_awaiting_requires_approval"):
+            AgentTaskFactory(status="awaiting_approval", requires_approval=False)
+
+    def test_approved_at_only_on_a_completed_approval_task(self):
+        with violates("agents_task_approved_when_completed"):
+            AgentTaskFactory(status="queued", requires_approval=True, approved_at=timezone.now())
+
+    def test_a_rejection_reason_only_on_a_failed_task(self):
+        with violates("agents_task_rejected_when_failed"):
+            AgentTaskFactory(status="queued", rejection_reason="Not on brand.")
+
     def test_the_target_points_at_any_object(self):
         pull_request = PullRequestFactory()
         task = AgentTaskFactory(target=pull_request)
@@ -151,6 +183,15 @@ class TestAgentCollaboration:
         messages = [{"from": "a", "text": "¿Puedes revisar?"}, {"from": "b", "text": "はい", "refs": [1, 2]}]
         collaboration = AgentCollaborationFactory(messages=messages)
         assert AgentCollaboration.objects.get(pk=collaboration.pk).messages == messages
+
+    def test_deleting_the_child_task_keeps_the_collaboration(self):
+        collaboration = AgentCollaborationFactory()
+        child = AgentTaskFactory(organization=collaboration.task.organization, agent=collaboration.collaborator)
+        collaboration.child_task = child
+        collaboration.save(update_fields=["child_task"])
+        child.delete()
+        collaboration.refresh_from_db()
+        assert collaboration.child_task is None
 
     def test_deleting_the_collaborator_deletes_the_collaboration(self):
         collaboration = AgentCollaborationFactory()
