@@ -24,6 +24,7 @@ shell wrap their work in :func:`history_source`.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import pghistory.middleware
@@ -124,6 +125,18 @@ def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
 def install_triggers_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
     if sender.label == "console":
         install_triggers(using=using)
+
+
+def history_prune(*, before: datetime, batch_size: int = 10_000) -> int:
+    """Delete the history recorded before ``before``, in batches (short locks); returns the count."""
+    from companyos.console.models import Change
+
+    deleted = 0
+    while True:
+        batch = list(Change.objects.filter(at__lt=before).order_by("id").values_list("id", flat=True)[:batch_size])
+        if not batch:
+            return deleted
+        deleted += Change.objects.filter(id__in=batch).delete()[0]
 
 
 def history_source(source: str, **metadata: Any) -> AbstractContextManager:
