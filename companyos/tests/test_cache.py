@@ -206,3 +206,20 @@ def test_concurrent_processes_compute_an_expired_key_once(raw, key):
     finally:
         raw.delete(counter_key)
         get_layer("analytics").delete(key)
+
+
+def test_close_connections_disconnects_the_pools_and_the_cache_reconnects(raw, key):
+    from django_redis import get_redis_connection
+
+    from companyos.redis_client import close_connections
+
+    client_id = get_redis_connection("default").client_id()
+    close_connections()
+    deadline = time.monotonic() + 2
+    while any(int(client["id"]) == client_id for client in raw.client_list()):
+        assert time.monotonic() < deadline, "the connection is still open"
+        time.sleep(0.02)
+    layer = get_layer("default")
+    layer.set(key, "after close")
+    assert layer.get(key) == "after close"
+    layer.delete(key)
