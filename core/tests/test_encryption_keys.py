@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -33,17 +34,22 @@ def test_build_fernet_never_echoes_the_key():
     assert "my-secret-but-malformed-key" not in str(excinfo.value)
 
 
+def django_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=BASE_DIR,
+        env={**env, "DJANGO_SETTINGS_MODULE": "companyos.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["not-a-key", ""])
 def test_django_refuses_to_start_with_a_malformed_or_missing_key(value):
     # django.setup() is what every entry point (manage.py, ASGI, WSGI) runs first.
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=BASE_DIR,
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "companyos.settings", "FIELD_ENCRYPTION_KEYS": value},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = django_process("-c", "import django; django.setup()", env={**os.environ, "FIELD_ENCRYPTION_KEYS": value})
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and "FIELD_ENCRYPTION_KEYS" in result.stderr
 
@@ -89,3 +95,27 @@ class TestWrongKey:
 
     def test_empty_tables_pass(self):
         assert check_encryption_keys() == []
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_servers_and_commands_refuse_to_start_with_a_wrong_key():
+    """End to end, against committed rows: the ASGI application and `migrate` stop, naming the column."""
+    IntegrationFactory()
+    url = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+
+    def run(*args: str, key: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "DATABASE_URL": url, "FIELD_ENCRYPTION_KEYS": key}
+        return django_process(*args, env=env)
+
+    right_key = ",".join(settings.FIELD_ENCRYPTION_KEYS)
+    assert run("-c", "import companyos.asgi", key=right_key).returncode == 0
+
+    wrong_key = crypto.generate_key()
+    asgi = run("-c", "import companyos.asgi", key=wrong_key)
+    assert asgi.returncode != 0
+    assert "ImproperlyConfigured" in asgi.stderr and "integrations_integration.credentials" in asgi.stderr
+
+    migrate = run("manage.py", "migrate", key=wrong_key)
+    assert migrate.returncode != 0
+    assert "companyos.E002" in migrate.stderr and "integrations_integration.credentials" in migrate.stderr
