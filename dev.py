@@ -191,8 +191,11 @@ class EmbeddedServer:
             previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
             try:
                 with self._locked() as state:
-                    state["users"] = [p for p in state.get("users", []) if p != os.getpid() and process_alive(p)]
-                    if not state["users"] and process_alive(state.get("pid")):
+                    users = [pid for pid in state.get("users", []) if process_alive(pid)]
+                    if os.getpid() in users:
+                        users.remove(os.getpid())  # one entry: a process may hold the server twice
+                    state["users"] = users
+                    if not users and process_alive(state.get("pid")):
                         say(f"stopping embedded {self.name}")
                         self.stop(state["pid"])
                         state["pid"] = None
