@@ -1,9 +1,11 @@
-"""Factories for people and organizations."""
+"""Factories for people, organizations and API tokens."""
+
+import hashlib
 
 import factory
 from factory.django import DjangoModelFactory
 
-from core.models import Organization, OrganizationMember, User
+from core.models import ApiToken, Organization, OrganizationMember, User
 
 
 class UserFactory(DjangoModelFactory):
@@ -52,3 +54,22 @@ class OrganizationMemberFactory(DjangoModelFactory):
     organization = factory.SubFactory(OrganizationFactory)
     user = factory.SubFactory(UserFactory)
     role = OrganizationMember.Role.MEMBER
+
+
+class ApiTokenFactory(DjangoModelFactory):
+    """A stored token; ``token.raw`` is the value a client would send (only its hash is stored)."""
+
+    class Meta:
+        model = ApiToken
+
+    user = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"Script {n}")
+    raw = factory.Sequence(lambda n: f"cos_test_token_{n:08d}")
+    prefix = factory.LazyAttribute(lambda o: o.raw[:12])
+    token_hash = factory.LazyAttribute(lambda o: hashlib.sha256(o.raw.encode()).hexdigest())
+
+    @classmethod
+    def _create(cls, model_class, *args, raw: str, **kwargs):
+        token = super()._create(model_class, *args, **kwargs)
+        token.raw = raw
+        return token

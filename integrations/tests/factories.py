@@ -4,7 +4,7 @@ import factory
 from factory.django import DjangoModelFactory
 
 from core.tests.factories import OrganizationFactory
-from integrations.models import Integration, Webhook
+from integrations.models import Integration, Webhook, WebhookDelivery
 
 
 class IntegrationFactory(DjangoModelFactory):
@@ -28,3 +28,19 @@ class WebhookFactory(DjangoModelFactory):
     integration = factory.SubFactory(IntegrationFactory)
     name = factory.Sequence(lambda n: f"Webhook {n}")
     events = factory.LazyFunction(lambda: ["pull_request", "push"])
+
+
+class WebhookDeliveryFactory(DjangoModelFactory):
+    """A verified GitHub delivery waiting to be processed."""
+
+    class Meta:
+        model = WebhookDelivery
+
+    webhook = factory.SubFactory(WebhookFactory)
+    delivery_id = factory.Faker("uuid4")
+    event = "pull_request"
+    action = "opened"
+    response_code = 202
+    signature_valid = True
+    payload = factory.LazyFunction(lambda: {"action": "opened", "number": 1})
+    headers = factory.LazyAttribute(lambda o: {"X-GitHub-Event": o.event, "X-GitHub-Delivery": o.delivery_id})
