@@ -216,38 +216,53 @@ def _known_ids(table: _Table, rows: Sequence[Any]) -> dict[str, set[UUID]]:
     known = {}
     for key, model in table.references.items():
         wanted = set()
-        for row in rows:
-            if isinstance(row, Mapping) and (value := row.get(key)) is not None:
-                with contextlib.suppress(_Invalid):  # reported with its row
-                    wanted.add(_uuid(value))
+        for value in {row.get(key) for row in rows if isinstance(row, Mapping)} - {None}:
+            with contextlib.suppress(_Invalid, TypeError):  # reported with its row
+                wanted.add(_uuid(value))
         known[key] = set(model._base_manager.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
     return known
 
 
-def _clean_row(table: _Table, row: Any, now: datetime, known: dict[str, set[UUID]]) -> tuple[tuple, list[tuple]]:
-    """The row as a tuple in COPY column order, and its problems as (field, reason) pairs."""
-    if not isinstance(row, Mapping):
-        return (), [("", "not a mapping")]
-    problems = []
-    values = []
-    for key, spec in table.fields.items():
-        value = row.get(key, _REQUIRED)
-        if value is _REQUIRED:
-            if spec.default is _REQUIRED:
-                problems.append((key, "required"))
-            values.append(now if spec.default is _NOW else spec.default)
-            continue
-        try:
-            value = spec.clean(value)
-        except _Invalid as invalid:
-            problems.append((key, str(invalid)))
-        else:
-            if key in known and value is not None and value not in known[key]:
-                problems.append((key, f"unknown {table.references[key]._meta.verbose_name}"))
-        values.append(value)
-    if not row.keys() <= table.fields.keys():
-        problems.extend((key, "unknown field") for key in sorted(row.keys() - table.fields.keys()))
-    return tuple(values), problems
+class _RowCleaner:
+    """Cleans the rows of one batch; what does not depend on the row is worked out once."""
+
+    def __init__(self, table: _Table, now: datetime, known: dict[str, set[UUID]]) -> None:
+        self.keys = table.fields.keys()
+        self.steps = [
+            (
+                key,
+                spec.clean,
+                now if spec.default is _NOW else spec.default,
+                known.get(key),
+                f"unknown {table.references[key]._meta.verbose_name}" if key in known else "",
+            )
+            for key, spec in table.fields.items()
+        ]
+
+    def __call__(self, row: Any) -> tuple[tuple, list[tuple[str, str]]]:
+        """The row as a tuple in COPY column order, and its problems as (field, reason) pairs."""
+        if not isinstance(row, Mapping):
+            return (), [("", "not a mapping")]
+        problems = []
+        values = []
+        for key, clean, default, known, unknown_reason in self.steps:
+            value = row.get(key, _REQUIRED)
+            if value is _REQUIRED:
+                if default is _REQUIRED:
+                    problems.append((key, "required"))
+                values.append(default)
+                continue
+            try:
+                value = clean(value)
+            except _Invalid as invalid:
+                problems.append((key, str(invalid)))
+            else:
+                if known is not None and value is not None and value not in known:
+                    problems.append((key, unknown_reason))
+            values.append(value)
+        if not row.keys() <= self.keys:
+            problems.extend((key, "unknown field") for key in sorted(row.keys() - self.keys))
+        return tuple(values), problems
 
 
 class _Aggregator:
@@ -320,7 +335,7 @@ def _record(table: _Table, rows: Iterable[Mapping[str, Any]], add_rollups: Calla
     if not rows:
         return IngestResult(rows=0)
     now = timezone.now()
-    known = _known_ids(table, rows)
+    clean = _RowCleaner(table, now, _known_ids(table, rows))
     aggregator = _Aggregator(table)
     errors: list[RowError] = []
     # Validation streams into COPY so the client's work overlaps the server's;
@@ -331,7 +346,7 @@ def _record(table: _Table, rows: Iterable[Mapping[str, Any]], add_rollups: Calla
         with connection.cursor() as cursor, cursor.copy(table.copy_sql) as copy:
             copy.set_types(table.pg_types)
             for index, row in enumerate(rows):
-                values, problems = _clean_row(table, row, now, known)
+                values, problems = clean(row)
                 if problems:
                     errors.extend(RowError(index, key, reason) for key, reason in problems)
                 elif not errors:
