@@ -46,13 +46,23 @@ def integration_rotate_credentials(*, integration: Integration, credentials: Map
     return integration
 
 
-def webhook_rotate_secret(*, webhook: Webhook) -> str:
+MIN_SECRET_LENGTH = 16
+
+
+def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str:
     """Give a webhook a new signing secret and return it; this is the only time it is shown.
 
-    The old secret stops working at once: deliveries signed with it answer
-    401 until the provider has the new one.
+    We generate the secret, except for providers that generate their own
+    (Vercel shows its secret once when the webhook is created there): pass
+    that one as ``secret``. The old secret stops working at once: deliveries
+    signed with it answer 401 until the provider has the new one.
     """
-    secret = new_webhook_secret()
+    if secret is None:
+        secret = new_webhook_secret()
+    elif len(secret.strip()) < MIN_SECRET_LENGTH or secret != secret.strip():
+        raise ValidationError(
+            f"A signing secret needs at least {MIN_SECRET_LENGTH} characters and no surrounding spaces."
+        )
     webhook.secret = secret
     webhook.save(update_fields=["secret"])
     return secret

@@ -132,6 +132,16 @@ def test_rotating_the_secret_returns_it_once_and_old_signatures_stop_working(cli
     assert post_github(client, github_webhook, "ping", b"{}", secret=new_secret).status_code == 202
 
 
+def test_a_provider_generated_secret_can_be_set(client, vercel_webhook):
+    assert webhook_rotate_secret(webhook=vercel_webhook, secret="vercel-made-0123456789") == "vercel-made-0123456789"
+
+    vercel_webhook.refresh_from_db()
+    assert vercel_webhook.secret == "vercel-made-0123456789"
+    for bad in ("short", " padded-secret-0123456789 "):
+        with pytest.raises(ValidationError):
+            webhook_rotate_secret(webhook=vercel_webhook, secret=bad)
+
+
 def test_rotating_credentials_keeps_them_encrypted(github_webhook):
     integration = github_webhook.integration
 
