@@ -1,13 +1,14 @@
 """Benchmark the cache layers and locks against raw redis-py on the same server.
 
-    .venv/bin/python bench/cache.py                  # ~20 s
+    .venv/bin/python bench/cache.py                  # ~20 s on a quiet machine
     .venv/bin/python bench/cache.py --ops 20000 --runs 7 --payload-bytes 4096
 
 Prints, for one payload, sequential GET and SET ops/s through
 ``companyos.cache`` vs raw redis-py (the raw side stores the same pickled
 bytes, so the difference is the layer's own cost: key building, pickling,
 django-redis, the circuit breaker), a lock acquire+release cycle vs one raw
-GET round trip, and raw GETs with the hiredis parser vs the pure-Python one.
+GET round trip (and vs two raw round trips, the floor of any lock), and raw
+GETs with the hiredis parser vs the pure-Python one.
 Each figure is the median of ``--runs`` runs. Goals: layer >= 0.5x raw for
 get and set, lock cycle <= 3x a GET round trip.
 """
@@ -98,6 +99,8 @@ def main() -> None:
         "raw set": lambda i: raw.set(raw_key, blob, ex=300),
         "family get": lambda i: layer.family(run_id).get("k"),
         "lock cycle": lock_cycle,
+        # The floor of any lock: one round trip to take it, one to free it.
+        "two round trips": lambda i: (raw.set(raw_key, blob, ex=300), raw.get(raw_key)),
     }
     parser_clients = {}
     if HIREDIS_AVAILABLE:
@@ -127,6 +130,9 @@ def main() -> None:
     print(f"  family get (version + value, 2 round trips) {figures['family get']:>9,.0f} ops/s")
     print(f"  lock acquire+release {lock_us:7.1f} us   raw GET round trip {round_trip_us:7.1f} us   "
           f"ratio {lock_us / round_trip_us:.2f}x  (goal <= 3x: {'ok' if lock_us <= 3 * round_trip_us else 'MISSED'})")
+    two_trips_us = 1e6 / figures["two round trips"]
+    print(f"  (floor: two raw round trips SET+GET {two_trips_us:7.1f} us = {two_trips_us / round_trip_us:.2f}x a GET; "
+          f"lock cycle = {lock_us / two_trips_us:.2f}x that floor)")
     if parser_clients:
         hiredis, python = figures["parser hiredis"], figures["parser python"]
         print(f"  raw GET parser: hiredis {hiredis:>9,.0f} ops/s   pure Python {python:>9,.0f} ops/s   "
