@@ -190,9 +190,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"{'':<52} {'project':>16} {'baseline':>16} {'ratio (goal)':>14}")
 
-        rates = {
-            method: self._ingest_rate(method, batch, repeats, empty=True) for method in ("api", "copy", "bulk_create")
-        }
+        rates = self._ingest_rates(("api", "copy", "bulk_create"), batch, repeats, empty=True)
         self._report(
             "ingest into empty table, rows/s: API vs raw COPY",
             f"{rates['api']:,.0f}",
