@@ -38,9 +38,10 @@ def free_port() -> int:
 def child_env() -> dict[str, str]:
     """The environment of a child process: the test database and this run's Redis prefix."""
     db = connection.settings_dict
+    user = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
         "CHANNEL_LAYER": settings.CHANNEL_LAYER,
         "DJANGO_SETTINGS_MODULE": "companyos.settings",
