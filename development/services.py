@@ -92,7 +92,9 @@ def _save_changes(instance: models.Model, changed: list[str]) -> None:
     instance.save(update_fields=changed)
 
 
-def _upsert(queryset: models.QuerySet, *, lookup: Mapping[str, Any], fields: Mapping[str, Any], at: datetime | None):
+def _upsert(
+    queryset: models.QuerySet, *, lookup: Mapping[str, Any], fields: Mapping[str, Any], at: datetime | None
+) -> tuple[Any, bool]:
     """Create the row or update it under a row lock, unless the event is stale.
 
     Returns ``(instance, applied)``; ``applied`` is False only for a stale event.

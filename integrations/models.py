@@ -131,8 +131,12 @@ class WebhookDelivery(BaseModel):
     Status = WebhookDeliveryStatus
 
     # The (webhook, -created_at) index serves lookups by webhook.
-    webhook = models.ForeignKey("integrations.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False)
-    delivery_id = models.CharField(max_length=100, help_text="The provider's delivery id (X-GitHub-Delivery, Vercel's event id).")
+    webhook = models.ForeignKey(
+        "integrations.Webhook", on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    delivery_id = models.CharField(
+        max_length=100, help_text="The provider's delivery id (X-GitHub-Delivery, Vercel's event id)."
+    )
     event = models.CharField(max_length=100, help_text="The provider's event name (pull_request, deployment.ready...).")
     action = models.CharField(max_length=100, blank=True, help_text="GitHub's action (opened, closed...), if any.")
     status = models.CharField(max_length=16, choices=Status, default=Status.RECEIVED)

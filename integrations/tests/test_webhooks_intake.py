@@ -31,6 +31,16 @@ def assert_counted_rejection(webhook, code: int) -> WebhookDelivery:
     return delivery
 
 
+def test_acknowledging_takes_one_lookup_and_one_statement(client, github_webhook, settings, django_assert_num_queries):
+    settings.WEBHOOK_PROCESS_INLINE = False
+
+    with django_assert_num_queries(2):
+        response = post_github(client, github_webhook, "pull_request", OPENED)
+
+    assert response.status_code == 202
+    assert WebhookDelivery.objects.get().status == Status.RECEIVED
+
+
 def test_unknown_endpoint_is_404_and_stores_nothing(client):
     response = client.post("/webhooks/no-such-token/", data=OPENED, content_type="application/json")
 
