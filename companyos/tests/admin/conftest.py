@@ -4,11 +4,24 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
+from companyos.console.roles import sync_roles
 from companyos.tests.admin.cases import parents
 from core.tests.factories import UserFactory
 
+STATIC_FILES = "django.contrib.staticfiles.storage.StaticFilesStorage"
+
+
+@pytest.fixture(autouse=True)
+def plain_static_files(settings):
+    """Pages render without a collectstatic manifest, whatever DEBUG the environment set."""
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": STATIC_FILES}}
+
 
 def _staff(role: str):
+    # The roles migration created the groups; a transactional test elsewhere
+    # may have flushed them since, and sync_roles puts them back.
+    if not Group.objects.filter(name=role).exists():
+        sync_roles()
     user = UserFactory(is_staff=True, email=f"{role}@staff.example.com")
     user.groups.add(Group.objects.get(name=role))
     return user
