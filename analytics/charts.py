@@ -25,6 +25,7 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 12, 10, 24
 class Tick:
     position: float
     label: str
+    anchor: str = "middle"  # SVG text-anchor: the last time label ends at the edge instead of past it
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ class _Scale:
         span = self.end - self.start
         label = "%H:%M" if span <= timedelta(days=1) else "%b %d"
         return [
-            Tick(self.x(moment), moment.strftime(label))
-            for moment in (self.start + span * i / count for i in range(count + 1))
+            Tick(self.x(moment), moment.strftime(label), "end" if i == count else "middle")
+            for i, moment in enumerate(self.start + span * i / count for i in range(count + 1))
         ]
 
 
