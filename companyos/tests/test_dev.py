@@ -4,6 +4,8 @@ is exercised): start, reuse by a second holder, stop with the last, keep data.
 """
 
 import json
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -13,10 +15,12 @@ import dev
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    """A project-local .data/ of the test's own."""
-    monkeypatch.setattr(dev, "DATA", tmp_path / ".data")
-    return tmp_path / ".data"
+def data_dir(monkeypatch):
+    """A .data/ of the test's own. Not under pytest's tmp_path: every pytest session
+    resets /tmp/pytest-of-<user> to 0700, which would lock out PostgreSQL's user."""
+    with tempfile.TemporaryDirectory(prefix="companyos-dev-") as directory:
+        monkeypatch.setattr(dev, "DATA", Path(directory) / ".data")
+        yield Path(directory) / ".data"
 
 
 def server_pid(data_dir, name: str) -> int:
