@@ -8,18 +8,26 @@ from typing import Any
 from django.db.models import QuerySet
 
 from agents.models import AgentTask
-from agents.services import task_result_key
 from companyos.cache import get_layer
 from core.models import Organization
 
 _MISSING: Any = object()
 
 
-def task_output(*, task_id: uuid.UUID | str, default: Any = None) -> Any:
-    """A completed task's output, from the ``agent_results`` cache when there.
+def task_result_key(task_id: uuid.UUID | str) -> str:
+    """The ``agent_results`` cache key of a completed task's output."""
+    return f"task:{task_id}:output"
 
-    Only completed tasks are cached: their output is final. Anything else
-    (not finished, awaiting approval, unknown id) returns ``default``.
+
+def task_output(*, task_id: uuid.UUID | str, default: Any = None) -> Any:
+    """A completed task's output, read through the ``agent_results`` cache.
+
+    Only completed tasks are cached, and a completed task is final (see
+    ``agents/states.py``), so an entry never goes stale and needs no
+    invalidation; the layer's TTL bounds its memory. Filling on first read
+    rather than at completion keeps the worker's hot path free of a Redis
+    round trip for outputs nobody reads. Anything not completed (running,
+    awaiting approval, unknown id) returns ``default``.
     """
     layer = get_layer("agent_results")
     key = task_result_key(task_id)

@@ -14,7 +14,6 @@ claim, which moves many rows at once, lives in :mod:`agents.queue`.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,6 @@ from django.utils import timezone
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
-from companyos.cache import get_layer
 from core.models import User
 
 Status = AgentTask.Status
@@ -38,11 +36,6 @@ MAX_ERROR_LENGTH = 4000
 class LeaseLost(Exception):
     """The worker no longer holds the task: it was cancelled, or its lease
     expired and the task went back to the queue. The worker drops its result."""
-
-
-def task_result_key(task_id: uuid.UUID | str) -> str:
-    """The ``agent_results`` cache key of a completed task's output."""
-    return f"task:{task_id}:output"
 
 
 def task_enqueue(
@@ -335,12 +328,9 @@ def _fail_attempt(task: AgentTask, *, error: str, permanent: bool, now: datetime
 
 def _record_outcome(task: AgentTask, *, now: datetime, by_agent: bool) -> None:
     """The effects of a task reaching a final status, in its transaction:
-    the agent's counters, its collaboration, the cached output."""
+    the agent's counters and its collaboration."""
     if task.status == Status.COMPLETED:
         _agent_update(task, now=now, active=by_agent, completed=1, duration_ms=task.duration_ms or 0)
-        output = task.output
-        # Completed is final, so the cached output never goes stale.
-        transaction.on_commit(lambda: get_layer("agent_results").set(task_result_key(task.pk), output))
     elif task.status == Status.FAILED:
         _agent_update(task, now=now, active=by_agent, failed=1)
     if task.parent_task_id is not None:

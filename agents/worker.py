@@ -144,16 +144,22 @@ class Worker:
 
     def _runner(self, index: int) -> None:
         wakeup = self._wakeups[index]
+        idle = True
         try:
             while not self._stopping.is_set():
                 wakeup.clear()
+                if idle or connection.errors_occurred:
+                    # Drop a connection that went stale while idle or broke.
+                    # Not before every claim: it costs a health-check query.
+                    close_old_connections()
                 try:
                     tasks = self._claim()
                 except DatabaseError:
                     logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
                     self._stopping.wait(self.poll_seconds)
                     continue
-                if not tasks:
+                idle = not tasks
+                if idle:
                     if self.burst:
                         return
                     wakeup.wait()
@@ -167,7 +173,6 @@ class Worker:
             connection.close()
 
     def _claim(self) -> list[AgentTask]:
-        close_old_connections()
         tasks = tasks_claim(
             worker_id=self.worker_id,
             limit=self.batch_size,

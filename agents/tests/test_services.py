@@ -14,7 +14,7 @@ from django.utils import timezone
 from agents import services
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import tasks_claim
-from agents.selectors import task_output, tasks_awaiting_approval
+from agents.selectors import task_output, task_result_key, tasks_awaiting_approval
 from agents.tests.factories import AgentFactory
 from companyos.cache import get_layer
 
@@ -58,30 +58,25 @@ def test_enqueue_refuses_bad_input(agent):
     assert not AgentTask.objects.filter(agent=agent).exists()
 
 
-def test_completion_counts_for_the_agent_and_caches_the_output(agent, django_capture_on_commit_callbacks):
+def test_completion_counts_for_the_agent(agent):
     services.task_enqueue(agent=agent, task_type="echo", title="t", input={"n": 1})
-    task = _claim_one(agent)
-    with django_capture_on_commit_callbacks(execute=True):
-        task = services.task_complete(task=task, worker_id="w1", output={"n": 1}, duration_ms=40)
+    task = services.task_complete(task=_claim_one(agent), worker_id="w1", output={"n": 1}, duration_ms=40)
     assert (task.status, task.output, task.duration_ms, task.lease_expires_at) == (Status.COMPLETED, {"n": 1}, 40, None)
     agent.refresh_from_db()
     assert (agent.tasks_completed, agent.tasks_failed, agent.success_rate, agent.avg_duration_ms) == (1, 0, 1.0, 40)
     assert agent.last_active_at == task.completed_at
-    assert get_layer("agent_results").get(services.task_result_key(task.pk)) == {"n": 1}
-    assert task_output(task_id=task.pk) == {"n": 1}
 
 
 def test_task_output_reads_through_the_cache_only_for_completed_tasks(agent):
     queued = services.task_enqueue(agent=agent, task_type="echo", title="t")
     assert task_output(task_id=queued.pk, default="none") == "none"
-    done = AgentTask.objects.create(
-        organization=agent.organization, agent=agent, task_type="echo", title="done", status=Status.COMPLETED,
-        output=[1, 2], started_at=timezone.now(), completed_at=timezone.now(),
-    )
-    get_layer("agent_results").delete(services.task_result_key(done.pk))
-    assert task_output(task_id=done.pk) == [1, 2]
-    AgentTask.objects.filter(pk=done.pk).update(output=[3])
-    assert task_output(task_id=done.pk) == [1, 2], "the second read comes from the cache"
+    assert get_layer("agent_results").get(task_result_key(queued.pk), "absent") == "absent", "not cached"
+    services.task_complete(task=_claim_one(agent), worker_id="w1", output=[1, 2], duration_ms=1)
+    assert task_output(task_id=queued.pk) == [1, 2]
+    assert get_layer("agent_results").get(task_result_key(queued.pk)) == [1, 2]
+    AgentTask.objects.filter(pk=queued.pk).update(output=[3])
+    assert task_output(task_id=queued.pk) == [1, 2], "the second read comes from the cache"
+    get_layer("agent_results").delete(task_result_key(queued.pk))
 
 
 def test_a_task_needing_approval_waits_with_its_output_then_approval_completes_it(agent, user):
