@@ -15,7 +15,9 @@ supplies ``started_at``), which adds information without undoing any.
 
 The upserts lock the row they change (``select_for_update``), so concurrent
 deliveries about one object apply one after the other, each seeing the
-other's result.
+other's result. They need a transaction for that, not a savepoint of their
+own: an error propagates and rolls back the caller's transaction anyway
+(webhook processing wraps each delivery in one savepoint).
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def _upsert(
     lock when another delivery created the row first), so the ``post_save``
     receivers see ``created=True`` exactly once.
     """
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         instance = queryset.select_for_update(of=("self",)).filter(**lookup).first()
         if instance is None:
             defaults = {name: value for name, value in fields.items() if name not in lookup}
@@ -146,7 +148,7 @@ def repository_upsert_from_github(
     at = _github_time(data.get("updated_at"))
     fields["last_event_at"] = at
     scope = Repository.objects.filter(organization=organization)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if not scope.filter(external_id=fields["external_id"]).exists():
             # Adopt a row known only by name; otherwise the id lookup below creates one.
             scope.filter(full_name=fields["full_name"], external_id__isnull=True).update(
@@ -155,7 +157,7 @@ def repository_upsert_from_github(
         return _upsert(
             scope,
             lookup={"organization": organization, "external_id": fields["external_id"]},
-            fields={"integration": integration, **fields},
+            fields={"integration_id": integration.pk if integration else None, **fields},
             at=at,
         )
 
@@ -209,14 +211,15 @@ def pull_request_upsert_from_github(*, repository: Repository, data: Mapping[str
     fields.update(
         {name: int(data[name]) for name in ("additions", "deletions", "changed_files") if data.get(name) is not None}
     )
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         existing = (
             PullRequest.objects.filter(repository=repository, number=int(data["number"]))
             .values_list("author_login", flat=True)
             .first()
         )
         if existing != author_login:
-            fields["author"] = User.objects.filter(github_username=author_login).first() if author_login else None
+            authors = User.objects.filter(github_username=author_login).values_list("pk", flat=True)
+            fields["author_id"] = authors.first() if author_login else None
         return _upsert(
             PullRequest.objects.all(),
             lookup={"repository": repository, "number": int(data["number"])},
@@ -266,7 +269,7 @@ def deployment_set_state(*, deployment: Deployment, state: str, at: datetime, er
         raise ValidationError(f"Unknown deployment state {state!r}.")
     if refusal := _deployment_state_refusal(deployment, state, at):
         raise ValidationError(f"Cannot set the state: {refusal}.")
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         _save_changes(deployment, _apply(deployment, _deployment_state_fields(deployment, state, at, error_message)))
     return deployment
 
@@ -279,7 +282,7 @@ def _vercel_deployment_fields(*, integration: Integration, data: Mapping[str, An
     if url and "://" not in url:
         url = f"https://{url}"
     fields: dict[str, Any] = {
-        "integration": integration,
+        "integration_id": integration.pk,
         "project_name": deployment.get("name") or "",
         "url": url,
         "environment": DeploymentEnvironment.PRODUCTION
@@ -296,13 +299,19 @@ def _vercel_deployment_fields(*, integration: Integration, data: Mapping[str, An
     }
     if meta.get("githubCommitOrg") and meta.get("githubCommitRepo"):
         full_name = f"{meta['githubCommitOrg']}/{meta['githubCommitRepo']}"
-        repository = Repository.objects.filter(organization_id=integration.organization_id, full_name=full_name).first()
-        if repository is not None:
-            fields["repository"] = repository
+        repository_id = (
+            Repository.objects.filter(organization_id=integration.organization_id, full_name=full_name)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if repository_id is not None:
+            fields["repository_id"] = repository_id
             if str(meta.get("githubPrId") or "").isdigit():
-                fields["pull_request"] = PullRequest.objects.filter(
-                    repository=repository, number=int(meta["githubPrId"])
-                ).first()
+                fields["pull_request_id"] = (
+                    PullRequest.objects.filter(repository_id=repository_id, number=int(meta["githubPrId"]))
+                    .values_list("pk", flat=True)
+                    .first()
+                )
     return fields
 
 
@@ -323,7 +332,7 @@ def deployment_upsert_from_vercel(
     external_id = data["deployment"]["id"]
     error_message = str(data["deployment"].get("errorMessage") or "") if state == DeploymentState.ERROR else ""
     fields = _vercel_deployment_fields(integration=integration, data=data)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         deployment = Deployment.objects.select_for_update(of=("self",)).filter(external_id=external_id).first()
         if deployment is None:
             defaults = {

@@ -16,10 +16,11 @@ from integrations.services import (
     integration_rotate_credentials,
     webhook_deliveries_process_pending,
     webhook_deliveries_prune,
+    webhook_delivery_process,
     webhook_delivery_redeliver,
     webhook_rotate_secret,
 )
-from integrations.tests.webhook_helpers import github_payload, post_github
+from integrations.tests.webhook_helpers import github_payload, post_github, post_vercel, vercel_event
 from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +88,31 @@ def test_redeliver_of_an_applied_delivery_changes_nothing(client, github_webhook
     webhook_delivery_redeliver(delivery=WebhookDelivery.objects.get())
 
     assert (PullRequest.objects.get().updated_at, Event.objects.count()) == (updated_at, events)
+
+
+@pytest.mark.parametrize(
+    ("post", "queries"),
+    [
+        (lambda client, webhooks: post_github(client, webhooks[0], "pull_request", OPENED), 10),
+        (lambda client, webhooks: post_vercel(client, webhooks[1], vercel_event("deployment.created")), 8),
+    ],
+    ids=["pull request", "deployment"],
+)
+def test_processing_an_unchanged_payload_only_reads(
+    client, github_webhook, vercel_webhook, settings, django_assert_num_queries, post, queries
+):
+    """Lock the delivery, read what it is about, write the outcome: no N+1, no writes to unchanged rows."""
+    settings.WEBHOOK_PROCESS_INLINE = False
+    for _ in range(2):
+        post(client, (github_webhook, vercel_webhook))
+    first, second = WebhookDelivery.objects.order_by("created_at")
+    webhook_delivery_process(delivery_pk=first.pk)
+
+    with django_assert_num_queries(queries):
+        webhook_delivery_process(delivery_pk=second.pk)
+
+    second.refresh_from_db()
+    assert second.status == Status.PROCESSED
 
 
 def test_redeliver_refuses_a_rejected_delivery(client, github_webhook):
