@@ -3,9 +3,12 @@
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from companyos.admin_utils import ModelAdmin, count_link, fk_link, status_badge, subquery_count
-from core.models import Organization, OrganizationMember, User
+from companyos.admin_utils import ModelAdmin, badge, count_link, fk_link, run_action, status_badge, subquery_count
+from core.models import ApiToken, Organization, OrganizationMember, User
+from core.services import api_token_create, api_token_revoke
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -97,3 +100,57 @@ class OrganizationMemberAdmin(ModelAdmin):
         ("Invitation", {"fields": ("invited_by", "joined_at")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ModelAdmin):
+    """Tokens are created through the service and shown once; only their hash is stored."""
+
+    list_display = ("name", fk_link("user"), "prefix", "state", "expires_at", "last_used_at", "created_at")
+    list_select_related = ("user",)
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter))
+    search_fields = ("name", "=prefix", "user__email")
+    autocomplete_fields = ("user",)
+    readonly_fields = ("prefix", "last_used_at", "revoked_at")
+    fieldsets = (
+        (None, {"fields": ("user", "name", "expires_at")}),
+        ("Use", {"fields": ("prefix", "last_used_at", "revoked_at", "created_at", "updated_at")}),
+    )
+    actions = ("revoke",)
+
+    @admin.display(description="state")
+    def state(self, obj):
+        if obj.revoked_at:
+            return badge("error", "revoked")
+        if obj.expires_at and obj.expires_at <= timezone.now():
+            return badge("canceled", "expired")
+        return badge("active", "active")
+
+    def get_readonly_fields(self, request, obj=None):
+        # A token's owner and expiry are fixed once it exists: revoke and create another.
+        fixed = ("user", "expires_at") if obj is not None else ()
+        return (*super().get_readonly_fields(request, obj), *fixed)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, raw = api_token_create(user=obj.user, name=obj.name, expires_at=obj.expires_at)
+        obj.pk, obj.prefix, obj.created_at = token.pk, token.prefix, token.created_at
+        obj._state.adding, obj._state.db = False, token._state.db
+        request.new_api_token = raw
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the token this once, on this response only (never stored, never in a message)."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API token",
+            "opts": self.opts,
+            "token": obj,
+            "raw": request.new_api_token,
+        }
+        return TemplateResponse(request, "admin/core/apitoken/created.html", context)
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
+    def revoke(self, request, queryset):
+        run_action(self, request, queryset, lambda token: api_token_revoke(token=token), verb="Revoked")

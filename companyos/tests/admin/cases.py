@@ -21,8 +21,8 @@ from agents.tests.factories import AgentCollaborationFactory, AgentFactory, Agen
 from analytics.models import Event, Metric
 from analytics.tests.factories import EventFactory, MetricFactory
 from companyos.console.models import Change
-from core.models import Organization, OrganizationMember, User
-from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
+from core.models import ApiToken, Organization, OrganizationMember, User
+from core.tests.factories import ApiTokenFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
 from design.models import DesignComponent, FigmaFile
 from design.tests.factories import DesignComponentFactory, FigmaFileFactory
 from development.models import Deployment, PullRequest, Repository
@@ -127,6 +127,12 @@ CASES = [
     Case(Organization, lambda p, n: bulk(OrganizationFactory, n), lambda o: o.slug, lambda o: f"plan__exact={o.plan}"),
     Case(
         OrganizationMember, _members, lambda o: o.user.email, lambda o: f"organization__id__exact={o.organization_id}"
+    ),
+    Case(
+        ApiToken,
+        lambda p, n: ApiTokenFactory.create_batch(n, user=p.user),
+        lambda o: o.prefix,
+        lambda o: "revoked_at__isempty=1",
     ),
     Case(
         Integration,

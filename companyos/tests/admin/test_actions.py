@@ -223,3 +223,22 @@ def test_viewer_cannot_run_actions(rows, viewer_client, url, action):
     assert Webhook.objects.get(pk=rows.webhook.pk).secret == secret
     assert not Change.objects.filter(source="admin").exists()
     assert f'value="{action}"' not in viewer_client.get(url).content.decode()
+
+
+def test_api_token_is_created_through_the_service_shown_once_and_revoked(rows, admin_client, staff_admin):
+    from core.models import ApiToken
+
+    response = admin_client.post("/admin/core/apitoken/add/", {"user": str(rows.user.pk), "name": "CI watcher"})
+
+    token = ApiToken.objects.get(name="CI watcher")
+    raw = response.context["raw"]
+    assert raw.startswith(token.prefix) and raw in response.content.decode()
+    assert raw not in admin_client.get(f"/admin/core/apitoken/{token.pk}/change/").content.decode()
+    assert Change.objects.get(object_id=token.pk, operation="insert").after["token_hash"] == "(hidden)"
+
+    _, messages = act(admin_client, "/admin/core/apitoken/", "revoke", [token])
+
+    assert messages == ["Revoked 1 API token."]
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert history_of(token, staff_admin).after == {"revoked_at": token.revoked_at.isoformat()}
