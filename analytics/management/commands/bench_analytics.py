@@ -95,7 +95,7 @@ class Command(BaseCommand):
         )
 
     def _fill(self, total: int, chunk: int = 100_000) -> None:
-        bar = ProgressBar(f"fill {total / 1e6:g}M", total - self.written)
+        bar = ProgressBar(f"fill {total / 1e6:g}M", total - self.written, self.stderr)
         while self.written < total:
             rows = self._rows(min(chunk, total - self.written))
             record_metrics(rows)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import random
 import secrets
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from itertools import islice
 
 from django.apps import apps
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,9 +30,9 @@ from analytics.synthetic import OrganizationSubjects, event_rows, metric_rows
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, redrawn in place at most ten times a second."""
+    """A one-line progress bar on a command's stderr, redrawn in place at most ten times a second."""
 
-    def __init__(self, label: str, total: int, stream=sys.stderr, width: int = 30) -> None:
+    def __init__(self, label: str, total: int, stream: OutputWrapper, width: int = 30) -> None:
         self.label, self.total, self.stream, self.width = label, total, stream, width
         self.done = 0
         self.started = self.drawn = time.monotonic()
@@ -51,11 +50,12 @@ class ProgressBar:
         rate = self.done / max(now - self.started, 1e-9)
         eta = (self.total - self.done) / rate if rate else 0
         self.stream.write(
-            f"\r{self.label:<10} [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} "
-            f"{self.done:,}/{self.total:,}  {rate:,.0f}/s  ETA {eta:4.0f}s "
+            ending="",
+            msg=f"\r{self.label:<10} [{'#' * filled}{'.' * (self.width - filled)}] {fraction:4.0%} "
+            f"{self.done:,}/{self.total:,}  {rate:,.0f}/s  ETA {eta:4.0f}s ",
         )
         if self.done >= self.total:
-            self.stream.write("\n")
+            self.stream.write("")
         self.stream.flush()
 
     @property
@@ -96,7 +96,7 @@ class Command(BaseCommand):
         # this run, so generate_data can run again on the same database.
         tag = secrets.token_hex(3)
 
-        graph = ProgressBar("graph", organizations)
+        graph = ProgressBar("graph", organizations, self.stderr)
         subjects = []
         for index in range(organizations):
             with transaction.atomic():
@@ -124,7 +124,7 @@ class Command(BaseCommand):
     def _ingest(self, label: str, record: Callable, rows: Iterable[dict], total: int, batch_size: int) -> None:
         if not total:
             return
-        bar = ProgressBar(label, total)
+        bar = ProgressBar(label, total, self.stderr)
         for batch in _batches(rows, batch_size):
             record(batch)
             bar.advance(len(batch))
