@@ -23,7 +23,7 @@ from analytics.models import ROLLUP_ORIGIN, ROLLUP_WIDTHS
 from analytics.rollups import bucket_floor
 from core.models import Organization
 
-Source = Literal["auto", "raw", "rollup"]
+ReadSource = Literal["auto", "raw", "rollup"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class _Plan:
     rollup_end: datetime
 
 
-def _plan(*, start: datetime, end: datetime, bucket: timedelta, source: Source) -> _Plan:
+def _plan(*, start: datetime, end: datetime, bucket: timedelta, source: ReadSource) -> _Plan:
     usable = [w for w in ROLLUP_WIDTHS if bucket % w == timedelta(0)]
     wants_rollup = source == "rollup" or (source == "auto" and end - start > settings.ANALYTICS_RAW_MAX_RANGE)
     if not (wants_rollup and usable):
@@ -115,7 +115,7 @@ FROM parts GROUP BY b, event_type ORDER BY b, event_type
 """
 
 
-def _query(sql: str, *, start: datetime, end: datetime, bucket: timedelta, source: Source, **params) -> list[tuple]:
+def _query(sql: str, *, start: datetime, end: datetime, bucket: timedelta, source: ReadSource, **params) -> list[tuple]:
     plan = _plan(start=start, end=end, bucket=bucket, source=source)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -142,7 +142,7 @@ def metric_series(
     start: datetime,
     end: datetime,
     bucket: timedelta,
-    source: Source = "auto",
+    source: ReadSource = "auto",
     cached: bool = True,
 ) -> list[MetricPoint]:
     """One metric of one organization over [start, end), per ``bucket``; empty buckets are absent.
@@ -167,7 +167,7 @@ def event_counts(
     start: datetime,
     end: datetime,
     bucket: timedelta,
-    source: Source = "auto",
+    source: ReadSource = "auto",
     cached: bool = True,
 ) -> list[EventCount]:
     """Events of one organization over [start, end) per type and ``bucket``; see ``metric_series``."""
