@@ -155,9 +155,19 @@ class TaskListener:
 
     def __init__(self, *, agent_ids: Iterable[uuid.UUID] = ()) -> None:
         self._agent_ids = {str(agent_id) for agent_id in agent_ids}
-        self._conn = connection.get_new_connection(connection.get_connection_params())
-        self._conn.autocommit = True
-        self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        self._conn = self._connect()
+
+    @staticmethod
+    def _connect():
+        conn = connection.get_new_connection(connection.get_connection_params())
+        conn.autocommit = True
+        conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        return conn
+
+    def reconnect(self) -> None:
+        """Replace a broken connection (notifications sent meanwhile are lost: poll)."""
+        self._conn.close()
+        self._conn = self._connect()
 
     def wait(self, timeout: float) -> bool:
         """Block until a task this worker serves is queued (True) or ``timeout`` passes (False)."""

@@ -120,7 +120,7 @@ class Worker:
         while alive := [runner for runner in runners if runner.is_alive()]:
             if listener is None or self._stopping.is_set():
                 alive[0].join(SUPERVISOR_SLICE_SECONDS)
-            elif listener.wait(SUPERVISOR_SLICE_SECONDS):
+            elif self._listen(listener):
                 self._wake_all()
             now = time.monotonic()
             if now >= next_maintenance:
@@ -131,12 +131,29 @@ class Worker:
                 self._wake_all()
                 next_poll = now + self.poll_seconds
 
+    def _listen(self, listener: TaskListener) -> bool:
+        """Wait a slice for a NOTIFY; a lost connection is logged and reopened
+        (meanwhile the poll keeps the runners going)."""
+        try:
+            return listener.wait(SUPERVISOR_SLICE_SECONDS)
+        except DatabaseError:
+            logger.exception("worker %s lost its LISTEN connection; reconnecting", self.worker_id)
+            self._stopping.wait(self.poll_seconds)
+            with contextlib.suppress(DatabaseError):
+                listener.reconnect()
+            return True
+
     def _maintain(self) -> None:
+        """Renew the leases in hand and requeue other workers' expired ones."""
         with self._lock:
             in_hand = list(self._in_hand)
-        tasks_renew_leases(worker_id=self.worker_id, task_ids=in_hand, lease_seconds=self.lease_seconds)
-        for task in services.tasks_requeue_expired_leases():
-            logger.warning("task %s lease expired (worker %s): back to %s", task.pk, task.worker_id, task.status)
+        try:
+            close_old_connections()
+            tasks_renew_leases(worker_id=self.worker_id, task_ids=in_hand, lease_seconds=self.lease_seconds)
+            for task in services.tasks_requeue_expired_leases():
+                logger.warning("task %s: lease of worker %s expired, now %s", task.pk, task.worker_id, task.status)
+        except DatabaseError:
+            logger.exception("worker %s could not renew or reap leases; retrying", self.worker_id)
 
     def _wake_all(self) -> None:
         for wakeup in self._wakeups:
