@@ -100,7 +100,7 @@ class TestWrongKey:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_servers_and_commands_refuse_to_start_with_a_wrong_key():
-    """End to end, against committed rows: the ASGI application and `migrate` stop, naming the column."""
+    """End to end, against committed rows: ASGI, `migrate` and `runserver` stop, naming the column."""
     IntegrationFactory()
     url = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
 
@@ -116,6 +116,8 @@ def test_servers_and_commands_refuse_to_start_with_a_wrong_key():
     assert asgi.returncode != 0
     assert "ImproperlyConfigured" in asgi.stderr and "integrations_integration.credentials" in asgi.stderr
 
-    migrate = run("manage.py", "migrate", key=wrong_key)
-    assert migrate.returncode != 0
-    assert "companyos.E002" in migrate.stderr and "integrations_integration.credentials" in migrate.stderr
+    # runserver checks before it binds: with the check passing it would serve (and time out here).
+    for command in (["migrate"], ["runserver", "--noreload", "127.0.0.1:0"]):
+        result = run("manage.py", *command, key=wrong_key)
+        assert result.returncode != 0, command
+        assert "companyos.E002" in result.stderr and "integrations_integration.credentials" in result.stderr, command
