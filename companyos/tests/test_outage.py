@@ -112,6 +112,27 @@ def test_layers_miss_and_skip_quickly_with_one_warning(dead_redis, caplog):
     assert "unreachable" in warnings[0].getMessage()
 
 
+def test_a_long_outage_logs_once_per_interval(caplog):
+    dead = caches_at(f"redis://127.0.0.1:{unused_port()}/0")
+    with (
+        override_settings(CACHES=dead, REDIS_BREAKER_SECONDS=0.05, REDIS_OUTAGE_LOG_SECONDS=0.3),
+        caplog.at_level(logging.WARNING, logger="companyos.redis"),
+    ):
+        layer = get_layer("api")
+        started = time.monotonic()
+        calls = 0
+        while time.monotonic() - started < 1.0:
+            layer.get("k")
+            calls += 1
+            time.sleep(0.001)
+    messages = [r.getMessage() for r in caplog.records if r.name == "companyos.redis"]
+    assert calls > 100
+    assert sum("is unreachable" in m for m in messages) == 1
+    # One "still unreachable" per 0.3 s interval after the first: 2 or 3 in 1 s, not one per call.
+    assert 2 <= sum("still unreachable" in m for m in messages) <= 4
+    assert len(messages) <= 5
+
+
 def test_locks_fail_closed_with_a_clear_error(dead_redis):
     with pytest.raises(LockUnavailable, match="cannot acquire lock 'x': Redis is unavailable"):  # noqa: SIM117
         with distributed_lock("x", timeout=5, blocking_timeout=1):
