@@ -35,13 +35,14 @@ from django.conf import settings
 
 logger = logging.getLogger("companyos.redis")
 
-# Commands whose failure may leave a stale value behind. SET ... NX is left
-# out on purpose: it only ever creates short-lived locks, and deleting one
-# later could free a lock somebody else took after the outage.
+# Writes of cache values whose failure may leave a stale value behind.
+# Counters and data structures (INCR, HSET, SADD...) are left out: deleting
+# one on recovery would lose more than the failed write. So is SET ... NX: it
+# only creates short-lived locks, and deleting one later could free a lock
+# somebody else took after the outage.
 _CACHE_WRITES = frozenset(
-    {"SET", "SETEX", "PSETEX", "GETSET", "GETDEL", "DEL", "UNLINK", "EXPIRE", "PEXPIRE",
-     "EXPIREAT", "PEXPIREAT", "PERSIST", "INCRBY", "DECRBY", "INCR", "DECR", "HSET", "HDEL",
-     "SADD", "SREM", "ZADD", "ZREM", "ZINCRBY"}
+    {"SET", "SETEX", "PSETEX", "GETSET", "GETDEL", "DEL", "UNLINK", "EXPIRE", "PEXPIRE", "EXPIREAT",
+     "PEXPIREAT", "PERSIST"}
 )
 _MULTI_KEY_WRITES = frozenset({"DEL", "UNLINK"})
 # Beyond this many remembered keys an outage is logged as possibly leaving
@@ -186,12 +187,9 @@ class ResilientRedis(redis.Redis):
             self._remember_write(breaker, args)
             raise
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Other errors (a write refused when out of memory, a wrong type)
+            # come from a server that answered: not an outage.
             breaker.record_failure(exc)
-            self._remember_write(breaker, args)
-            raise
-        except redis.RedisError:
-            # The server answered (e.g. OOM refusing a write): not an outage,
-            # but the write did not happen.
             self._remember_write(breaker, args)
             raise
 
