@@ -5,5 +5,6 @@ from integrations import views
 app_name = "integrations"
 
 urlpatterns = [
-    path("<str:endpoint_token>/", views.webhook_receive, name="webhook_receive"),
+    # Tokens are URL-safe base64 (integrations.models.new_endpoint_token): anything else is a 404.
+    path("<slug:endpoint_token>/", views.webhook_receive, name="webhook_receive"),
 ]

@@ -41,8 +41,9 @@ def test_acknowledging_takes_one_lookup_and_one_statement(client, github_webhook
     assert WebhookDelivery.objects.get().status == Status.RECEIVED
 
 
-def test_unknown_endpoint_is_404_and_stores_nothing(client):
-    response = client.post("/webhooks/no-such-token/", data=OPENED, content_type="application/json")
+@pytest.mark.parametrize("token", ["no-such-token", "nul%00byte", "%F0%9F%92%A5", "x" * 500])
+def test_unknown_endpoint_is_404_and_stores_nothing(client, token):
+    response = client.post(f"/webhooks/{token}/", data=OPENED, content_type="application/json")
 
     assert response.status_code == 404
     assert not WebhookDelivery.objects.exists()
@@ -186,9 +187,10 @@ def test_a_malformed_body_is_400(client, github_webhook, body):
     assert delivery.signature_valid
 
 
-@pytest.mark.parametrize("missing", ["X-GitHub-Event", "X-GitHub-Delivery"])
-def test_github_identity_headers_are_required(client, github_webhook, missing):
-    response = post_github(client, github_webhook, "pull_request", OPENED, headers={missing: ""})
+@pytest.mark.parametrize("header", ["X-GitHub-Event", "X-GitHub-Delivery"])
+@pytest.mark.parametrize("value", ["", "x" * 101, "nul\x00"], ids=["missing", "too long", "nul"])
+def test_github_identity_headers_are_required(client, github_webhook, header, value):
+    response = post_github(client, github_webhook, "pull_request", OPENED, headers={header: value})
 
     assert response.status_code == 400
     assert_counted_rejection(github_webhook, 400)

@@ -29,6 +29,8 @@ STALE = "stale: older than the state already applied"
 # Headers kept with each delivery besides the provider's own (never the signature).
 COMMON_HEADERS = ("Content-Type", "Content-Length", "User-Agent")
 HEADER_VALUE_LIMIT = 200
+# The length of WebhookDelivery.delivery_id and .event.
+IDENTIFIER_LIMIT = 100
 
 
 class MalformedDelivery(ValueError):
@@ -82,11 +84,21 @@ class Provider:
         return {name: _bounded(headers[name], HEADER_VALUE_LIMIT) for name in names if name in headers}
 
 
-def _bounded(value: Any, limit: int = 100) -> str:
+def _bounded(value: Any, limit: int = IDENTIFIER_LIMIT) -> str:
     """A caller-supplied string made safe to store: bounded, no NUL, no unpaired surrogates."""
     if not isinstance(value, str):
         return ""
     return value[:limit].replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _identifier(value: Any, name: str) -> str:
+    """A delivery id or event name from a verified request, stored as is: so it must fit as is.
+
+    Truncating an id could make two deliveries one; refusing it cannot.
+    """
+    if not isinstance(value, str) or not value or len(value) > IDENTIFIER_LIMIT or _bounded(value) != value:
+        raise MalformedDelivery(f"{name} must be a string of 1 to {IDENTIFIER_LIMIT} characters.")
+    return value
 
 
 class GitHub(Provider):
@@ -112,10 +124,11 @@ class GitHub(Provider):
         )
 
     def identify(self, *, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Identity:
-        identity = self.claimed_identity(headers=headers)
-        if not identity.delivery_id or not identity.event:
-            raise MalformedDelivery("The X-GitHub-Delivery and X-GitHub-Event headers are required.")
-        return Identity(identity.delivery_id, identity.event, _bounded(payload.get("action")))
+        return Identity(
+            delivery_id=_identifier(headers.get("X-GitHub-Delivery"), "The X-GitHub-Delivery header"),
+            event=_identifier(headers.get("X-GitHub-Event"), "The X-GitHub-Event header"),
+            action=_bounded(payload.get("action")),
+        )
 
     def process(self, *, webhook: Webhook, identity: Identity, payload: Mapping[str, Any]) -> str:
         if identity.event == "ping":
@@ -141,10 +154,10 @@ class Vercel(Provider):
         return signature_matches(vercel_signature(secret, body), headers.get("x-vercel-signature"))
 
     def identify(self, *, headers: Mapping[str, str], payload: Mapping[str, Any]) -> Identity:
-        delivery_id, event = _bounded(payload.get("id")), _bounded(payload.get("type"))
-        if not delivery_id or not event:
-            raise MalformedDelivery('The body must carry the event\'s "id" and "type".')
-        return Identity(delivery_id, event)
+        return Identity(
+            delivery_id=_identifier(payload.get("id"), 'The event\'s "id"'),
+            event=_identifier(payload.get("type"), 'The event\'s "type"'),
+        )
 
     def process(self, *, webhook: Webhook, identity: Identity, payload: Mapping[str, Any]) -> str:
         created_at = payload.get("createdAt")
