@@ -58,16 +58,21 @@ def _check_cache() -> None:
 def _channel_layer_client() -> redis.Redis:
     """A small client of the channel layer's Redis (channels-redis' own pools are async, per event loop)."""
     host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
-    options = {"socket_connect_timeout": CHECK_TIMEOUT, "socket_timeout": CHECK_TIMEOUT, "retry": Retry(NoBackoff(), 0)}
+    # channels-redis accepts a URL, an (host, port) pair or a dict of connection kwargs with an "address".
     if isinstance(host, str):
-        return redis.Redis.from_url(host, max_connections=4, **options)
-    if isinstance(host, dict):
-        address = host.get("address")
-        if address:
-            return redis.Redis.from_url(address, max_connections=4, **options)
-        return redis.Redis(**{k: v for k, v in host.items() if k != "address"}, max_connections=4, **options)
-    hostname, port = host
-    return redis.Redis(host=hostname, port=port, max_connections=4, **options)
+        host = {"address": host}
+    elif not isinstance(host, dict):
+        host = {"host": host[0], "port": host[1]}
+    kwargs = {key: value for key, value in host.items() if key != "address"} | {
+        # The check's own short timeouts and no retry win over the layer's.
+        "socket_connect_timeout": CHECK_TIMEOUT,
+        "socket_timeout": CHECK_TIMEOUT,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": 4,
+    }
+    if "address" in host:
+        return redis.Redis.from_url(host["address"], **kwargs)
+    return redis.Redis(**kwargs)
 
 
 def _check_channel_layer() -> None:
