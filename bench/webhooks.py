@@ -30,6 +30,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -123,7 +124,7 @@ def in_process_floor(webhook: Webhook, count: int) -> float:
             assert hmac.compare_digest(expected, github_signature(webhook.secret, BODY))
             params = {
                 "id": uuid7(),
-                "now": django.utils.timezone.now(),
+                "now": datetime.now(UTC),
                 "webhook": webhook.pk,
                 "delivery_id": str(uuid.uuid4()),
             }
