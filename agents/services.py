@@ -8,8 +8,10 @@ publishes them itself. An outcome (completed, failed) updates the agent's
 counters in the same transaction with ``F()`` increments, never
 read-modify-write, so they stay exact however many workers finish at once.
 
-The admin, the API and the worker all call these functions; the worker's
-claim, which moves many rows at once, lives in :mod:`agents.queue`.
+Two paths run once per task in every worker and use one guarded SQL
+statement instead, publishing the event themselves: the claim (in
+:mod:`agents.queue`) and :func:`task_complete`. The admin, the API and the
+worker all call these functions.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
+from agents.events import publish_task_status_change
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
@@ -36,6 +40,10 @@ MAX_ERROR_LENGTH = 4000
 class LeaseLost(Exception):
     """The worker no longer holds the task: it was cancelled, or its lease
     expired and the task went back to the queue. The worker drops its result."""
+
+    @classmethod
+    def of(cls, task: AgentTask, worker_id: str) -> LeaseLost:
+        return cls(f"Worker {worker_id} no longer holds task {task.pk}: it was cancelled or its lease expired.")
 
 
 def task_enqueue(
@@ -96,26 +104,67 @@ def task_release(*, task: AgentTask) -> AgentTask:
     return task
 
 
+# The worker's hot path in one statement: the task's outcome, guarded by the
+# lease (still running, still this worker's), and the agent's counters, as
+# SQL increments in the same transaction. An UPDATE in a WITH runs whether or
+# not the outer query reads it; the agent is updated only if the task was.
+_RECORD_OUTPUT_SQL = f"""
+    WITH task AS (
+        UPDATE {AgentTask._meta.db_table}
+        SET status = %(status)s, output = %(output)s, duration_ms = %(duration_ms)s,
+            completed_at = %(completed_at)s, lease_expires_at = NULL, updated_at = %(now)s
+        WHERE id = %(id)s AND status = '{Status.RUNNING}' AND worker_id = %(worker_id)s
+        RETURNING agent_id
+    ), agent AS (
+        UPDATE {Agent._meta.db_table} AS agent
+        SET tasks_completed = agent.tasks_completed + %(completed)s,
+            total_duration_ms = agent.total_duration_ms + %(counted_ms)s,
+            last_active_at = %(now)s, updated_at = %(now)s
+        FROM task WHERE agent.id = task.agent_id
+    )
+    SELECT count(*) FROM task
+"""  # noqa: S608 - only table names and constants are interpolated
+
+
 def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: int) -> AgentTask:
     """Record a handler's output: ``completed``, or ``awaiting_approval`` if the
     task needs a person's approval first. Raises :class:`LeaseLost` if the
-    worker no longer holds the task."""
+    worker no longer holds the task.
+
+    The one service that does not lock and ``save()``: it runs once per task
+    in every worker, so it checks the lease and writes the task and the
+    agent's counters in one statement, and publishes the event itself (as the
+    claim does), saving three round trips and most of the ORM's work.
+    ``task`` must be the worker's claimed instance (status ``running``).
+    """
+    transition(task, Status.AWAITING_APPROVAL if task.requires_approval else Status.COMPLETED)
+    now = timezone.now()
+    completed = task.status == Status.COMPLETED
+    task.output = output
+    task.duration_ms = duration_ms
+    task.completed_at = now if completed else None
+    task.lease_expires_at = None
+    params = {
+        "id": task.pk,
+        "worker_id": worker_id,
+        "status": task.status,
+        "output": Jsonb(output),
+        "duration_ms": duration_ms,
+        "completed_at": task.completed_at,
+        "now": now,
+        "completed": int(completed),
+        "counted_ms": duration_ms if completed else 0,
+    }
     with transaction.atomic():
-        task = _lock_lease(task, worker_id)
-        now = timezone.now()
-        task.output = output
-        task.duration_ms = duration_ms
-        task.lease_expires_at = None
-        fields = ["status", "output", "duration_ms", "lease_expires_at"]
-        if task.requires_approval:
-            transition(task, Status.AWAITING_APPROVAL)
-            task.save(update_fields=fields)
-            _agent_update(task, now=now, active=True)
-        else:
-            transition(task, Status.COMPLETED)
-            task.completed_at = now
-            task.save(update_fields=[*fields, "completed_at"])
-            _record_outcome(task, now=now, by_agent=True)
+        # The event first: the agent's row stays locked only from the UPDATE to COMMIT.
+        publish_task_status_change(task, previous_status=Status.RUNNING)
+        with connection.cursor() as cursor:
+            cursor.execute(_RECORD_OUTPUT_SQL, params)
+            (updated,) = cursor.fetchone()
+        if not updated:
+            raise LeaseLost.of(task, worker_id)
+        if completed and task.parent_task_id is not None:
+            _collaboration_finish(task, now=now)
     return task
 
 
@@ -305,7 +354,7 @@ def _lock_lease(task: AgentTask, worker_id: str) -> AgentTask:
         AgentTask.objects.select_for_update().filter(pk=task.pk, status=Status.RUNNING, worker_id=worker_id).first()
     )
     if locked is None:
-        raise LeaseLost(f"Worker {worker_id} no longer holds task {task.pk}: it was cancelled or its lease expired.")
+        raise LeaseLost.of(task, worker_id)
     return locked
 
 

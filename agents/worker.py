@@ -217,12 +217,15 @@ class Worker:
             error = f"{type(exc).__name__}: {exc}"
         duration_ms = round((time.monotonic() - started) * 1000)
         try:
+            if not error:
+                try:
+                    task = services.task_complete(
+                        task=task, worker_id=self.worker_id, output=output, duration_ms=duration_ms
+                    )
+                except (TypeError, ValueError) as exc:
+                    error, permanent = f"The handler's output cannot be stored as JSON: {exc}", True
             if error:
                 task = services.task_fail(task=task, worker_id=self.worker_id, error=error, permanent=permanent)
-            else:
-                task = services.task_complete(
-                    task=task, worker_id=self.worker_id, output=output, duration_ms=duration_ms
-                )
             outcome = _describe_outcome(task)
         except services.LeaseLost:
             outcome = "dropped: cancelled or lease lost meanwhile"

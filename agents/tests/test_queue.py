@@ -247,6 +247,20 @@ def test_permanent_failures_and_unknown_types_are_not_retried(agent):
     assert (second.status, second.error) == (Status.FAILED, "No handler is registered for task type 'no-such-type'.")
 
 
+def test_an_output_json_cannot_store_fails_the_task(agent):
+    @register("opaque")
+    def opaque(task):
+        return {"when": object()}
+
+    try:
+        _make(agent, task_type="opaque")
+        task = _run_due(Worker(), agent)
+    finally:
+        unregister("opaque")
+    assert (task.status, task.output, task.attempts) == (Status.FAILED, None, 1)
+    assert task.error.startswith("The handler's output cannot be stored as JSON")
+
+
 def test_the_echo_handler_returns_its_input(agent):
     _make(agent, input={"nested": {"list": [1, "two"]}})
     task = _run_due(Worker(), agent)
