@@ -29,7 +29,8 @@ class EventAdmin(LargeTableAdmin, ModelAdmin):
     list_filter = ("organization", recent_values_filter("event_type"))
     # Exact ids only: each is a primary-key or index lookup.
     search_fields = ("=id", "=subject_id")
-    date_hierarchy = "occurred_at"
+    # Recorded time, which the primary key carries: the hierarchy reads no rows.
+    date_hierarchy = "created_at"
     fieldsets = (
         (None, {"fields": ("organization", "event_type", "category", "source", "occurred_at")}),
         ("Actor and subject", {"fields": ("actor_user", "actor_agent", "subject_type", "subject_id")}),
@@ -54,7 +55,7 @@ class MetricAdmin(LargeTableAdmin, ModelAdmin):
     list_select_related = ("organization",)
     list_filter = ("organization", recent_values_filter("name"))
     search_fields = ("=id",)
-    date_hierarchy = "timestamp"
+    date_hierarchy = "created_at"
     fieldsets = (
         (None, {"fields": ("organization", "name", "value", "unit", "timestamp", "source")}),
         ("Dimensions", {"fields": ("dimensions", "created_at", "updated_at")}),

@@ -12,6 +12,11 @@ here by a bounded one:
   :func:`bounded_date_range` reads the first and last primary key (UUIDv7,
   so they carry their creation time) from the B-tree's two ends, and the
   choices are generated from that range instead of queried;
+- the date hierarchy's filter: it browses ``created_at`` (when the row was
+  recorded), and :class:`TimeOrderedChangeList` adds the matching primary-key
+  range, so a month of a billion-row table is a B-tree range scan, not a
+  filter over every newer row (ordering by id) or a sort of the whole month
+  (ordering by time);
 - sorting by arbitrary columns, which needs a full sort: lists are ordered by
   the time-ordered primary key only, which every filter's index can serve.
 
@@ -32,6 +37,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
+from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.utils import timezone
@@ -70,6 +76,26 @@ def uuid7_time(value: uuid.UUID | None) -> dt.datetime | None:
     if value is None or value.version != 7:
         return None
     return dt.datetime.fromtimestamp((value.int >> 80) / 1000, tz=dt.UTC)
+
+
+def uuid7_floor(moment: dt.datetime) -> uuid.UUID:
+    """The smallest UUIDv7 created at or after ``moment`` (ids sort by creation time)."""
+    return uuid.UUID(int=(int(moment.timestamp() * 1000) & 0xFFFF_FFFF_FFFF) << 80)
+
+
+class TimeOrderedChangeList(ChangeList):
+    """Turns the date hierarchy's time range into a primary-key range (UUIDv7 ids)."""
+
+    def get_filters(self, request):
+        filter_specs, has_filters, lookup_params, may_have_duplicates, has_active_filters = super().get_filters(request)
+        if self.date_hierarchy:
+            start = lookup_params.get(f"{self.date_hierarchy}__gte")
+            end = lookup_params.get(f"{self.date_hierarchy}__lt")
+            if start:
+                lookup_params["pk__gte"] = [uuid7_floor(start[-1])]
+            if end:
+                lookup_params["pk__lt"] = [uuid7_floor(end[-1])]
+        return filter_specs, has_filters, lookup_params, may_have_duplicates, has_active_filters
 
 
 def bounded_date_range(model: type[models.Model]) -> tuple[dt.datetime, dt.datetime]:
@@ -160,7 +186,11 @@ def recent_values_filter(field_name: str) -> type[RecentValuesFilter]:
 
 
 class LargeTableAdmin(admin.ModelAdmin):
-    """Read-only changelist settings for append-only tables of millions of rows."""
+    """Read-only changelist settings for append-only tables of millions of rows.
+
+    A ``date_hierarchy`` must name the creation time (``created_at``), which
+    the UUIDv7 primary key carries.
+    """
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
@@ -169,6 +199,9 @@ class LargeTableAdmin(admin.ModelAdmin):
     sortable_by = ()
     list_per_page = 100
     change_list_template = "admin/companyos/large_change_list.html"
+
+    def get_changelist(self, request, **kwargs):
+        return TimeOrderedChangeList
 
     def has_add_permission(self, request):
         return False

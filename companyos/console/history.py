@@ -84,7 +84,9 @@ TRACKED: dict[str, Tracking] = {
     "agents.agentcollaboration": Tracking(),
 }
 
-TRIGGER_NAME = "console_change"
+# Inserts and deletes always record; updates only when a column that matters
+# changed, decided by the trigger's WHEN so churn never even calls the function.
+WRITE_TRIGGER, UPDATE_TRIGGER = "console_change_write", "console_change_update"
 
 
 def tracked_models() -> list:
@@ -99,7 +101,7 @@ def tracked_models() -> list:
 
 
 def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Create or replace the history trigger on every tracked table that exists."""
+    """Create or replace the history triggers on every tracked table that exists."""
     connection = connections[using]
     quote = connection.ops.quote_name
     existing = set(connection.introspection.table_names())
@@ -109,14 +111,21 @@ def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
             table = model._meta.db_table
             if table not in existing:
                 continue
-            columns = {field.column for field in model._meta.concrete_fields}
+            # The table's real columns: a partial migrate may lag the models.
+            columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
             tracking = TRACKED[model._meta.label_lower]
             hidden = ",".join(column for column in tracking.hidden if column in columns)
-            ignored = ",".join(column for column in (*IGNORED, *tracking.churn) if column in columns)
+            ignored = {*IGNORED, *tracking.churn}
+            watched = [column for column in columns if column not in ignored]
+            arguments = f"'{model._meta.label_lower}', '{hidden}', '{','.join(sorted(ignored & set(columns)))}'"
+            changed = " OR ".join(f"OLD.{quote(column)} IS DISTINCT FROM NEW.{quote(column)}" for column in watched)
             cursor.execute(
-                f"CREATE OR REPLACE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON {quote(table)} "
-                f"FOR EACH ROW EXECUTE FUNCTION console_record_change("
-                f"'{model._meta.label_lower}', '{hidden}', '{ignored}')"
+                f"CREATE OR REPLACE TRIGGER {WRITE_TRIGGER} AFTER INSERT OR DELETE ON {quote(table)} "
+                f"FOR EACH ROW EXECUTE FUNCTION console_record_change({arguments})"
+            )
+            cursor.execute(
+                f"CREATE OR REPLACE TRIGGER {UPDATE_TRIGGER} AFTER UPDATE ON {quote(table)} "
+                f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION console_record_change({arguments})"
             )
             installed.append(table)
     return installed

@@ -37,6 +37,8 @@ EVENT_TYPES = [
     "agent.task.completed",
     "social.post.published",
 ]
+# Six months back: a page in the middle of the table, not at either end.
+MONTH = datetime.now(UTC) - timedelta(days=182)
 RAW_PAGE = "SELECT * FROM analytics_event ORDER BY id DESC LIMIT 100"
 
 
@@ -75,6 +77,7 @@ class Command(BaseCommand):
             urls = {
                 "unfiltered": "/admin/analytics/event/",
                 "by organization": f"/admin/analytics/event/?organization__id__exact={organization.pk}",
+                "one month": f"/admin/analytics/event/?created_at__year={MONTH.year}&created_at__month={MONTH.month}",
             }
             pages[size] = {page: self._capture(url) for page, url in urls.items()}
             pages[size]["raw baseline"] = [RAW_PAGE]

@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from companyos.console.history import TRIGGER_NAME
+from companyos.console.history import UPDATE_TRIGGER, WRITE_TRIGGER
 
 ATTACH_TO_METRICS = (
-    f"CREATE TRIGGER {TRIGGER_NAME} AFTER INSERT OR UPDATE OR DELETE ON analytics_metric "
+    f"CREATE TRIGGER {WRITE_TRIGGER} AFTER INSERT OR DELETE ON analytics_metric "
     "FOR EACH ROW EXECUTE FUNCTION console_record_change('analytics.metric', '', 'updated_at')"
 )
 
@@ -86,7 +86,8 @@ class Command(BaseCommand):
 
         with transaction.atomic(), connection.cursor() as cursor:
             if not with_trigger:
-                cursor.execute(f"ALTER TABLE agents_agenttask DISABLE TRIGGER {TRIGGER_NAME}")
+                for trigger in (WRITE_TRIGGER, UPDATE_TRIGGER):
+                    cursor.execute(f"ALTER TABLE agents_agenttask DISABLE TRIGGER {trigger}")
             agent = Agent.objects.create(
                 organization=organization,
                 name="Bench",
