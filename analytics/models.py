@@ -8,7 +8,6 @@ from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.utils import timezone
 
-from companyos.ids import uuid7
 from core.models import BaseModel, choices_check
 
 
@@ -43,7 +42,6 @@ class Event(BaseModel):
     Category = Category
     Source = Source
 
-    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="events", db_index=False
     )
@@ -95,7 +93,6 @@ class Event(BaseModel):
 class Metric(BaseModel):
     """One time-series sample."""
 
-    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="metrics", db_index=False
     )
