@@ -161,13 +161,13 @@ class Worker:
 
     def _runner(self, index: int) -> None:
         wakeup = self._wakeups[index]
-        idle = True
         try:
             while not self._stopping.is_set():
                 wakeup.clear()
-                if idle or connection.errors_occurred:
-                    # Drop a connection that went stale while idle or broke.
-                    # Not before every claim: it costs a health-check query.
+                if connection.errors_occurred:
+                    # Reconnect after an error. Not before every claim: the
+                    # health check costs a query, and a dead connection fails
+                    # the claim anyway, which leads here.
                     close_old_connections()
                 try:
                     tasks = self._claim()
@@ -175,8 +175,7 @@ class Worker:
                     logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
                     self._stopping.wait(self.poll_seconds)
                     continue
-                idle = not tasks
-                if idle:
+                if not tasks:
                     if self.burst:
                         return
                     wakeup.wait()
