@@ -222,6 +222,7 @@ def close_connections() -> None:
 
     from companyos import health
 
+    # django-redis keeps its pools there, one per URL for the whole process.
     for pool in ConnectionFactory._pools.values():
         pool.disconnect()
     health.close_connections()
