@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils.module_loading import autodiscover_modules
@@ -63,7 +64,7 @@ class Worker:
     lease_seconds: float | None = None
     poll_seconds: float | None = None
     worker_id: str = field(default_factory=new_worker_id)
-    processed: int = 0
+    processed: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.lease_seconds is None:
@@ -136,10 +137,10 @@ class Worker:
         (meanwhile the poll keeps the runners going)."""
         try:
             return listener.wait(SUPERVISOR_SLICE_SECONDS)
-        except DatabaseError:
+        except psycopg.Error:  # the listener's own connection, outside Django's error wrapping
             logger.exception("worker %s lost its LISTEN connection; reconnecting", self.worker_id)
             self._stopping.wait(self.poll_seconds)
-            with contextlib.suppress(DatabaseError):
+            with contextlib.suppress(psycopg.Error):
                 listener.reconnect()
             return True
 
