@@ -494,6 +494,24 @@ def delete_keys(redis_url: str, prefix: str) -> None:
             client.unlink(*keys[start : start + 1000])
 
 
+def drop_test_databases(database_url: str) -> None:
+    """Drop this run's test databases if pytest-django could not (its DROP fails
+    while a lingering connection is open), so no run leaves one behind."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urllib.parse.urlsplit(database_url)
+    name = "test_" + urllib.parse.unquote(parts.path.lstrip("/"))
+    query = "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s"
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as connection,
+    ):
+        for (database,) in connection.execute(query, [name, name.replace("_", r"\_") + r"\_gw%"]).fetchall():
+            say(f"dropping {database}, left behind by a lingering connection")
+            connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
 def cmd_test(argv: list[str]) -> int:
     """The whole pytest suite (slow and browser tests included) on a database and key prefix of its own."""
     run_id = f"{os.getpid()}_{secrets.token_hex(3)}"
@@ -506,6 +524,7 @@ def cmd_test(argv: list[str]) -> int:
         try:
             return run_foreground([sys.executable, "-m", "pytest", *argv])
         finally:
+            drop_test_databases(os.environ["DATABASE_URL"])
             delete_keys(configured("REDIS_URL"), prefix)
 
 

@@ -4,6 +4,7 @@ is exercised): start, reuse by a second holder, stop with the last, keep data.
 """
 
 import json
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import redis
 
 import dev
+from companyos.tests.test_settings import url_of_test_database
 
 
 @pytest.fixture
@@ -93,3 +95,21 @@ def test_embedded_postgres_starts_stops_and_keeps_its_data(data_dir):
             assert conn.execute("SELECT value FROM kept").fetchall() == [("row",)]
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(url.replace(url.split("@")[0], "postgres://postgres:wrong"))
+
+
+@pytest.mark.django_db
+def test_a_runs_leftover_test_databases_are_dropped_despite_open_connections():
+    server = url_of_test_database().rsplit("/", 1)[0]
+    base = f"devcheck_{secrets.token_hex(4)}"
+    ours, worker, other = f"test_{base}", f"test_{base}_gw0", f"test_{base}x"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        for name in (ours, worker, other):
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with psycopg.connect(f"{server}/{ours}"):  # a lingering session, as a leaked child would hold
+                dev.drop_test_databases(f"{server}/{base}")
+            query = "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1"
+            assert admin.execute(query, [f"test_{base}%"]).fetchall() == [(other,)]
+        finally:
+            for name in (ours, worker, other):
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
