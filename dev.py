@@ -503,10 +503,8 @@ def drop_test_databases(database_url: str) -> None:
     parts = urllib.parse.urlsplit(database_url)
     name = "test_" + urllib.parse.unquote(parts.path.lstrip("/"))
     query = "SELECT datname FROM pg_database WHERE datname = %s OR datname LIKE %s"
-    with (
-        contextlib.suppress(psycopg.Error),
-        psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as connection,
-    ):
+    server = parts._replace(path="/postgres").geturl()
+    with contextlib.suppress(psycopg.Error), psycopg.connect(server, autocommit=True) as connection:
         for (database,) in connection.execute(query, [name, name.replace("_", r"\_") + r"\_gw%"]).fetchall():
             say(f"dropping {database}, left behind by a lingering connection")
             connection.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(database)))
