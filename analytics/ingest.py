@@ -241,7 +241,7 @@ class _RowCleaner:
 
     def __call__(self, row: Any) -> tuple[tuple, list[tuple[str, str]]]:
         """The row as a tuple in COPY column order, and its problems as (field, reason) pairs."""
-        if not isinstance(row, Mapping):
+        if type(row) is not dict and not isinstance(row, Mapping):  # the exact check first: it is the common case
             return (), [("", "not a mapping")]
         problems = []
         values = []

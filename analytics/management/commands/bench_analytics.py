@@ -16,8 +16,9 @@ Figures (medians of ``--repeats`` runs):
    ``--large`` rows (goal <= 1.5x the time);
 4. a 30-day hourly series from rollups vs the same from raw rows (goal >= 100x).
 
-Samples arrive at a fixed rate (4 organizations x 8 series, one sample every
-``STEP``), so a bigger table is a longer history, as in production.
+Samples arrive at a fixed rate (2 organizations x 8 series, one sample every
+``STEP``: each series gets one every 16 s, 225 per hourly bucket), so a bigger
+table is a longer history, as in production.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from core.models import Organization
 STEP = timedelta(seconds=1)
 ORIGIN = datetime(2026, 1, 1, tzinfo=UTC)
 SERIES_NAME = SERIES[0].name
-ORGANIZATIONS = 4
+ORGANIZATIONS = 2
 
 
 class Command(BaseCommand):
