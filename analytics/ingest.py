@@ -2,12 +2,13 @@
 
 ``record_metrics(rows)`` and ``record_events(rows)`` take an iterable of plain
 dicts keyed by the model's field names (``organization`` etc. as ids). A batch
-is all-or-nothing: every row is validated first, and when any is bad nothing
-is written and ``IngestError`` lists each bad row with its index and reason.
-A good batch is written with one binary ``COPY`` on Django's connection,
-inside the caller's transaction (a savepoint when there is one), its
-aggregates are added to the rollups in the same transaction, and the
-organizations' analytics cache is invalidated once it commits.
+is all-or-nothing: every row is validated, and when any is bad nothing is
+written and ``IngestError`` lists each bad row with its index and reason.
+A batch is written with one binary ``COPY`` on Django's connection, inside
+the caller's transaction (in a savepoint, so a refused batch leaves the
+caller's transaction usable); its aggregates are added to the rollups in the
+same transaction, and the organizations' analytics cache is invalidated once
+it commits.
 
 The batch is held in memory while it is validated; send batches of up to a
 few hundred thousand rows.
