@@ -166,30 +166,29 @@ SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 # server process and fanned out in memory, where the classic layer writes one
 # Redis list entry per connection. Delivery is at most once in both; clients
 # catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
+CHANNEL_LAYER_BACKENDS = {
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
+    },
+    "classic": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # Receiving blocks in BZPOPMIN for 5 s; redis-py 8's default 5 s
+            # socket timeout would race it and kill idle consumers.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+            # Messages a slow connection may have waiting before new ones are dropped.
+            "capacity": 1000,
+            # An undelivered message is worthless after a minute: the client replays with `since`.
+            "expiry": 60,
+            # Group membership must outlive the longest websocket connection (a week).
+            "group_expiry": 7 * 86400,
+        },
+    },
+}
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
-if CHANNEL_LAYER == "classic":
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": f"{REDIS_KEY_PREFIX}:asgi",
-                # Messages a slow connection may have waiting before new ones are dropped.
-                "capacity": 1000,
-                # An undelivered message is worthless after a minute: the client replays with `since`.
-                "expiry": 60,
-                # Group membership must outlive the longest websocket connection (a week).
-                "group_expiry": 7 * 86400,
-            },
-        },
-    }
-else:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
-        },
-    }
+CHANNEL_LAYERS = {"default": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER]}
 # Group names start with this (Redis keys/channels also carry the prefix above).
 EVENTS_GROUP_PREFIX = "events"
 # How long a commit may wait for the channel layer to accept an event (seconds).
