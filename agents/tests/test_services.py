@@ -16,6 +16,7 @@ from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import tasks_claim
 from agents.selectors import task_output, task_result_key, tasks_awaiting_approval
 from agents.tests.factories import AgentFactory
+from analytics.models import Event
 from companyos.cache import get_layer
 
 Status = AgentTask.Status
@@ -245,3 +246,30 @@ def test_a_cancelled_scheduled_task_is_never_claimed(agent):
     task = services.task_enqueue(agent=agent, task_type="echo", title="t", scheduled_for=timezone.now() - timedelta(1))
     services.task_cancel(task=task)
     assert tasks_claim(worker_id="w", agent_ids=[agent.pk]) == []
+
+
+def test_every_transition_path_records_its_event(agent, user):
+    """Saves fire the receiver; the claim and task_complete publish their own:
+    either way, one event per status change, in the same transaction."""
+
+    def events(task):
+        # Ids are UUIDv7: time-ordered, so they order events made in one millisecond too.
+        return list(Event.objects.filter(subject_id=task.pk).order_by("id").values_list("event_type", flat=True))
+
+    done = services.task_enqueue(agent=agent, task_type="echo", title="ok")
+    services.task_complete(task=_claim_one(agent), worker_id="w1", output={}, duration_ms=1)
+    assert events(done) == ["agent.task.queued", "agent.task.started", "agent.task.completed"]
+
+    approval = services.task_enqueue(agent=agent, task_type="echo", title="needs a yes", requires_approval=True)
+    services.task_complete(task=_claim_one(agent), worker_id="w1", output={}, duration_ms=1)
+    services.task_reject(task=approval, user=user, reason="No.")
+    services.task_retry(task=approval, user=user)
+    services.task_cancel(task=approval, user=user)
+    assert events(approval) == [
+        "agent.task.queued", "agent.task.started", "agent.task.awaiting_approval", "agent.task.failed",
+        "agent.task.queued", "agent.task.cancelled",
+    ]
+
+    failing = services.task_enqueue(agent=agent, task_type="echo", title="fails", max_attempts=1)
+    services.task_fail(task=_claim_one(agent), worker_id="w1", error="boom")
+    assert events(failing) == ["agent.task.queued", "agent.task.started", "agent.task.failed"]
