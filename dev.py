@@ -250,7 +250,7 @@ def binary_dir(package: str, relative: str, fallback: str) -> Path:
             f"(it has wheels for CPython 3.11 and 3.12) and none is on PATH. "
             "Install PostgreSQL/Redis, or set DATABASE_URL and REDIS_URL."
         )
-    return Path(found).parent
+    return Path(found).resolve().parent  # for a symlink on PATH, the siblings are where it points
 
 
 class EmbeddedPostgres(EmbeddedServer):
@@ -264,7 +264,7 @@ class EmbeddedPostgres(EmbeddedServer):
         # PostgreSQL will not run as root: it then runs as an unprivileged user.
         self.account = pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
 
-    def _run(self, *args: str, password: str = "") -> None:
+    def _run(self, *args: str) -> None:
         """Run a PostgreSQL program, as the unprivileged user when we are root."""
         as_user: dict = {}
         if self.account:
@@ -274,7 +274,6 @@ class EmbeddedPostgres(EmbeddedServer):
             check=True,
             cwd=self.data_dir,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PGPASSWORD": password},
             start_new_session=True,  # a Ctrl-C in the terminal must not reach the server
             **as_user,
         )
@@ -328,9 +327,18 @@ class EmbeddedPostgres(EmbeddedServer):
             self._initdb(password)
         log = str(self.data_dir / "server.log")
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", log, "-o", f"-p {port}", "-s", "-w", "-t", "120", "start")
+        pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
         if new:
-            self._run("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "companyos", password=password)
-        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            import psycopg
+
+            try:
+                with psycopg.connect(self.url(port, password).replace("/companyos", "/postgres")) as connection:
+                    connection.autocommit = True
+                    connection.execute("CREATE DATABASE companyos")
+            except BaseException:
+                self.stop(pid)  # nobody else knows about this server yet
+                raise
+        return pid
 
     def stop(self, pid: int) -> None:
         self.wait_for_exit(pid, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
