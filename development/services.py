@@ -8,10 +8,11 @@ only when a field really changed, so a repeated delivery writes nothing.
 
 Providers do not promise to deliver in order. Each row keeps
 ``last_event_at``, the provider's time of the newest event applied to it; an
-older event never overwrites what a newer one wrote, and a finished
-deployment (ready, error, canceled) never goes back to building. An older
-event may still fill a field that is empty (a late ``deployment.created``
-supplies ``started_at``), which adds information without undoing any.
+older event never overwrites what a newer one wrote. A deployment only moves
+forward (queued, building, then ready, error or canceled), whatever the
+timestamps say, and a merged pull request stays merged. An older event may
+still fill a field that is empty (a late ``deployment.created`` supplies
+``started_at``), which adds information without undoing any.
 
 The upserts lock the row they change (``select_for_update``), so concurrent
 deliveries about one object apply one after the other, each seeing the
@@ -22,7 +23,7 @@ own: an error propagates and rolls back the caller's transaction anyway
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,14 @@ from core.models import Organization, User
 from development.models import Deployment, DeploymentEnvironment, DeploymentState, PullRequest, Repository
 from integrations.models import Integration
 
-TERMINAL_DEPLOYMENT_STATES = frozenset({DeploymentState.READY, DeploymentState.ERROR, DeploymentState.CANCELED})
+# Where a state is in a deployment's life; it only ever moves to a higher rank.
+DEPLOYMENT_STATE_RANK: Mapping[str, int] = {
+    DeploymentState.QUEUED: 0,
+    DeploymentState.BUILDING: 1,
+    DeploymentState.READY: 2,
+    DeploymentState.ERROR: 2,
+    DeploymentState.CANCELED: 2,
+}
 
 # The deployment state each Vercel event reports. ``succeeded`` (build done)
 # and ``ready`` (checks passed, serving) both mean "ready" here.
@@ -95,10 +103,16 @@ def _save_changes(instance: models.Model, changed: list[str]) -> None:
 
 
 def _upsert(
-    queryset: models.QuerySet, *, lookup: Mapping[str, Any], fields: Mapping[str, Any], at: datetime | None
+    queryset: models.QuerySet,
+    *,
+    lookup: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    at: datetime | None,
+    final: Callable[[Any], bool] = lambda instance: False,
 ) -> tuple[Any, bool]:
     """Create the row or update it under a row lock, unless the event is stale.
 
+    ``final(instance)`` says the row has reached a state no event may change.
     Returns ``(instance, applied)``; ``applied`` is False only for a stale event.
     Creation goes through ``get_or_create`` (a savepoint, and a re-read under the
     lock when another delivery created the row first), so the ``post_save``
@@ -112,7 +126,7 @@ def _upsert(
             instance, created = queryset.select_for_update(of=("self",)).get_or_create(**lookup, defaults=defaults)
             if created:
                 return instance, True
-        if _is_stale(instance, at):
+        if _is_stale(instance, at) or final(instance):
             return instance, False
         _save_changes(instance, _apply(instance, fields))
         return instance, True
@@ -225,15 +239,28 @@ def pull_request_upsert_from_github(*, repository: Repository, data: Mapping[str
             lookup={"repository": repository, "number": int(data["number"])},
             fields=fields,
             at=fields["last_event_at"],
+            # GitHub cannot reopen a merged pull request: an event from the same
+            # second (updated_at has no finer grain) that arrives later must not.
+            final=lambda pull_request: (
+                pull_request.state == PullRequest.State.MERGED and state != PullRequest.State.MERGED
+            ),
         )
 
 
 def _deployment_state_refusal(deployment: Deployment, state: str, at: datetime) -> str | None:
-    """Why ``deployment`` may not move to ``state`` as of ``at``, or None when it may."""
-    if _is_stale(deployment, at):
-        return f"the event ({at.isoformat()}) is older than the last applied ({deployment.last_event_at.isoformat()})"
-    if deployment.state in TERMINAL_DEPLOYMENT_STATES and state not in TERMINAL_DEPLOYMENT_STATES:
+    """Why ``deployment`` may not move to ``state`` as of ``at``, or None when it may.
+
+    The lifecycle outranks the clock: a deployment only moves forward
+    (queued, building, finished), whatever the timestamps say, so a late
+    ``ready`` still finishes a deployment that a skewed ``created`` showed as
+    building. Timestamps decide between states of the same rank, such as an
+    ``error`` and a ``canceled``.
+    """
+    current, new = DEPLOYMENT_STATE_RANK[deployment.state], DEPLOYMENT_STATE_RANK[state]
+    if new < current:
         return f"a {deployment.state} deployment cannot go back to {state}"
+    if new == current and _is_stale(deployment, at):
+        return f"the event ({at.isoformat()}) is older than the last applied ({deployment.last_event_at.isoformat()})"
     return None
 
 
@@ -243,7 +270,8 @@ def _deployment_state_fields(deployment: Deployment, state: str, at: datetime, e
     if state == DeploymentState.BUILDING and deployment.started_at is None:
         fields["started_at"] = at
     if state == DeploymentState.READY:
-        ready_at = deployment.ready_at or at
+        # Never before the start, even when the provider's clocks disagree.
+        ready_at = deployment.ready_at or max(at, deployment.started_at or at)
         fields["ready_at"] = ready_at
         fields["build_duration_ms"] = _build_duration_ms(deployment.started_at, ready_at)
     if state == DeploymentState.ERROR:

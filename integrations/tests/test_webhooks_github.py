@@ -152,6 +152,17 @@ def test_closed_with_merge(client, github_webhook):
     assert event_types(pull_request) == ["pull_request.opened", "pull_request.merged"]
 
 
+def test_a_merged_pull_request_stays_merged(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", merged_payload())
+    # An event from the same second that arrives later, still showing it open.
+    labeled = json.loads(github_payload("pull_request/labeled.payload.json"))
+    labeled["pull_request"]["updated_at"] = "2019-05-15T15:21:18Z"
+    post_github(client, github_webhook, "pull_request", json.dumps(labeled).encode())
+
+    assert PullRequest.objects.get().state == "merged"
+    assert WebhookDelivery.objects.get(action="labeled").status == Status.IGNORED
+
+
 def test_reopened_after_an_earlier_close(client, github_webhook):
     closed = json.loads(github_payload("pull_request/closed.payload.json"))
     closed["pull_request"]["updated_at"] = "2019-05-15T15:20:34Z"

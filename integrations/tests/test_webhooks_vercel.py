@@ -80,6 +80,17 @@ def test_a_finished_deployment_never_goes_back_even_for_a_newer_event(client, ve
     assert Deployment.objects.get().state == "error"
 
 
+def test_a_finish_dated_before_the_start_still_finishes(client, vercel_webhook):
+    post_vercel(client, vercel_webhook, vercel_event("deployment.created", created_at_ms=T0 + 5000))
+    post_vercel(client, vercel_webhook, vercel_event("deployment.ready", created_at_ms=T0))
+
+    deployment = Deployment.objects.get()
+    assert deployment.state == "ready"
+    assert deployment.ready_at == deployment.started_at == at(T0 + 5000)  # never before the start
+    assert deployment.last_event_at == at(T0 + 5000)
+    assert deployment_events(deployment) == ["deployment.created", "deployment.ready"]
+
+
 def test_an_older_terminal_event_does_not_overwrite_a_newer_one(client, vercel_webhook):
     post_vercel(client, vercel_webhook, vercel_event("deployment.canceled", created_at_ms=T0 + 5000))
     post_vercel(client, vercel_webhook, vercel_event("deployment.ready", created_at_ms=T0))
