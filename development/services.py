@@ -290,8 +290,8 @@ def deployment_set_state(*, deployment: Deployment, state: str, at: datetime, er
 
     Sets ``started_at`` on building, ``ready_at`` and the build duration on
     ready, the message on error. Raises ``ValidationError`` for an unknown
-    state, an event older than the deployment's current one, or leaving a
-    finished state.
+    state, a step back in the lifecycle (a finished deployment building
+    again), or a change older than the current state of the same rank.
     """
     if state not in DeploymentState.values:
         raise ValidationError(f"Unknown deployment state {state!r}.")
@@ -349,8 +349,8 @@ def deployment_upsert_from_vercel(
     """Create or update a deployment from a Vercel ``deployment.*`` event.
 
     ``data`` is the event's ``payload`` object and ``at`` its ``createdAt``.
-    An event older than the deployment's last one, or one that would take a
-    finished deployment back to building, changes no state; it only fills
+    An event that would move the deployment back in its lifecycle, or that is
+    older than the last one of the same rank, changes no state; it only fills
     fields still empty (the start time a late ``deployment.created`` brings).
     Returns ``(deployment, applied)``.
     """
