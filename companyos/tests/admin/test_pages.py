@@ -71,3 +71,4 @@ def test_index_groups_the_seven_domains_in_order(admin_client):
     labels = [app["app_label"] for app in response.context["app_list"]]
     assert labels[:7] == ["core", "integrations", "development", "design", "social", "agents", "analytics"]
     assert "People and organizations" in response.content.decode()
+    assert 'href="/admin/analytics/dashboard/"' in response.content.decode()
