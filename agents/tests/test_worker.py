@@ -55,7 +55,7 @@ def test_four_burst_workers_run_2000_echo_tasks_exactly_once(agent, spawn_worker
 
 
 def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(agent, spawn_worker):
-    task = services.task_enqueue(agent=agent, task_type="sleep", title="slow", input={"seconds": 1.5})
+    task = services.task_enqueue(agent=agent, task_type="sleep", title="slow", input={"seconds": 3})
     fast = {"AGENT_TASK_RETRY_BASE_SECONDS": "0.1", "AGENT_WORKER_POLL_SECONDS": "0.2"}
     doomed = spawn_worker("--lease-seconds", "2", env=fast)
     wait_for(
@@ -76,7 +76,7 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
     assert task.attempts == 2, "the lost attempt counts"
     assert task.started_at > killed_at
     assert "stopped responding" in task.error
-    assert task.output == {"seconds": 1.5}
+    assert task.output == {"seconds": 3}
     assert events_of([task.pk], "agent.task.completed") == {task.pk: 1}
     assert events_of([task.pk], "agent.task.started") == {task.pk: 2}
     agent.refresh_from_db()
@@ -87,7 +87,7 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
 
 def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_worker):
     first, second = (
-        services.task_enqueue(agent=agent, task_type="sleep", title=f"slow {i}", input={"seconds": 1.5})
+        services.task_enqueue(agent=agent, task_type="sleep", title=f"slow {i}", input={"seconds": 3})
         for i in range(2)
     )
     worker = spawn_worker("--batch-size", "2")
@@ -100,7 +100,7 @@ def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_
     log = worker.log_path.read_text()
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.status, first.output) == (Status.COMPLETED, {"seconds": 1.5}), log
+    assert (first.status, first.output) == (Status.COMPLETED, {"seconds": 3}), log
     assert (second.status, second.attempts, second.lease_expires_at) == (Status.QUEUED, 0, None), log
     assert "handed back" in log and "completed in" in log
 
