@@ -31,7 +31,7 @@ from django.views.decorators.http import require_POST
 from integrations.models import Webhook, WebhookDelivery
 from integrations.selectors import webhook_get_for_endpoint
 from integrations.services import webhook_delivery_process, webhook_delivery_record
-from integrations.webhooks.providers import PROVIDERS, MalformedDelivery, Provider
+from integrations.webhooks.providers import PROVIDERS, Provider
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     try:
         payload, text = _parse(body)
         identity = provider.identify(headers=request.headers, payload=payload)
-    except (ValueError, MalformedDelivery) as exc:
+    except ValueError as exc:  # not UTF-8, not JSON, not storable, or MalformedDelivery
         return _reject(
             webhook=webhook,
             provider=provider,
