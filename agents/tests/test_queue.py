@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -293,3 +294,27 @@ def test_queued_rows_notify_listeners_at_commit_from_any_path(agent):
 def test_factory_tasks_are_claimable(agent):
     task = AgentTaskFactory(agent=agent, organization=agent.organization)
     assert tasks_claim(worker_id="w")[0].pk == task.pk
+
+
+def test_the_command_refuses_unknown_agents_and_bad_numbers():
+    with pytest.raises(CommandError, match="No agent with slug nobody"):
+        call_command("run_agent_worker", "--agent", "nobody", "--burst")
+    with pytest.raises(CommandError, match="at least 1"):
+        call_command("run_agent_worker", "--concurrency", "0", "--burst")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_threaded_burst_worker_drains_the_due_tasks_of_its_agents_and_types(agent):
+    """Several runner threads (each its own connection) share the work; the
+    filters leave other agents' and other types' tasks alone."""
+    other = AgentFactory(organization=agent.organization)
+    mine = _make(agent, 30, input={"x": 1})
+    _make(agent, 2, task_type="summarize")
+    _make(other, 2)
+    _make(agent, 1, scheduled_for=timezone.now() + timedelta(hours=1))
+    worker = Worker(concurrency=3, batch_size=4, burst=True, agent_ids=[agent.pk], task_types=["echo"])
+    assert worker.run() == 30
+    done = AgentTask.objects.filter(pk__in=[task.pk for task in mine])
+    assert all(row == (Status.COMPLETED, 1, {"x": 1}) for row in done.values_list("status", "attempts", "output"))
+    assert AgentTask.objects.filter(status=Status.QUEUED).count() == 5
+    assert AgentTask.objects.filter(status=Status.RUNNING).count() == 0
