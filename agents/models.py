@@ -31,7 +31,9 @@ class Agent(BaseModel):
 
     AgentType = AgentAgentType
 
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="agents", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="agents", db_index=False
+    )
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, db_index=False)
     agent_type = models.CharField(max_length=20, choices=AgentType)
@@ -69,11 +71,15 @@ class Agent(BaseModel):
         constraints = [
             models.UniqueConstraint(fields=["organization", "slug"], name="agents_agent_slug_unique"),
             choices_check("agent_type", AgentAgentType, "agents_agent"),
-            models.CheckConstraint(condition=models.Q(max_concurrent_tasks__gte=1), name="agents_agent_concurrency_positive"),
+            models.CheckConstraint(
+                condition=models.Q(max_concurrent_tasks__gte=1), name="agents_agent_concurrency_positive"
+            ),
         ]
         indexes = [
             # Routing a task: the active agents of a type in an organization.
-            models.Index(fields=["organization", "agent_type"], name="agent_active_type_idx", condition=models.Q(is_active=True)),
+            models.Index(
+                fields=["organization", "agent_type"], name="agent_active_type_idx", condition=models.Q(is_active=True)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -108,10 +114,16 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
     Priority = AgentTaskPriority
 
     # The (organization, -created_at) index serves lookups by organization.
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="agent_tasks", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="agent_tasks", db_index=False
+    )
     agent = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="tasks")
-    created_by = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="created_agent_tasks")
-    parent_task = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_tasks")
+    created_by = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="created_agent_tasks"
+    )
+    parent_task = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_tasks"
+    )
     task_type = models.CharField(max_length=100)
     title = models.CharField(max_length=300)
     input = models.JSONField(default=dict, blank=True)
@@ -119,7 +131,9 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
     status = models.CharField(max_length=20, choices=Status, default=Status.QUEUED)
     priority = models.PositiveSmallIntegerField(choices=Priority, default=Priority.NORMAL)
     requires_approval = models.BooleanField(default=False)
-    approved_by = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="approved_agent_tasks")
+    approved_by = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="approved_agent_tasks"
+    )
     approved_at = models.DateTimeField(null=True, blank=True)
     rejection_reason = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -129,9 +143,13 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    lease_expires_at = models.DateTimeField(null=True, blank=True, help_text="A running task whose lease passed goes back to the queue.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="A running task whose lease passed goes back to the queue."
+    )
     worker_id = models.CharField(max_length=200, blank=True, help_text="The worker holding the lease.")
-    target_content_type = models.ForeignKey("contenttypes.ContentType", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    target_content_type = models.ForeignKey(
+        "contenttypes.ContentType", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     target_object_id = models.UUIDField(null=True, blank=True)
     target = GenericForeignKey("target_content_type", "target_object_id")
     metadata = models.JSONField(default=dict, blank=True)
@@ -198,20 +216,27 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
         indexes = [
             # The claim query: queued tasks, highest priority then oldest.
             models.Index(
-                models.F("priority").desc(), models.F("created_at").asc(),
+                models.F("priority").desc(),
+                models.F("created_at").asc(),
                 name="task_claim_idx",
                 condition=models.Q(status="queued"),
             ),
             # The same claim restricted to one agent (`run_agent_worker --agent`).
             models.Index(
-                models.F("agent"), models.F("priority").desc(), models.F("created_at").asc(),
+                models.F("agent"),
+                models.F("priority").desc(),
+                models.F("created_at").asc(),
                 name="task_claim_agent_idx",
                 condition=models.Q(status="queued"),
             ),
             # The reaper: running tasks whose lease has expired.
             models.Index(fields=["lease_expires_at"], name="task_lease_idx", condition=models.Q(status="running")),
             # The approval inbox of an organization, oldest first.
-            models.Index(fields=["organization", "created_at"], name="task_approval_idx", condition=models.Q(status="awaiting_approval")),
+            models.Index(
+                fields=["organization", "created_at"],
+                name="task_approval_idx",
+                condition=models.Q(status="awaiting_approval"),
+            ),
             # An organization's tasks, newest first (admin, dashboards).
             models.Index(fields=["organization", "-created_at"], name="task_org_recent_idx"),
             # The tasks about one object ("reviews of this pull request").
@@ -245,9 +270,13 @@ class AgentCollaboration(BaseModel):
     Status = AgentCollaborationStatus
 
     # The unique (task, initiator, collaborator) index serves lookups by task.
-    task = models.ForeignKey("agents.AgentTask", on_delete=models.CASCADE, related_name="collaborations", db_index=False)
+    task = models.ForeignKey(
+        "agents.AgentTask", on_delete=models.CASCADE, related_name="collaborations", db_index=False
+    )
     initiator = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="initiated_collaborations")
-    collaborator = models.ForeignKey("agents.Agent", on_delete=models.CASCADE, related_name="collaborations", db_index=False)
+    collaborator = models.ForeignKey(
+        "agents.Agent", on_delete=models.CASCADE, related_name="collaborations", db_index=False
+    )
     # The collaborator's own task, created with the request; its outcome is
     # the collaboration's outcome. SET_NULL keeps the record if it is deleted.
     child_task = models.OneToOneField(
@@ -264,7 +293,9 @@ class AgentCollaboration(BaseModel):
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["task", "initiator", "collaborator"], name="agents_collab_unique"),
-            models.CheckConstraint(condition=~models.Q(initiator=models.F("collaborator")), name="agents_collab_distinct_agents"),
+            models.CheckConstraint(
+                condition=~models.Q(initiator=models.F("collaborator")), name="agents_collab_distinct_agents"
+            ),
             choices_check("kind", AgentCollaborationKind, "agents_collab"),
             choices_check("status", AgentCollaborationStatus, "agents_collab"),
         ]

@@ -155,7 +155,12 @@ class Organization(BaseModel):
     logo_url = models.URLField(max_length=500, blank=True)
     settings = models.JSONField(default=dict, blank=True)
     is_active = models.BooleanField(default=True)
-    members = models.ManyToManyField("core.User", through="core.OrganizationMember", through_fields=("organization", "user"), related_name="organizations")
+    members = models.ManyToManyField(
+        "core.User",
+        through="core.OrganizationMember",
+        through_fields=("organization", "user"),
+        related_name="organizations",
+    )
 
     class Meta(BaseModel.Meta):
         ordering = ["name"]
@@ -182,11 +187,15 @@ class OrganizationMember(BaseModel):
     Role = OrganizationMemberRole
 
     # The unique (organization, user) index serves lookups by organization.
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="memberships", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="memberships", db_index=False
+    )
     user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role, default=Role.MEMBER)
     # Who invited is history: deleting the inviter must not delete the member.
-    invited_by = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="invitations_sent")
+    invited_by = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="invitations_sent"
+    )
     joined_at = models.DateTimeField(default=dj_timezone.now)
 
     class Meta(BaseModel.Meta):

@@ -18,8 +18,12 @@ class FigmaFile(ExternalModel):
 
     EditorType = FigmaFileEditorType
 
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="figma_files", db_index=False)
-    integration = models.ForeignKey("integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="figma_files")
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="figma_files", db_index=False
+    )
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="figma_files"
+    )
     file_key = models.CharField(max_length=64)
     name = models.CharField(max_length=300)
     url = models.URLField(max_length=500, blank=True)
@@ -66,15 +70,21 @@ class DesignComponent(ExternalModel):
 
     CodeStatus = DesignComponentCodeStatus
 
-    figma_file = models.ForeignKey("design.FigmaFile", on_delete=models.CASCADE, related_name="components", db_index=False)
+    figma_file = models.ForeignKey(
+        "design.FigmaFile", on_delete=models.CASCADE, related_name="components", db_index=False
+    )
     node_id = models.CharField(max_length=64)
     name = models.CharField(max_length=300)
     description = models.TextField(blank=True)
     kind = models.CharField(max_length=16, choices=Kind, default=Kind.COMPONENT)
     code_status = models.CharField(max_length=16, choices=CodeStatus, default=CodeStatus.NOT_STARTED)
     code_path = models.CharField(max_length=500, blank=True)
-    code_repository = models.ForeignKey("development.Repository", on_delete=models.SET_NULL, null=True, blank=True, related_name="design_components")
-    generated_by_agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="generated_components")
+    code_repository = models.ForeignKey(
+        "development.Repository", on_delete=models.SET_NULL, null=True, blank=True, related_name="design_components"
+    )
+    generated_by_agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="generated_components"
+    )
     usage_count = models.PositiveIntegerField(default=0)
     last_used_at = models.DateTimeField(null=True, blank=True)
     properties = models.JSONField(default=dict, blank=True, help_text="Variant properties as Figma defines them.")
@@ -88,7 +98,9 @@ class DesignComponent(ExternalModel):
         ]
         indexes = [
             # Components whose code must be regenerated, per file.
-            models.Index(fields=["figma_file"], name="component_outdated_idx", condition=models.Q(code_status="outdated")),
+            models.Index(
+                fields=["figma_file"], name="component_outdated_idx", condition=models.Q(code_status="outdated")
+            ),
             # Filtering components by variant property (properties @> '{"size": "lg"}').
             GinIndex(fields=["properties"], name="component_properties_gin", opclasses=["jsonb_path_ops"]),
             # The most-used components first (design system dashboard).

@@ -13,8 +13,12 @@ from core.tracking import TrackedFieldsMixin
 class Repository(ExternalModel):
     """A GitHub repository."""
 
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="repositories", db_index=False)
-    integration = models.ForeignKey("integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="repositories")
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="repositories", db_index=False
+    )
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="repositories"
+    )
     external_id = models.BigIntegerField(null=True, blank=True, help_text="GitHub's numeric repository id.")
     full_name = models.CharField(max_length=200, help_text="owner/name")
     name = models.CharField(max_length=100)
@@ -27,15 +31,21 @@ class Repository(ExternalModel):
     stars_count = models.PositiveIntegerField(default=0)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(
-        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+        null=True,
+        blank=True,
+        help_text="Provider time of the newest event applied; older deliveries never overwrite it.",
     )
 
     class Meta(ExternalModel.Meta):
         ordering = ["full_name"]
         verbose_name_plural = "repositories"
         constraints = [
-            models.UniqueConstraint(fields=["organization", "full_name"], name="development_repository_full_name_unique"),
-            models.UniqueConstraint(fields=["organization", "external_id"], name="development_repository_external_id_unique"),
+            models.UniqueConstraint(
+                fields=["organization", "full_name"], name="development_repository_full_name_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "external_id"], name="development_repository_external_id_unique"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -68,7 +78,9 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
     ReviewStatus = PullRequestReviewStatus
 
     # The unique (repository, number) index serves lookups by repository.
-    repository = models.ForeignKey("development.Repository", on_delete=models.CASCADE, related_name="pull_requests", db_index=False)
+    repository = models.ForeignKey(
+        "development.Repository", on_delete=models.CASCADE, related_name="pull_requests", db_index=False
+    )
     number = models.PositiveIntegerField()
     external_id = models.BigIntegerField(null=True, blank=True)
     title = models.CharField(max_length=500)
@@ -76,7 +88,9 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
     state = models.CharField(max_length=16, choices=State, default=State.OPEN)
     is_draft = models.BooleanField(default=False)
     author_login = models.CharField(max_length=39, blank=True)
-    author = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="pull_requests")
+    author = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="pull_requests"
+    )
     head_branch = models.CharField(max_length=255)
     base_branch = models.CharField(max_length=255)
     head_sha = models.CharField(max_length=40, blank=True)
@@ -87,12 +101,16 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
     changed_files = models.PositiveIntegerField(default=0)
     agent_review_status = models.CharField(max_length=20, choices=ReviewStatus, default=ReviewStatus.PENDING)
     agent_review_summary = models.TextField(blank=True)
-    reviewed_by_agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="reviewed_pull_requests")
+    reviewed_by_agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="reviewed_pull_requests"
+    )
     opened_at = models.DateTimeField()
     merged_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     last_event_at = models.DateTimeField(
-        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+        null=True,
+        blank=True,
+        help_text="Provider time of the newest event applied; older deliveries never overwrite it.",
     )
 
     class Meta(ExternalModel.Meta):
@@ -158,10 +176,23 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
     State = DeploymentState
 
     # The (organization, -created_at) index serves lookups by organization.
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="deployments", db_index=False)
-    repository = models.ForeignKey("development.Repository", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments", db_index=False)
-    integration = models.ForeignKey("integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments")
-    pull_request = models.ForeignKey("development.PullRequest", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments")
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="deployments", db_index=False
+    )
+    repository = models.ForeignKey(
+        "development.Repository",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deployments",
+        db_index=False,
+    )
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments"
+    )
+    pull_request = models.ForeignKey(
+        "development.PullRequest", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments"
+    )
     external_id = models.CharField(max_length=100, help_text="Vercel's deployment id.")
     project_name = models.CharField(max_length=200)
     url = models.URLField(max_length=500, blank=True)
@@ -169,13 +200,17 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
     state = models.CharField(max_length=16, choices=State, default=State.QUEUED)
     commit_sha = models.CharField(max_length=40, blank=True)
     branch = models.CharField(max_length=255, blank=True)
-    creator = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments")
+    creator = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="deployments"
+    )
     error_message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     build_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     last_event_at = models.DateTimeField(
-        null=True, blank=True, help_text="Provider time of the newest event applied; older deliveries never overwrite it."
+        null=True,
+        blank=True,
+        help_text="Provider time of the newest event applied; older deliveries never overwrite it.",
     )
 
     class Meta(ExternalModel.Meta):
@@ -190,7 +225,9 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
                 name="development_deployment_ready_has_ready_at",
             ),
             models.CheckConstraint(
-                condition=models.Q(ready_at__isnull=True) | models.Q(started_at__isnull=True) | models.Q(ready_at__gte=models.F("started_at")),
+                condition=models.Q(ready_at__isnull=True)
+                | models.Q(started_at__isnull=True)
+                | models.Q(ready_at__gte=models.F("started_at")),
                 name="development_deployment_ready_after_start",
             ),
         ]
@@ -200,7 +237,9 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
             # The latest deployment of a repository per environment ("what is in production?").
             models.Index(fields=["repository", "environment", "-created_at"], name="deploy_repo_env_idx"),
             # Deployments still in flight, watched for progress and timeouts.
-            models.Index(fields=["created_at"], name="deploy_in_flight_idx", condition=models.Q(state__in=["queued", "building"])),
+            models.Index(
+                fields=["created_at"], name="deploy_in_flight_idx", condition=models.Q(state__in=["queued", "building"])
+            ),
             # Deployments of a commit (linking a push or a pull request to its previews).
             models.Index(fields=["commit_sha"], name="deploy_commit_idx", condition=~models.Q(commit_sha="")),
         ]

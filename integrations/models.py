@@ -45,11 +45,15 @@ class Integration(ExternalModel):
 
     # The unique (organization, service, external_account_id) index serves
     # lookups by organization.
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="integrations", db_index=False)
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="integrations", db_index=False
+    )
     service = models.CharField(max_length=16, choices=Service)
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status, default=Status.ACTIVE)
-    credentials = EncryptedJSONField(default=dict, blank=True, help_text="Tokens and keys; encrypted at rest, never shown back.")
+    credentials = EncryptedJSONField(
+        default=dict, blank=True, help_text="Tokens and keys; encrypted at rest, never shown back."
+    )
     scopes = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     config = models.JSONField(default=dict, blank=True)
     external_account_id = models.CharField(max_length=100)
@@ -88,11 +92,20 @@ class Webhook(ExternalModel):
     integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE, related_name="webhooks")
     name = models.CharField(max_length=200)
     endpoint_token = models.CharField(max_length=64, default=new_endpoint_token, editable=False)
-    secret = EncryptedTextField(default=new_webhook_secret, help_text="Signing secret; encrypted at rest, never shown back.")
-    events = ArrayField(models.CharField(max_length=100), default=list, blank=True, help_text="Provider event names accepted; empty accepts all.")
+    secret = EncryptedTextField(
+        default=new_webhook_secret, help_text="Signing secret; encrypted at rest, never shown back."
+    )
+    events = ArrayField(
+        models.CharField(max_length=100),
+        default=list,
+        blank=True,
+        help_text="Provider event names accepted; empty accepts all.",
+    )
     is_active = models.BooleanField(default=True)
     last_delivery_at = models.DateTimeField(null=True, blank=True)
-    last_delivery_status = models.PositiveSmallIntegerField(null=True, blank=True, help_text="HTTP status of the last delivery.")
+    last_delivery_status = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="HTTP status of the last delivery."
+    )
     delivery_count = models.PositiveIntegerField(default=0)
     failure_count = models.PositiveIntegerField(default=0)
 

@@ -19,8 +19,12 @@ class SocialAccount(ExternalModel):
 
     Platform = Platform
 
-    organization = models.ForeignKey("core.Organization", on_delete=models.CASCADE, related_name="social_accounts", db_index=False)
-    integration = models.ForeignKey("integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_accounts")
+    organization = models.ForeignKey(
+        "core.Organization", on_delete=models.CASCADE, related_name="social_accounts", db_index=False
+    )
+    integration = models.ForeignKey(
+        "integrations.Integration", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_accounts"
+    )
     platform = models.CharField(max_length=16, choices=Platform)
     handle = models.CharField(max_length=100)
     external_id = models.CharField(max_length=100)
@@ -60,8 +64,12 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
 
     # The (account, -created_at) index serves lookups by account.
     account = models.ForeignKey("social.SocialAccount", on_delete=models.CASCADE, related_name="posts", db_index=False)
-    author = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts")
-    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts")
+    author = models.ForeignKey(
+        "core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts"
+    )
+    agent = models.ForeignKey(
+        "agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="social_posts"
+    )
     content = models.TextField()
     media_urls = ArrayField(models.URLField(max_length=1000), default=list, blank=True)
     status = models.CharField(max_length=16, choices=Status, default=Status.DRAFT)
@@ -96,7 +104,9 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
             # An account's posts, newest first (admin inline, timelines).
             models.Index(fields=["account", "-created_at"], name="post_account_recent_idx"),
             # An account's published posts for engagement refresh, newest first.
-            models.Index(fields=["account", "-published_at"], name="post_published_idx", condition=models.Q(status="published")),
+            models.Index(
+                fields=["account", "-published_at"], name="post_published_idx", condition=models.Q(status="published")
+            ),
             # A post found by the platform's id (engagement callbacks).
             models.Index(fields=["external_id"], name="post_external_idx", condition=~models.Q(external_id="")),
         ]
