@@ -18,6 +18,7 @@ import time
 import uuid
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -40,6 +41,17 @@ class ProtocolError(Exception):
 
 class EventsConsumer(AsyncWebsocketConsumer):
     """Streams an authenticated user's organizations' events."""
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' dispatch first runs close_old_connections through
+        # sync_to_async: one hop to the single sync thread per message. With a
+        # thousand connections every event would queue a thousand hops there,
+        # which capped fan-out. This consumer reaches the database only through
+        # database_sync_to_async, which closes stale connections itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")

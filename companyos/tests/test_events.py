@@ -120,6 +120,11 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], None], list[str]]] = {
         lambda p: _set(p, status="published", published_at=NOW(), external_id="1"),
         ["social.post.published"],
     ),
+    "social.post.canceled": (
+        lambda: SocialPostFactory(status="scheduled", scheduled_at=NOW() + dt.timedelta(hours=1)),
+        lambda p: _set(p, status="canceled"),
+        ["social.post.canceled"],
+    ),
     "social.post.failed": (
         SocialPostFactory,
         lambda p: _set(p, status="failed", error_message="rate limited"),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from django.utils import timezone
 
 from agents.tests.factories import AgentTaskFactory
 from analytics.models import Event
+from companyos.events import TOPICS
 from companyos.ids import uuid7
 from core.models import ApiToken, OrganizationMember
 from core.services import api_token_create, api_token_revoke
@@ -28,7 +28,9 @@ from development.tests.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ALL = ["agent.task", "deployment", "pull_request", "social.post"]
+# Fixed, not random: parametrize ids must match across xdist workers.
+UUID4 = "8a4e1f1c-3b7e-4d2a-9c1e-2f6d5b4a3c21"
+ALL = sorted(TOPICS)
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
@@ -224,10 +226,10 @@ def test_revoking_a_token_closes_its_open_connections(alice):
         (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["weather"]}), "unknown_topic"),
         (json.dumps({"action": "subscribe", "organization": "globex", "topics": ["deployment"]}), "forbidden"),
         (json.dumps({"action": "subscribe", "organization": "no-such-org", "topics": ["*"]}), "forbidden"),
-        (json.dumps({"action": "subscribe", "organization": str(uuid.uuid4()), "topics": ["*"]}), "forbidden"),
+        (json.dumps({"action": "subscribe", "organization": UUID4, "topics": ["*"]}), "forbidden"),
         (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": "x"}), "invalid_since"),
         (
-            json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": str(uuid.uuid4())}),
+            json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": UUID4}),
             "invalid_since",
         ),
         (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": 7}), "invalid_since"),
