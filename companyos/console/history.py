@@ -107,6 +107,11 @@ def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
     existing = set(connection.introspection.table_names())
     installed = []
     with connection.cursor() as cursor:
+        # After `migrate console zero` (or before console is migrated) there is
+        # nothing to call: the tables stay untracked until it is migrated again.
+        cursor.execute("SELECT to_regprocedure('console_record_change()')")
+        if cursor.fetchone()[0] is None:
+            return installed
         for model in tracked_models():
             table = model._meta.db_table
             if table not in existing:
