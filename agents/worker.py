@@ -33,6 +33,7 @@ from agents import services
 from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
+from companyos.console.history import history_source
 
 logger = logging.getLogger("agents.worker")
 
@@ -92,7 +93,12 @@ class Worker:
         )
         listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
-            threading.Thread(target=self._runner, args=(index,), name=f"runner-{index}")
+            # History records each runner's changes as the worker's (issue 6).
+            threading.Thread(
+                target=history_source("worker", worker_id=self.worker_id)(self._runner),
+                args=(index,),
+                name=f"runner-{index}",
+            )
             for index in range(self.concurrency)
         ]
         try:

@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from companyos.console.history import history_source
 from companyos.ids import uuid7
 from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
 from integrations.webhooks.providers import PROVIDERS, Identity
@@ -163,7 +164,8 @@ def _delivery_run(delivery: WebhookDelivery) -> None:
     identity = Identity(delivery.delivery_id, delivery.event, delivery.action)
     started = time.perf_counter()
     try:
-        with transaction.atomic():
+        # History records what the delivery changes as coming from the webhook.
+        with transaction.atomic(), history_source("webhook", delivery=str(delivery.pk)):
             reason = provider.ignore_reason(webhook=webhook, event=delivery.event) or provider.process(
                 webhook=webhook, identity=identity, payload=delivery.payload
             )

@@ -111,3 +111,17 @@ def test_history_is_searchable_across_objects(rows, admin_client):
     assert listed and all(c.model == "core.organization" and c.operation == "insert" for c in listed)
     by_object = admin_client.get("/admin/console/change/", {"q": str(rows.agent.pk)})
     assert {c.object_id for c in by_object.context["cl"].result_list} == {rows.agent.pk}
+
+
+def test_changes_applied_from_a_webhook_delivery_say_so(client):
+    from development.models import PullRequest
+    from integrations.models import Integration, WebhookDelivery
+    from integrations.tests.factories import IntegrationFactory, WebhookFactory
+    from integrations.tests.webhook_helpers import github_payload, post_github
+
+    webhook = WebhookFactory(integration=IntegrationFactory(service=Integration.Service.GITHUB), events=[])
+
+    post_github(client, webhook, "pull_request", github_payload("pull_request/opened.payload.json"))
+
+    (change,) = changes_of(PullRequest.objects.get(), "insert")
+    assert (change.source, change.context["delivery"]) == ("webhook", str(WebhookDelivery.objects.get().pk))
