@@ -38,6 +38,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.templatetags.admin_list import date_hierarchy
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections, models
 from django.utils import timezone
@@ -62,7 +63,10 @@ class EstimatedCountPaginator(Paginator):
 
 def planner_estimate(queryset: models.QuerySet) -> int:
     """The number of rows PostgreSQL expects ``queryset`` to return (no rows read)."""
-    sql, params = queryset.order_by().query.sql_with_params()
+    try:
+        sql, params = queryset.order_by().query.sql_with_params()
+    except EmptyResultSet:  # .none(): nothing to ask
+        return 0
     with connections[queryset.db].cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]

@@ -43,6 +43,7 @@ class ChangeAdmin(LargeTableAdmin, ModelAdmin):
     list_select_related = ("user",)
     list_filter = (ModelFilter, "operation", SourceFilter)
     search_fields = ("=object_id", "=context_id")
+    search_help_text = "An object id, or a context id (the changes of one request or block)."
     timestamps = ()
     fields = ("at", "model", "object_id", "operation", "user", "source", "context_id", "context", "diff")
     readonly_fields = fields

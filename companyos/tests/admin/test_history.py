@@ -111,6 +111,7 @@ def test_history_is_searchable_across_objects(rows, admin_client):
     assert listed and all(c.model == "core.organization" and c.operation == "insert" for c in listed)
     by_object = admin_client.get("/admin/console/change/", {"q": str(rows.agent.pk)})
     assert {c.object_id for c in by_object.context["cl"].result_list} == {rows.agent.pk}
+    assert admin_client.get("/admin/console/change/", {"q": "not an id"}).status_code == 200
 
 
 def test_changes_applied_from_a_webhook_delivery_say_so(client):
@@ -125,3 +126,18 @@ def test_changes_applied_from_a_webhook_delivery_say_so(client):
 
     (change,) = changes_of(PullRequest.objects.get(), "insert")
     assert (change.source, change.context["delivery"]) == ("webhook", str(WebhookDelivery.objects.get().pk))
+
+
+def test_event_search_finds_an_event_or_the_events_about_an_object(rows, admin_client):
+    from analytics.tests.factories import EventFactory
+
+    about_task = EventFactory(organization=rows.organization, subject_type="agents.agenttask", subject_id=rows.task.pk)
+    other = EventFactory(organization=rows.organization)
+
+    def found(term):
+        return set(admin_client.get("/admin/analytics/event/", {"q": term}).context["cl"].result_list)
+
+    about = found(str(rows.task.pk))
+    assert about_task in about and {event.subject_id for event in about} == {rows.task.pk}
+    assert found(str(other.pk)) == {other}
+    assert found("deployment") == set()
