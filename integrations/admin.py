@@ -23,6 +23,7 @@ from companyos.admin_utils import (
     status_badge,
     subquery_count,
 )
+from companyos.fields import masked
 from integrations.models import Integration, Webhook, WebhookDelivery
 
 MANAGE_SECRETS = "console.manage_secrets"
@@ -63,7 +64,8 @@ class IntegrationForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         # The widget hints that a value is stored (masked), never the value.
         if "new_credentials" in self.fields and not self.instance._state.adding and self.instance.credentials:
-            self.fields["new_credentials"].widget.attrs["placeholder"] = "•••••••• set — type to replace"
+            stored = ", ".join(f"{name}: {masked(str(value))}" for name, value in self.instance.credentials.items())
+            self.fields["new_credentials"].widget.attrs["placeholder"] = f"{stored} — type to replace"
 
 
 class CredentialsForm(forms.Form):

@@ -242,3 +242,30 @@ def test_api_token_is_created_through_the_service_shown_once_and_revoked(rows, a
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert history_of(token, staff_admin).after == {"revoked_at": token.revoked_at.isoformat()}
+
+
+def test_credentials_are_write_only_on_the_change_form(rows, admin_client):
+    integration = rows.integration
+    integration.credentials = {"access_token": "ghp_0123456789abcdefWXYZ"}
+    integration.save(update_fields=["credentials"])
+    url = f"/admin/integrations/integration/{integration.pk}/change/"
+
+    page = admin_client.get(url).content.decode()
+    assert "ghp_0123456789abcdefWXYZ" not in page
+    assert "access_token: ••••••••WXYZ" in page  # a masked hint, never the value
+
+    data = {**admin_client.get(url).context["adminform"].form.initial}
+    data = {key: value for key, value in data.items() if value is not None and not isinstance(value, dict | list)}
+    data.update(
+        config="{}",
+        metadata="{}",
+        scopes="repo",
+        new_credentials="",
+        **{"webhooks-TOTAL_FORMS": "0", "webhooks-INITIAL_FORMS": "0"},
+    )
+    assert admin_client.post(url, data).status_code == 302
+    assert Integration.objects.get(pk=integration.pk).credentials == {"access_token": "ghp_0123456789abcdefWXYZ"}
+
+    data["new_credentials"] = '{"access_token": "ghp_replaced"}'
+    assert admin_client.post(url, data).status_code == 302
+    assert Integration.objects.get(pk=integration.pk).credentials == {"access_token": "ghp_replaced"}

@@ -9,5 +9,9 @@ from companyos.console.history import history_source
 
 class Command(shell.Command):
     def handle(self, **options):
-        with history_source("shell", os_user=getpass.getuser()):
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):  # no login name in this environment
+            os_user = ""
+        with history_source("shell", os_user=os_user):
             return super().handle(**options)
