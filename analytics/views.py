@@ -22,14 +22,15 @@ from analytics.rollups import bucket_floor
 from analytics.selectors import event_counts, metric_names, metric_series
 from core.models import Organization
 
-# Range choice -> (span, bucket). Buckets keep every chart at 60..720 points.
-RANGES: dict[str, tuple[timedelta, timedelta]] = {
-    "1h": (timedelta(hours=1), timedelta(minutes=1)),
-    "6h": (timedelta(hours=6), timedelta(minutes=5)),
-    "24h": (timedelta(hours=24), timedelta(minutes=15)),
-    "7d": (timedelta(days=7), timedelta(hours=1)),
-    "30d": (timedelta(days=30), timedelta(hours=1)),
-    "90d": (timedelta(days=90), timedelta(hours=6)),
+# Range choice -> (span, metric bucket, event bucket). Metric charts get
+# 60..720 points; event columns stay under ~120 so each is wide enough to see.
+RANGES: dict[str, tuple[timedelta, timedelta, timedelta]] = {
+    "1h": (timedelta(hours=1), timedelta(minutes=1), timedelta(minutes=1)),
+    "6h": (timedelta(hours=6), timedelta(minutes=5), timedelta(minutes=5)),
+    "24h": (timedelta(hours=24), timedelta(minutes=15), timedelta(minutes=15)),
+    "7d": (timedelta(days=7), timedelta(hours=1), timedelta(hours=2)),
+    "30d": (timedelta(days=30), timedelta(hours=1), timedelta(hours=6)),
+    "90d": (timedelta(days=90), timedelta(hours=6), timedelta(days=1)),
 }
 # Without a chosen metric the page shows this many small charts.
 MAX_CHARTS = 12
@@ -47,10 +48,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     filters = getattr(form, "cleaned_data", {})
     organization = filters.get("organization") or Organization.objects.order_by("name").first()
     range_key = filters.get("range") or "24h"
-    span, bucket = RANGES[range_key]
-    # The range ends at the end of the current bucket, so the selectors'
-    # cache keys stay the same for a whole bucket.
-    end = bucket_floor(timezone.now(), bucket) + bucket
+    span, bucket, event_bucket = RANGES[range_key]
+    # The range ends at the end of the current (coarser) bucket, so the
+    # selectors' cache keys stay the same for a whole bucket.
+    end = bucket_floor(timezone.now(), event_bucket) + event_bucket
     start = end - span
 
     context = {
@@ -63,6 +64,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "start": start,
         "end": end,
         "bucket": bucket,
+        "event_bucket": event_bucket,
     }
     if organization is not None:
         names = metric_names(organization=organization)
@@ -81,7 +83,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             )
             for name in shown
         ]
-        context.update(_event_context(organization, start=start, end=end, bucket=bucket))
+        context.update(_event_context(organization, start=start, end=end, bucket=event_bucket))
     return render(request, "analytics/dashboard.html", context)
 
 
