@@ -263,23 +263,16 @@ class ModelAdmin(admin.ModelAdmin):
         return object_history_view(self, request, object_id, extra_context=extra_context)
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """An inline listing the most recent related rows, read-only.
+class RecentRowsInline(admin.TabularInline):
+    """An inline showing the newest ``max_rows`` related rows only.
 
-    A parent may own 100k children (an agent's tasks): the inline shows the
-    newest ``max_rows`` only, with a link to the full filtered changelist.
+    A parent may own 100k children (an agent's tasks): rendering them all
+    would be one huge page. Pair it with a link to the full filtered list.
     """
 
     extra = 0
     max_rows = 10
-    can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-created_at")
@@ -294,3 +287,15 @@ class ReadOnlyInline(admin.TabularInline):
                 return super().get_queryset()[:max_rows]
 
         return LimitedFormSet
+
+
+class ReadOnlyInline(RecentRowsInline):
+    """The newest related rows, read-only; they are changed on their own pages."""
+
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -6,7 +6,16 @@ from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from companyos.admin_utils import ModelAdmin, badge, count_link, fk_link, run_action, status_badge, subquery_count
+from companyos.admin_utils import (
+    ModelAdmin,
+    RecentRowsInline,
+    badge,
+    count_link,
+    fk_link,
+    run_action,
+    status_badge,
+    subquery_count,
+)
 from core.models import ApiToken, Organization, OrganizationMember, User
 from core.services import api_token_create, api_token_revoke
 
@@ -50,14 +59,15 @@ class UserAdmin(ModelAdmin, DjangoUserAdmin):
     )
 
 
-class MemberInline(admin.TabularInline):
+class MemberInline(RecentRowsInline):
+    """The newest members, editable; the members count links to all of them."""
+
     model = OrganizationMember
     fk_name = "organization"
-    extra = 0
+    max_rows = 50
     fields = ("user", "role", "invited_by", "joined_at")
     autocomplete_fields = ("user", "invited_by")
-    # An organization with thousands of members pages through the member list instead.
-    max_num = 200
+    show_change_link = False
 
 
 @admin.register(Organization)
@@ -66,10 +76,12 @@ class OrganizationAdmin(ModelAdmin):
     list_filter = ("plan", "is_active")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("members_count",)
     date_hierarchy = "created_at"
     inlines = (MemberInline,)
     fieldsets = (
-        (None, {"fields": ("name", "slug", "plan", "is_active")}),
+        # The members inline shows the newest 50; the count links to all of them.
+        (None, {"fields": ("name", "slug", "plan", "is_active", "members_count")}),
         ("Appearance and settings", {"fields": ("logo_url", "settings")}),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

@@ -42,3 +42,15 @@ def test_agent_page_shows_recent_tasks_only_with_a_link_to_all(rows, admin_clien
     )
     assert len(inline.formset.forms) == 10
     assert f"/admin/agents/agenttask/?agent__id__exact={rows.agent.pk}" in response.content.decode()
+
+
+def test_organization_page_edits_its_newest_members_only(rows, admin_client):
+    from core.tests.factories import OrganizationMemberFactory
+
+    OrganizationMemberFactory.create_batch(55, organization=rows.organization)
+
+    response = admin_client.get(f"/admin/core/organization/{rows.organization.pk}/change/")
+
+    (members,) = response.context["inline_admin_formsets"]
+    assert len(members.formset.forms) == 50
+    assert f"?organization__id__exact={rows.organization.pk}\">55</a>" in response.content.decode()
