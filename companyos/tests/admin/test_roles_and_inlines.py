@@ -53,4 +53,4 @@ def test_organization_page_edits_its_newest_members_only(rows, admin_client):
 
     (members,) = response.context["inline_admin_formsets"]
     assert len(members.formset.forms) == 50
-    assert f"?organization__id__exact={rows.organization.pk}\">55</a>" in response.content.decode()
+    assert f'?organization__id__exact={rows.organization.pk}">55</a>' in response.content.decode()
