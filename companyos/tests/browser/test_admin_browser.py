@@ -74,6 +74,8 @@ def test_staff_member_runs_the_console_in_a_browser(page, live_server):
     page.click("input[type=submit]")
     assert page.locator("#site-name").inner_text() == "CompanyOS console"
     assert page.locator(".app-core .cos-domain-description").text_content() == "People and organizations"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "admin-index.png"), full_page=True)
 
     # Every changelist opens.
     for model in admin.site._registry:
@@ -110,7 +112,12 @@ def test_staff_member_runs_the_console_in_a_browser(page, live_server):
     task.refresh_from_db()
     assert (task.status, task.approved_by_id) == (AgentTask.Status.COMPLETED, staff.pk)
 
-    ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "admin-agent-task-changelist.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+    # The task's history page shows the approval: who, from where, the diff.
+    page.goto(f"{tasks_url}{task.pk}/history/")
+    history = page.locator("#change-history").inner_text()
+    assert "browser@example.com" in history and "awaiting_approval" in history and "completed" in history
+    page.screenshot(path=str(ARTIFACTS / "admin-task-history.png"), full_page=True)
