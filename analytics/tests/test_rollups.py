@@ -1,17 +1,20 @@
 """Rollups hold exactly the aggregates of the raw rows, however the rows arrived."""
 
+import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connections, transaction
 
 from analytics.ingest import record_events, record_metrics
 from analytics.models import ROLLUP_WIDTHS, Event, EventRollup, Metric, MetricRollup
 from analytics.rollups import bucket_floor, rollups_refresh
 from analytics.services import analytics_prune
 from analytics.tests.factories import EventFactory, MetricFactory
+from core.tests.factories import OrganizationFactory
 
 T0 = datetime(2026, 11, 2, 9, 58, 30, tzinfo=UTC)
 
@@ -133,3 +136,43 @@ def test_prune_removes_old_raw_rows_and_keeps_rollups(organization):
     result = analytics_prune(before=cutoff, rollups_before=cutoff)
     assert result.metric_rollups > 0
     assert not MetricRollup.objects.filter(bucket__lt=cutoff).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refresh_waits_for_a_running_ingest_and_loses_none_of_it():
+    organization = OrganizationFactory()
+    record_metrics(metric_rows(organization, 50))
+    ingested, release = threading.Event(), threading.Event()
+    refreshed = threading.Event()
+
+    def ingest_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                # New buckets: no rollup row for the refresh to trip over; only the lock holds it back.
+                record_metrics(metric_rows(organization, 50, start=T0 + timedelta(days=1)))
+                ingested.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    def refresh() -> None:
+        try:
+            rollups_refresh(since=T0 - timedelta(days=1))
+            refreshed.set()
+        finally:
+            connections.close_all()
+
+    ingester = threading.Thread(target=ingest_and_hold)
+    ingester.start()
+    assert ingested.wait(10)
+    refresher = threading.Thread(target=refresh)
+    refresher.start()
+
+    assert not refreshed.wait(0.5)  # blocked by the uncommitted ingest
+    release.set()
+    ingester.join(10)
+    refresher.join(10)
+
+    assert refreshed.is_set()
+    assert Metric.objects.count() == 100
+    assert_metric_rollups_match_raw()
