@@ -12,10 +12,10 @@ from uuid import UUID
 
 from django.db import transaction
 
-from companyos.cache import get_layer
+from companyos.cache import Family, get_layer
 
 
-def organization_cache(organization_id: UUID):
+def organization_cache(organization_id: UUID) -> Family:
     """The cache family holding an organization's analytics reads."""
     return get_layer("analytics").family(f"org:{organization_id}")
 

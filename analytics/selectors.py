@@ -10,6 +10,7 @@ the raw rows give, only faster. Results are cached per organization in the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -82,7 +83,7 @@ def _organization_id(organization: Organization | UUID) -> UUID:
     return organization.pk if isinstance(organization, Organization) else organization
 
 
-def _cached(organization_id: UUID, key: str, compute, cached: bool):
+def _cached(organization_id: UUID, key: str, compute: Callable[[], list], cached: bool) -> list:
     if not cached:
         return compute()
     return organization_cache(organization_id).get_or_set(key, compute, ttl=settings.ANALYTICS_CACHE_TTL)

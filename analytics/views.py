@@ -9,7 +9,7 @@ ranges and cache per organization.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import forms
 from django.contrib import admin
@@ -87,10 +87,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "analytics/dashboard.html", context)
 
 
-def _event_context(organization: Organization, *, start, end, bucket) -> dict:
+def _event_context(organization: Organization, *, start: datetime, end: datetime, bucket: timedelta) -> dict:
     counts = event_counts(organization=organization, start=start, end=end, bucket=bucket)
     per_type: dict[str, int] = defaultdict(int)
-    per_bucket: dict = defaultdict(int)
+    per_bucket: dict[datetime, int] = defaultdict(int)
     for count in counts:
         per_type[count.event_type] += count.count
         per_bucket[count.bucket] += count.count
