@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -75,7 +75,7 @@ class _Invalid(Exception):
 
 
 def _uuid(value: Any) -> UUID:
-    if isinstance(value, UUID):
+    if type(value) is UUID:
         return value
     try:
         return UUID(str(value))
@@ -88,6 +88,8 @@ def _optional_uuid(value: Any) -> UUID | None:
 
 
 def _aware_datetime(value: Any) -> datetime:
+    if type(value) is datetime and value.utcoffset() is not None:
+        return value
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -101,6 +103,8 @@ def _aware_datetime(value: Any) -> datetime:
 
 
 def _finite(value: Any) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Invalid("not a number")
     value = float(value)
@@ -134,7 +138,7 @@ def _choice(choices: type[models.TextChoices]) -> Callable[[Any], str]:
     allowed = frozenset(choices.values)
 
     def clean(value: Any) -> str:
-        if value not in allowed:
+        if not isinstance(value, str) or value not in allowed:
             raise _Invalid(f"not one of {', '.join(sorted(allowed))}")
         return value
 
@@ -216,8 +220,13 @@ def _known_ids(table: _Table, rows: Sequence[Any]) -> dict[str, set[UUID]]:
     """Which of the batch's referenced ids exist: one query per referenced model."""
     known = {}
     for key, model in table.references.items():
+        values = [row.get(key) for row in rows if isinstance(row, Mapping)]
+        try:
+            distinct = set(values)
+        except TypeError:  # an unhashable value, reported with its row
+            distinct = {value for value in values if isinstance(value, Hashable)}
         wanted = set()
-        for value in {row.get(key) for row in rows if isinstance(row, Mapping)} - {None}:
+        for value in distinct - {None}:
             with contextlib.suppress(_Invalid, TypeError):  # reported with its row
                 wanted.add(_uuid(value))
         known[key] = set(model._base_manager.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()

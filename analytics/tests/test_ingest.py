@@ -61,6 +61,8 @@ def test_record_metrics_writes_every_field_and_returns_counts(organization):
         ({"name": ""}, "name", "empty"),
         ({"name": "x" * 201}, "name", "longer than 200 characters"),
         ({"source": "fax"}, "source", "not one of agent, figma, github, linkedin, system, twitter, user, vercel"),
+        ({"source": ["system"]}, "source", "not one of agent, figma, github, linkedin, system, twitter, user, vercel"),
+        ({"organization": {"id": 1}}, "organization", "not a UUID"),
         ({"dimensions": ["region"]}, "dimensions", "not a JSON object"),
         ({"colour": "red"}, "colour", "unknown field"),
     ],
