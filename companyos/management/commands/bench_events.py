@@ -105,6 +105,8 @@ class Command(BaseCommand):
         parser.add_argument("--burst", type=int, default=30, help="Events per throughput burst.")
         parser.add_argument("--runs", type=int, default=3, help="Bursts per contender (the median is reported).")
         parser.add_argument("--layers", default="pubsub", help="Channel layers to measure: pubsub,classic.")
+        parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket implementation (--ws).")
+        parser.add_argument("--workers", type=int, default=1, help="Server processes (uvicorn --workers).")
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for a burst's deliveries.")
 
     def handle(self, *args, **options) -> None:
@@ -162,7 +164,8 @@ class Command(BaseCommand):
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         command = [sys.executable, "-m", "uvicorn", "companyos.asgi:application", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
+        command += ["--port", str(port), "--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
+        command += ["--workers", str(self.options["workers"])]
         env = {**os.environ, "CHANNEL_LAYER": layer}
         process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 -- our own interpreter and module
         try:
@@ -178,7 +181,12 @@ class Command(BaseCommand):
             yield f"ws://127.0.0.1:{port}/ws/events/"
         finally:
             process.terminate()
-            process.wait(timeout=10)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                # The classic layer's consumers sit in a blocking pop; do not wait them out.
+                process.kill()
+                process.wait()
 
     # --- Contenders ------------------------------------------------------------------------
 
