@@ -6,6 +6,19 @@ from core.models import OrganizationMember
 from core.tests.factories import AdminUserFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def plain_static_files(settings):
+    """Pages render without a collectstatic manifest, whatever DEBUG the environment set.
+
+    Production (DEBUG off) serves hashed files from a manifest that
+    ``collectstatic`` writes; tests render templates without running it.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 @pytest.fixture
 def organization(db):
     return OrganizationFactory()

@@ -8,14 +8,6 @@ from companyos.console.roles import sync_roles
 from companyos.tests.admin.cases import parents
 from core.tests.factories import UserFactory
 
-STATIC_FILES = "django.contrib.staticfiles.storage.StaticFilesStorage"
-
-
-@pytest.fixture(autouse=True)
-def plain_static_files(settings):
-    """Pages render without a collectstatic manifest, whatever DEBUG the environment set."""
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": STATIC_FILES}}
-
 
 def _staff(role: str):
     # The roles migration created the groups; a transactional test elsewhere
