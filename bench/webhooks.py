@@ -151,14 +151,10 @@ def main() -> None:
     webhook = Webhook.objects.create(integration=integration, name="Bench")
     path = reverse("integrations:webhook_receive", args=[webhook.endpoint_token])
     signature = github_signature(webhook.secret, BODY)
-    # CONN_MAX_AGE=0: under ASGI each request runs in a new thread, so a persistent
-    # connection would be left open per request (docs/webhooks.md).
-    django_env = {"WEBHOOK_PROCESS_INLINE": str(args.inline), "LOG_LEVEL": "WARNING", "CONN_MAX_AGE": "0"}
-    pooled_env = {
-        **django_env,
-        "DJANGO_SETTINGS_MODULE": "webhooks_pool_settings",
-        "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}",
-    }
+    # The project's default is psycopg's pool; without it, CONN_MAX_AGE=0 (a
+    # persistent connection would be left open per ASGI request thread).
+    pooled_env = {"WEBHOOK_PROCESS_INLINE": str(args.inline), "LOG_LEVEL": "WARNING"}
+    django_env = {**pooled_env, "DATABASE_POOL_MAX_SIZE": "0", "CONN_MAX_AGE": "0"}
     raw_env = {
         "BENCH_WEBHOOK_SECRET": webhook.secret,
         "BENCH_WEBHOOK_ID": str(webhook.pk),
