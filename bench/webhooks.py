@@ -45,9 +45,10 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
+from companyos.testing import current_database_url  # noqa: E402
 from core.models import Organization  # noqa: E402
 from integrations.models import Integration, Webhook, WebhookDelivery  # noqa: E402
-from integrations.tests.asgi_server import current_database_url, uvicorn_server  # noqa: E402
+from integrations.tests.asgi_server import uvicorn_server  # noqa: E402
 from integrations.tests.webhook_helpers import github_payload  # noqa: E402
 from integrations.webhooks.signatures import github_signature  # noqa: E402
 

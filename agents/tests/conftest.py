@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 
 from agents.models import Agent
 from agents.tests.factories import AgentFactory
+from companyos.testing import current_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -21,13 +21,6 @@ BASE_DIR = Path(settings.BASE_DIR)
 @pytest.fixture
 def agent(db) -> Agent:
     return AgentFactory()
-
-
-def database_url() -> str:
-    """The URL of the database this test uses (the test database), for subprocesses."""
-    db = connection.settings_dict
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def spawn_worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
             process = subprocess.Popen(
                 [sys.executable, "manage.py", "run_agent_worker", *args],
                 cwd=BASE_DIR,
-                env={**os.environ, "DATABASE_URL": database_url(), "LOG_LEVEL": "INFO", **(env or {})},
+                env={**os.environ, "DATABASE_URL": current_database_url(), "LOG_LEVEL": "INFO", **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
@@ -17,6 +16,7 @@ from django.test import override_settings
 
 from companyos import crypto
 from companyos.checks import check_encryption_keys, verify_encryption_keys
+from companyos.testing import current_database_url
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -102,7 +102,7 @@ class TestWrongKey:
 def test_servers_and_commands_refuse_to_start_with_a_wrong_key():
     """End to end, against committed rows: ASGI, `migrate` and `runserver` stop, naming the column."""
     IntegrationFactory()
-    url = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+    url = current_database_url()
 
     def run(*args: str, key: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "DATABASE_URL": url, "FIELD_ENCRYPTION_KEYS": key}
