@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -106,7 +107,7 @@ class Command(BaseCommand):
         parser.add_argument("--runs", type=int, default=3, help="Bursts per contender (the median is reported).")
         parser.add_argument("--layers", default="pubsub", help="Channel layers to measure: pubsub,classic.")
         parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket implementation (--ws).")
-        parser.add_argument("--workers", type=int, default=1, help="Server processes (uvicorn --workers).")
+        parser.add_argument("--workers", type=int, default=2, help="uvicorn --workers (one per core).")
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for a burst's deliveries.")
 
     def handle(self, *args, **options) -> None:
@@ -165,9 +166,10 @@ class Command(BaseCommand):
             port = sock.getsockname()[1]
         command = [sys.executable, "-m", "uvicorn", "companyos.asgi:application", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
-        command += ["--workers", str(self.options["workers"])]
+        command += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
         env = {**os.environ, "CHANNEL_LAYER": layer}
-        process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 -- our own interpreter and module
+        # Its own process group, so that its workers can be stopped with it.
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603 -- our own interpreter
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -184,8 +186,7 @@ class Command(BaseCommand):
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                # The classic layer's consumers sit in a blocking pop; do not wait them out.
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
 
     # --- Contenders ------------------------------------------------------------------------
