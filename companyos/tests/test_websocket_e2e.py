@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,9 +14,9 @@ from pathlib import Path
 import pytest
 import websockets
 from django.conf import settings
-from django.db import connection
 
 from analytics.models import Event
+from companyos.testing import current_database_url, uvicorn_server
 from core.services import api_token_create
 from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
 from development.models import Deployment
@@ -29,19 +27,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def child_env() -> dict[str, str]:
     """The environment of a child process: the test database and this run's Redis prefix."""
-    db = connection.settings_dict
-    user = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
     return {
         **os.environ,
-        "DATABASE_URL": f"postgres://{user}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DATABASE_URL": current_database_url(),
         "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
         "CHANNEL_LAYER": settings.CHANNEL_LAYER,
         "DJANGO_SETTINGS_MODULE": "companyos.settings",
@@ -51,28 +41,8 @@ def child_env() -> dict[str, str]:
 @contextmanager
 def asgi_server() -> Iterator[str]:
     """A uvicorn process serving companyos.asgi:application; yields its websocket URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "companyos.asgi:application", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.1)
+    with uvicorn_server(env=child_env()) as port:
         yield f"ws://127.0.0.1:{port}/ws/events/"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def manage(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

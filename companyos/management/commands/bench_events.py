@@ -18,11 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -39,6 +35,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from analytics.models import Event
+from companyos.testing import uvicorn_server
 from core.models import Organization, OrganizationMember, User
 from core.services import api_token_create
 from development.models import Deployment
@@ -161,33 +158,10 @@ class Command(BaseCommand):
 
     @contextlib.contextmanager
     def _server(self, layer: str):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "uvicorn", "companyos.asgi:application", "--host", "127.0.0.1"]
-        command += ["--port", str(port), "--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
-        command += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
-        env = {**os.environ, "CHANNEL_LAYER": layer}
-        # Its own process group, so that its workers can be stopped with it.
-        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)  # noqa: S603 -- our own interpreter
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("the ASGI server did not start") from None
-                    time.sleep(0.1)
+        args = ["--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
+        args += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
+        with uvicorn_server(env={**os.environ, "CHANNEL_LAYER": layer}, args=args) as port:
             yield f"ws://127.0.0.1:{port}/ws/events/"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
 
     # --- Contenders ------------------------------------------------------------------------
 
