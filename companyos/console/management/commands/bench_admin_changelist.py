@@ -114,6 +114,8 @@ class Command(BaseCommand):
                 cursor.execute(f'CREATE DATABASE "{name}"')
         connections.close_all()
         connection.settings_dict["NAME"] = name
+        if connection.pool is not None:  # a pool keeps connecting to the database it was made for
+            connection.close_pool()
         call_command("migrate", verbosity=0, interactive=False)
         from analytics.models import Event
         from core.models import Organization, User
