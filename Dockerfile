@@ -29,4 +29,8 @@ RUN useradd --system --no-create-home --uid 10001 companyos
 USER companyos
 
 EXPOSE 8000
-CMD ["uvicorn", "companyos.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers"]
+# One uvicorn worker per core (uvicorn reads WEB_CONCURRENCY): the pub/sub
+# channel layer fans events out per process. websockets-sansio measured
+# faster than the default implementation (docs/realtime.md).
+ENV WEB_CONCURRENCY=2
+CMD ["uvicorn", "companyos.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers", "--ws", "websockets-sansio"]
