@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
@@ -27,8 +27,9 @@ from core.models import Organization
 ReadSource = Literal["auto", "raw", "rollup"]
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+# Named tuples rather than frozen dataclasses: a 30-day hourly series builds
+# 720 of them, and a tuple is several times cheaper to construct.
+class MetricPoint(NamedTuple):
     """One bucket of a metric series."""
 
     bucket: datetime
@@ -42,8 +43,7 @@ class MetricPoint:
         return self.sum / self.count
 
 
-@dataclass(frozen=True)
-class EventCount:
+class EventCount(NamedTuple):
     """How many events of one type fell in one bucket."""
 
     bucket: datetime
@@ -161,7 +161,7 @@ def metric_series(
         rows = _query(
             _METRIC_SERIES_SQL, start=start, end=end, bucket=bucket, source=source, org=organization_id, name=name
         )
-        return [MetricPoint(_moment(bucket), *rest) for bucket, *rest in rows]
+        return [MetricPoint(_moment(bucket), count, total, low, high) for bucket, count, total, low, high in rows]
 
     key = f"metric:{name}:{start.isoformat()}:{end.isoformat()}:{bucket.total_seconds():g}:{source}"
     return _cached(organization_id, key, compute, cached)
@@ -181,7 +181,7 @@ def event_counts(
 
     def compute() -> list[EventCount]:
         rows = _query(_EVENT_COUNTS_SQL, start=start, end=end, bucket=bucket, source=source, org=organization_id)
-        return [EventCount(_moment(bucket), *rest) for bucket, *rest in rows]
+        return [EventCount(_moment(bucket), event_type, count) for bucket, event_type, count in rows]
 
     key = f"events:{start.isoformat()}:{end.isoformat()}:{bucket.total_seconds():g}:{source}"
     return _cached(organization_id, key, compute, cached)
