@@ -56,7 +56,8 @@ UNPRIVILEGED_USER = "nobody"
 
 USAGE = """usage:
   python3 dev.py run [--host 127.0.0.1] [--port 8000] [--reload] [--reset-admin-password]
-  python3 dev.py test [pytest arguments]"""
+  python3 dev.py test [pytest arguments]
+  python3 dev.py manage <command> [arguments]   (any manage.py command, on the same servers as run)"""
 
 
 def say(message: str) -> None:
@@ -73,8 +74,13 @@ def write_private(path: Path, text: str) -> None:
 
 
 def requirements_digest() -> str:
-    """Hash of every requirements file and the interpreter version: a change reinstalls."""
-    digest = hashlib.sha256(sys.version.encode())
+    """Hash of every requirements file and of the virtualenv's interpreter: a change reinstalls.
+
+    The virtualenv's own ``pyvenv.cfg`` names its interpreter; ``sys.version``
+    would differ between the ``python3`` that starts dev.py and the one inside
+    ``.venv``, and every call would reinstall.
+    """
+    digest = hashlib.sha256((VENV / "pyvenv.cfg").read_bytes())
     for path in sorted(ROOT.glob("requirements*.txt")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -534,7 +540,13 @@ def cmd_test(argv: list[str]) -> int:
             delete_keys(configured("REDIS_URL"), prefix)
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test}
+def cmd_manage(argv: list[str]) -> int:
+    """Any ``manage.py`` command against the servers ``run`` uses (embedded ones are started or shared)."""
+    with services():
+        return run_foreground([sys.executable, str(ROOT / "manage.py"), *argv])
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "manage": cmd_manage}
 
 
 def main(argv: list[str]) -> int:
