@@ -29,6 +29,19 @@ class TaskInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+# The track record, read-only: counters the queue keeps in SQL, the columns
+# PostgreSQL derives from them, and a link to the agent's tasks.
+TRACK_RECORD = (
+    "tasks_completed",
+    "tasks_failed",
+    "total_duration_ms",
+    "success_rate",
+    "avg_duration_ms",
+    "last_active_at",
+    "all_tasks",
+)
+
+
 @admin.register(Agent)
 class AgentAdmin(ModelAdmin):
     list_display = (
@@ -48,31 +61,13 @@ class AgentAdmin(ModelAdmin):
     search_fields = ("name", "slug", "model")
     autocomplete_fields = ("organization",)
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = (
-        "tasks_completed",
-        "tasks_failed",
-        "total_duration_ms",
-        "success_rate",
-        "avg_duration_ms",
-        "last_active_at",
-        "all_tasks",
-    )
+    readonly_fields = TRACK_RECORD
     fieldsets = (
         (None, {"fields": ("organization", "name", "slug", "agent_type", "description", "is_active")}),
         ("Behaviour", {"fields": ("model", "system_prompt", "config", "capabilities", "max_concurrent_tasks")}),
         (
             "Track record",
-            {
-                "fields": (
-                    "tasks_completed",
-                    "tasks_failed",
-                    "total_duration_ms",
-                    "success_rate",
-                    "avg_duration_ms",
-                    "last_active_at",
-                    "all_tasks",
-                )
-            },
+            {"fields": TRACK_RECORD},
         ),
         ("Dates", {"fields": ("created_at", "updated_at")}),
     )

@@ -150,19 +150,8 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     try:
         payload, text = _parse(body)
         identity = provider.identify(headers=request.headers, payload=payload)
-    except ValueError as exc:  # not UTF-8, not JSON, not storable, or MalformedDelivery
-        return _reject(
-            webhook=webhook,
-            provider=provider,
-            request=request,
-            code=400,
-            reason=f"Malformed delivery: {exc}",
-            signature_valid=True,
-        )
-
-    reason = provider.ignore_reason(webhook=webhook, event=identity.event)
-    status = Status.IGNORED if reason else Status.RECEIVED
-    try:
+        reason = provider.ignore_reason(webhook=webhook, event=identity.event)
+        status = Status.IGNORED if reason else Status.RECEIVED
         delivery_pk = webhook_delivery_record(
             webhook=webhook,
             identity=identity,
@@ -173,7 +162,9 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
             signature_valid=True,
             error=reason,
         )
-    except DataError as exc:  # a value PostgreSQL refuses that the checks above did not foresee
+    # Not UTF-8, not JSON, not storable, a MalformedDelivery, or (DataError) a
+    # value PostgreSQL refuses that the checks above did not foresee.
+    except (ValueError, DataError) as exc:
         return _reject(
             webhook=webhook,
             provider=provider,
