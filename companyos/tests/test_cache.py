@@ -9,20 +9,11 @@ import time
 import uuid
 
 import pytest
-import redis
 from django.conf import settings
 
 from companyos.cache import LAYER_NAMES, get_layer
 
 LAYER_TTLS = {"default": 300, "sessions": 24 * 3600, "api": 5 * 60, "agent_results": 3600, "analytics": 15 * 60}
-
-
-@pytest.fixture
-def raw():
-    """A plain redis-py client on the same server, to look at what the layers really stored."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from django.conf import settings
 
 from companyos.locks import (
@@ -22,13 +21,6 @@ from companyos.locks import (
     distributed_lock,
     release_if_owner,
 )
-
-
-@pytest.fixture
-def raw():
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    yield client
-    client.close()
 
 
 @pytest.fixture
