@@ -33,4 +33,4 @@ EXPOSE 8000
 # channel layer fans events out per process. websockets-sansio measured
 # faster than the default implementation (docs/realtime.md).
 ENV WEB_CONCURRENCY=2
-CMD ["uvicorn", "companyos.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers", "--ws", "websockets-sansio"]
+CMD ["uvicorn", "companyos.config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers", "--ws", "websockets-sansio"]

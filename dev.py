@@ -403,7 +403,7 @@ def services() -> Iterator[list[str]]:
 
 
 def django_setup() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.config.settings")
     sys.path.insert(0, str(ROOT))
     import django
 
@@ -485,7 +485,7 @@ def cmd_run(argv: list[str]) -> int:
             + f"  Press Ctrl-C to stop.\n{rule}\n",
             flush=True,
         )
-        uvicorn = [sys.executable, "-m", "uvicorn", "companyos.asgi:application"]
+        uvicorn = [sys.executable, "-m", "uvicorn", "companyos.config.asgi:application"]
         uvicorn += ["--host", args.host, "--port", str(args.port), "--lifespan", "off"]
         return run_foreground(uvicorn + (["--reload"] if args.reload else []))
 

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.services import task_approve, task_cancel, task_reject, task_retry
-from companyos.admin_utils import (
+from companyos.foundation.console.toolkit import (
     ModelAdmin,
     ReadOnlyInline,
     action_form,

@@ -9,7 +9,7 @@ The ``post_save`` receiver is connected in ``AgentsConfig.ready``: any
 from __future__ import annotations
 
 from agents.models import AgentTask
-from companyos.events import model_data, publish_on_commit
+from companyos.foundation.events import model_data, publish_on_commit
 
 TASK_FIELDS = (
     "id", "agent", "created_by", "parent_task", "task_type", "title", "status", "priority", "requires_approval",

@@ -7,8 +7,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Cast
 
-from core.models import BaseModel, choices_check
-from core.tracking import TrackedFieldsMixin
+from companyos.foundation.models import BaseModel, choices_check
+from companyos.foundation.tracking import TrackedFieldsMixin
 
 
 class AgentAgentType(models.TextChoices):

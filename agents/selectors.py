@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from agents.models import AgentTask
-from companyos.cache import get_layer
+from companyos.foundation.cache import get_layer
 from core.models import Organization
 
 _MISSING: Any = object()

@@ -33,7 +33,7 @@ from agents import services
 from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
-from companyos.console.history import history_source
+from companyos.foundation.console.history import history_source
 
 logger = logging.getLogger("agents.worker")
 

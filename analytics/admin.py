@@ -1,6 +1,6 @@
 """Admin for the activity stream and metrics: read-only, built for millions of rows.
 
-See ``companyos.admin_large`` for how the changelists stay bounded: estimated
+See ``companyos.foundation.console.large`` for how the changelists stay bounded: estimated
 counts, a date hierarchy that reads no rows, filters served by indexes.
 """
 
@@ -13,8 +13,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from analytics.models import Event, Metric
-from companyos.admin_large import LargeTableAdmin, recent_values_filter
-from companyos.admin_utils import ModelAdmin, fk_link, status_badge
+from companyos.foundation.console.large import LargeTableAdmin, recent_values_filter
+from companyos.foundation.console.toolkit import ModelAdmin, fk_link, status_badge
 
 
 @admin.register(Event)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from django.db import transaction
 
-from companyos.cache import Family, get_layer
+from companyos.foundation.cache import Family, get_layer
 
 
 def organization_cache(organization_id: UUID) -> Family:

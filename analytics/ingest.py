@@ -32,7 +32,7 @@ from agents.models import Agent
 from analytics import rollups
 from analytics.cache import invalidate_on_commit
 from analytics.models import ROLLUP_WIDTHS, Category, Event, Metric, Source
-from companyos.ids import uuid7
+from companyos.foundation.ids import uuid7
 from core.models import Organization, User
 
 _FINEST_SECONDS = int(rollups.FINEST_WIDTH.total_seconds())

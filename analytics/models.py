@@ -8,7 +8,7 @@ from django.contrib.postgres.indexes import BrinIndex, GinIndex
 from django.db import models
 from django.utils import timezone
 
-from core.models import BaseModel, choices_check
+from companyos.foundation.models import BaseModel, choices_check
 
 
 class Category(models.TextChoices):

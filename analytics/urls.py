@@ -1,4 +1,4 @@
-"""URLs of analytics pages; mounted under the admin by ``companyos.urls``."""
+"""URLs of analytics pages; mounted under the admin by ``companyos.config.urls``."""
 
 from django.contrib import admin
 from django.urls import path

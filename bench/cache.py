@@ -4,7 +4,7 @@
     .venv/bin/python bench/cache.py --ops 20000 --runs 7 --payload-bytes 4096
 
 Prints, for one payload, sequential GET and SET ops/s through
-``companyos.cache`` vs raw redis-py (the raw side stores the same pickled
+``companyos.foundation.cache`` vs raw redis-py (the raw side stores the same pickled
 bytes, so the difference is the layer's own cost: key building, pickling,
 django-redis, the circuit breaker), a lock acquire+release cycle vs one raw
 GET round trip (and vs two raw round trips, the floor of any lock), and raw
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.config.settings")
 
 import django  # noqa: E402
 
@@ -37,8 +37,8 @@ from django.conf import settings  # noqa: E402
 from redis._parsers import _HiredisParser, _RESP2Parser  # noqa: E402
 from redis.utils import HIREDIS_AVAILABLE  # noqa: E402
 
-from companyos.cache import get_layer  # noqa: E402
-from companyos.locks import distributed_lock  # noqa: E402
+from companyos.foundation.cache import get_layer  # noqa: E402
+from companyos.foundation.locks import distributed_lock  # noqa: E402
 
 
 def measure(operations: dict[str, Callable[[int], object]], ops: int, runs: int) -> dict[str, float]:

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "companyos.config.settings")
 
 import django  # noqa: E402
 
@@ -45,7 +45,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from companyos.testing import current_database_url  # noqa: E402
+from companyos.foundation.tests.support import current_database_url  # noqa: E402
 from core.models import Organization  # noqa: E402
 from integrations.models import Integration, Webhook, WebhookDelivery  # noqa: E402
 from integrations.tests.asgi_server import uvicorn_server  # noqa: E402
@@ -115,7 +115,7 @@ def in_process_floor(webhook: Webhook, count: int) -> float:
     os.environ.update(BENCH_WEBHOOK_SECRET=webhook.secret, BENCH_WEBHOOK_ID=str(webhook.pk))
     from webhooks_raw_app import SQL
 
-    from companyos.ids import uuid7
+    from companyos.foundation.ids import uuid7
 
     text = BODY.decode()
     with psycopg.connect(current_database_url(), autocommit=True) as conn:
@@ -163,8 +163,8 @@ def main() -> None:
         "PYTHONPATH": f"{ROOT / 'bench'}:{ROOT}",
     }
     servers = {
-        "django": ("companyos.asgi:application", django_env),
-        "pooled": ("companyos.asgi:application", pooled_env),
+        "django": ("companyos.config.asgi:application", django_env),
+        "pooled": ("companyos.config.asgi:application", pooled_env),
         "raw": ("webhooks_raw_app:app", raw_env),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in servers}

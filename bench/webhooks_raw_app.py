@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from companyos.ids import uuid7
+from companyos.foundation.ids import uuid7
 
 SECRET = os.environ["BENCH_WEBHOOK_SECRET"].encode()
 WEBHOOK_ID = os.environ["BENCH_WEBHOOK_ID"]

@@ -6,7 +6,7 @@ from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from companyos.admin_utils import (
+from companyos.foundation.console.toolkit import (
     ModelAdmin,
     RecentRowsInline,
     badge,

@@ -8,12 +8,6 @@ class CoreConfig(AppConfig):
     description = "People and organizations"
 
     def ready(self) -> None:
-        from companyos import checks, crypto  # noqa: F401  (registers the start-up checks)
-
-        # A missing or malformed FIELD_ENCRYPTION_KEYS stops the process here,
-        # at start, not on the first read of an encrypted column.
-        crypto.fernet()
-
         # Removing a membership cuts that user's live events of the organization.
         from core import events
 

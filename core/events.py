@@ -8,7 +8,7 @@ case the message is lost).
 
 from __future__ import annotations
 
-from companyos.events import control_on_commit
+from companyos.foundation.events import control_on_commit
 from core.models import OrganizationMember
 
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from companyos.events import control_on_commit
+from companyos.foundation.events import control_on_commit
 from core.models import ApiToken, User
 
 TOKEN_PREFIX = "cos_"  # noqa: S105 -- a marker, not a secret

@@ -2,7 +2,14 @@
 
 from django.contrib import admin, messages
 
-from companyos.admin_utils import ModelAdmin, ReadOnlyInline, count_link, fk_link, status_badge, subquery_count
+from companyos.foundation.console.toolkit import (
+    ModelAdmin,
+    ReadOnlyInline,
+    count_link,
+    fk_link,
+    status_badge,
+    subquery_count,
+)
 from design.models import DesignComponent, FigmaFile
 from design.services import components_mark_outdated
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
-from core.models import ExternalModel, choices_check
+from companyos.foundation.models import ExternalModel, choices_check
 
 
 class FigmaFileEditorType(models.TextChoices):

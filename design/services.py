@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from companyos.events import publish_on_commit
+from companyos.foundation.events import publish_on_commit
 from core.models import User
 from design.models import DesignComponent
 

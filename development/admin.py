@@ -2,7 +2,14 @@
 
 from django.contrib import admin
 
-from companyos.admin_utils import ModelAdmin, ReadOnlyInline, count_link, fk_link, status_badge, subquery_count
+from companyos.foundation.console.toolkit import (
+    ModelAdmin,
+    ReadOnlyInline,
+    count_link,
+    fk_link,
+    status_badge,
+    subquery_count,
+)
 from development.models import Deployment, PullRequest, Repository
 
 

@@ -8,7 +8,7 @@ bypasses them; code changing state in bulk calls the ``publish_*`` functions.
 
 from __future__ import annotations
 
-from companyos.events import model_data, publish_on_commit
+from companyos.foundation.events import model_data, publish_on_commit
 from development.models import Deployment, PullRequest
 
 DEPLOYMENT_FIELDS = (

@@ -6,8 +6,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
-from core.models import ExternalModel, choices_check
-from core.tracking import TrackedFieldsMixin
+from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.tracking import TrackedFieldsMixin
 
 
 class Repository(ExternalModel):

@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from companyos.admin_utils import (
+from companyos.foundation.console.toolkit import (
     ModelAdmin,
     ReadOnlyInline,
     WriteOnlyField,
@@ -23,7 +23,7 @@ from companyos.admin_utils import (
     status_badge,
     subquery_count,
 )
-from companyos.fields import masked
+from companyos.foundation.fields import masked
 from integrations.models import Integration, Webhook, WebhookDelivery
 
 MANAGE_SECRETS = "console.manage_secrets"

@@ -8,8 +8,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
-from companyos.fields import EncryptedJSONField, EncryptedTextField
-from core.models import BaseModel, ExternalModel, choices_check
+from companyos.foundation.fields import EncryptedJSONField, EncryptedTextField
+from companyos.foundation.models import BaseModel, ExternalModel, choices_check
 
 
 class Service(models.TextChoices):

@@ -24,8 +24,8 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
-from companyos.console.history import history_source
-from companyos.ids import uuid7
+from companyos.foundation.console.history import history_source
+from companyos.foundation.ids import uuid7
 from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
 from integrations.webhooks.providers import PROVIDERS, Identity
 

@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AdminSplitDateTime
 
-from companyos.admin_utils import (
+from companyos.foundation.console.toolkit import (
     ModelAdmin,
     ReadOnlyInline,
     action_form,

@@ -7,7 +7,7 @@ statuses in bulk calls :func:`publish_post_status_change`.
 
 from __future__ import annotations
 
-from companyos.events import model_data, publish_on_commit
+from companyos.foundation.events import model_data, publish_on_commit
 from social.models import SocialPost
 
 POST_FIELDS = (

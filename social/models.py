@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
-from core.models import ExternalModel, choices_check
-from core.tracking import TrackedFieldsMixin
+from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.tracking import TrackedFieldsMixin
 
 
 class Platform(models.TextChoices):

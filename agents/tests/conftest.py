@@ -13,7 +13,7 @@ from django.conf import settings
 
 from agents.models import Agent
 from agents.tests.factories import AgentFactory
-from companyos.testing import current_database_url
+from companyos.foundation.tests.support import current_database_url
 
 BASE_DIR = Path(settings.BASE_DIR)
 

@@ -17,7 +17,7 @@ from agents.queue import tasks_claim
 from agents.selectors import task_output, task_result_key, tasks_awaiting_approval
 from agents.tests.factories import AgentFactory
 from analytics.models import Event
-from companyos.cache import get_layer
+from companyos.foundation.cache import get_layer
 
 Status = AgentTask.Status
 

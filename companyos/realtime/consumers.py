@@ -2,7 +2,7 @@
 
 One connection subscribes to topics of the organizations its user belongs
 to; each (organization, topic) is a channel-layer group that
-``companyos.events.publish_on_commit`` sends to. Frames are JSON text;
+``companyos.foundation.events.publish_on_commit`` sends to. Frames are JSON text;
 errors answer an ``error`` frame and keep the connection open.
 
 Replay (``since``) joins the groups *before* reading the stored events, and
@@ -23,7 +23,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from companyos.events import ALL_TOPICS, TOPICS, event_frame, topic_group, user_group
+from companyos.foundation.events import ALL_TOPICS, TOPICS, event_frame, topic_group, user_group
 from companyos.realtime.selectors import events_to_replay, organization_of_member
 
 # Close code for a connection without valid credentials (4000-4999: application codes).
@@ -197,7 +197,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     # --- Channel-layer messages ------------------------------------------------
 
     async def events_deliver(self, message: dict[str, Any]) -> None:
-        """A published event (``companyos.events.publish_on_commit``)."""
+        """A published event (``companyos.foundation.events.publish_on_commit``)."""
         organization_id = message["organization"]
         if organization_id not in self.subscriptions:
             return  # unsubscribed while the message was on its way
@@ -216,7 +216,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=message["text"])
 
     async def events_control(self, message: dict[str, Any]) -> None:
-        """A control message for this user's connections (``companyos.events.control_on_commit``)."""
+        """A control message for this user's connections (``companyos.foundation.events.control_on_commit``)."""
         action = message.get("action")
         if action == "membership_revoked" and message["organization"] in self.subscriptions:
             await self._revoke(message["organization"])

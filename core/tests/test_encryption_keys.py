@@ -14,9 +14,9 @@ from django.core.management.base import SystemCheckError
 from django.db import connection
 from django.test import override_settings
 
-from companyos import crypto
-from companyos.checks import check_encryption_keys, verify_encryption_keys
-from companyos.testing import current_database_url
+from companyos.foundation import crypto
+from companyos.foundation.checks import check_encryption_keys, verify_encryption_keys
+from companyos.foundation.tests.support import current_database_url
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 
 BASE_DIR = Path(settings.BASE_DIR)
@@ -38,7 +38,7 @@ def django_process(*args: str, env: dict[str, str]) -> subprocess.CompletedProce
     return subprocess.run(
         [sys.executable, *args],
         cwd=BASE_DIR,
-        env={**env, "DJANGO_SETTINGS_MODULE": "companyos.settings"},
+        env={**env, "DJANGO_SETTINGS_MODULE": "companyos.config.settings"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -109,10 +109,10 @@ def test_servers_and_commands_refuse_to_start_with_a_wrong_key():
         return django_process(*args, env=env)
 
     right_key = ",".join(settings.FIELD_ENCRYPTION_KEYS)
-    assert run("-c", "import companyos.asgi", key=right_key).returncode == 0
+    assert run("-c", "import companyos.config.asgi", key=right_key).returncode == 0
 
     wrong_key = crypto.generate_key()
-    asgi = run("-c", "import companyos.asgi", key=wrong_key)
+    asgi = run("-c", "import companyos.config.asgi", key=wrong_key)
     assert asgi.returncode != 0
     assert "ImproperlyConfigured" in asgi.stderr and "integrations_integration.credentials" in asgi.stderr
 

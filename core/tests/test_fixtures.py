@@ -5,7 +5,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
 
-from companyos import crypto
+from companyos.foundation import crypto
 
 pytestmark = pytest.mark.django_db
 

@@ -40,7 +40,11 @@ def test_every_app_migrates_to_zero_and_forward_again(throwaway_database_url):
     result = subprocess.run(
         [sys.executable, "-m", "core.tests.migration_roundtrip", *OUR_APPS],
         cwd=Path(settings.BASE_DIR),
-        env={**os.environ, "DATABASE_URL": throwaway_database_url, "DJANGO_SETTINGS_MODULE": "companyos.settings"},
+        env={
+            **os.environ,
+            "DATABASE_URL": throwaway_database_url,
+            "DJANGO_SETTINGS_MODULE": "companyos.config.settings",
+        },
         capture_output=True,
         text=True,
         timeout=600,

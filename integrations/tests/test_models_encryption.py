@@ -12,7 +12,7 @@ from django.core.serializers.base import DeserializationError
 from django.db import connection
 from django.test import override_settings
 
-from companyos import crypto
+from companyos.foundation import crypto
 from integrations.models import Integration, Webhook
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 

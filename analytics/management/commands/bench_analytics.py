@@ -38,7 +38,7 @@ from analytics.management.commands.generate_data import ProgressBar
 from analytics.models import Metric
 from analytics.selectors import metric_series
 from analytics.synthetic import SERIES, metric_rows
-from companyos.ids import uuid7
+from companyos.foundation.ids import uuid7
 from core.models import Organization
 
 STEP = timedelta(seconds=1)

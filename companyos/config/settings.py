@@ -1,0 +1,318 @@
+"""CompanyOS settings, read from the environment through django-environ.
+
+Every variable is documented in ``.env.example``. Defaults are safe for
+production: DEBUG is off, secrets have no default, cookies are secure.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+env = environ.Env()
+# A local .env (written by `python dev.py run` for newcomers) is read when
+# present; ENV_FILE points elsewhere, and real environment variables win.
+environ.Env.read_env(env.str("ENV_FILE", default=str(BASE_DIR / ".env")), overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",
+    # The staff console's admin site (issue 6): companyos.foundation.console.site.CompanyOSAdminSite.
+    "companyos.foundation.console.site.CompanyOSAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    # The platform layer: start-up checks and the encryption-key commands.
+    "companyos.foundation",
+    "core",
+    "integrations",
+    "development",
+    "design",
+    "social",
+    "agents",
+    "analytics",
+    # The websocket edge: listen_events and bench_events.
+    "companyos.realtime",
+    # Change history and staff roles (issue 6); last, so its post_migrate
+    # runs after every app's tables and permissions exist.
+    "companyos.foundation.console",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Attributes every change a request makes to its user and source (issue 6).
+    "companyos.foundation.console.history.HistoryMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "companyos.config.urls"
+WSGI_APPLICATION = "companyos.config.wsgi.application"
+ASGI_APPLICATION = "companyos.config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # The console's admin overrides must win over django.contrib.admin's own templates.
+        "DIRS": [BASE_DIR / "companyos" / "foundation" / "console" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- PostgreSQL -------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL")}
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# Under ASGI every request runs in a thread of its own, so a persistent
+# per-thread connection (CONN_MAX_AGE > 0) leaves one open per request until
+# the server runs out; psycopg's pool hands connections back instead, and
+# measured twice the webhook throughput of connecting per request
+# (docs/benchmarks.md). DATABASE_POOL_MAX_SIZE=0 turns it off, and
+# CONN_MAX_AGE then applies (for WSGI servers).
+DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+if DATABASE_POOL_MAX_SIZE:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"]["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
+        "max_size": DATABASE_POOL_MAX_SIZE,
+        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache layers, sessions, channel layer (owned by issue 3) --------
+REDIS_URL = env.str("REDIS_URL")
+# Every key this deployment writes starts with this, so several deployments
+# (or test runs) can share one Redis server without touching each other.
+REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="companyos")
+
+# How the Redis connections behave, chosen for a cache that must never take a
+# page down with it (see docs/redis.md):
+# - connect timeout 0.25 s: a local/LAN Redis accepts in well under 1 ms, so a
+#   connect that takes longer means it is gone; pages must not wait seconds.
+# - read timeout 1 s: GET/SET answer in under a millisecond; 1 s leaves room
+#   for a large value or a busy server without hanging a worker.
+# - one retry after 10-50 ms: heals a pooled connection the server closed
+#   (restart, idle timeout) without the caller noticing. redis-py's default
+#   (10 retries with backoff up to 1 s) would stall every call during an outage.
+# - a blocking pool of 50 connections per process: a burst waits up to 0.5 s
+#   for a free connection instead of failing with "Too many connections".
+# - companyos.foundation.redis_client.ResilientRedis adds a circuit breaker: after a
+#   failure, calls skip Redis for REDIS_BREAKER_SECONDS instead of each paying
+#   the timeout, and the outage is logged once per REDIS_OUTAGE_LOG_SECONDS.
+# - hiredis (requirements.txt) parses replies when installed, which redis-py
+#   and django-redis pick up by themselves: bench/cache.py measured raw GETs
+#   ~1.2x faster with it than with the pure-Python parser (docs/redis.md).
+REDIS_BREAKER_SECONDS = env.float("REDIS_BREAKER_SECONDS", default=2.0)
+REDIS_OUTAGE_LOG_SECONDS = env.float("REDIS_OUTAGE_LOG_SECONDS", default=30.0)
+REDIS_CONNECTION_OPTIONS = {
+    "CLIENT_CLASS": "django_redis.client.DefaultClient",
+    "REDIS_CLIENT_CLASS": "companyos.foundation.redis_client.ResilientRedis",
+    "CONNECTION_POOL_CLASS": "redis.BlockingConnectionPool",
+    "CONNECTION_POOL_KWARGS": {
+        "max_connections": env.int("REDIS_MAX_CONNECTIONS", default=50),
+        "timeout": 0.5,
+        "retry": Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
+        "socket_keepalive": True,
+    },
+    "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.25),
+    "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=1.0),
+    # An unreachable Redis makes reads miss and writes be skipped, never an
+    # error page; ResilientRedis logs it (rate-limited) instead of django-redis.
+    "IGNORE_EXCEPTIONS": True,
+}
+
+
+def _cache_layer(name: str, timeout: int) -> dict:
+    """One cache alias: the shared Redis pool, its own key prefix and TTL."""
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:{name}",
+        "TIMEOUT": timeout,
+        "OPTIONS": REDIS_CONNECTION_OPTIONS,
+    }
+
+
+# The layers of companyos.foundation.cache.get_layer(name); all share one connection pool
+# per process (django-redis keys pools by URL).
+CACHES = {
+    "default": _cache_layer("default", 300),
+    "sessions": _cache_layer("sessions", 24 * 3600),
+    "api": _cache_layer("api", 5 * 60),
+    "agent_results": _cache_layer("agent_results", 3600),
+    "analytics": _cache_layer("analytics", 15 * 60),
+}
+
+# Sessions are written to PostgreSQL and cached in the "sessions" layer, so a
+# Redis outage only costs a query per request: nobody is logged out. They last
+# as long as their cache entry (24 h).
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SESSION_CACHE_ALIAS = "sessions"
+SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
+
+# --- Real-time events: channel layer and websocket protocol (H-events) --------
+# docs/realtime.md explains the choice. The pub/sub layer won the measured
+# fan-out (bench_events): a group send is one PUBLISH, delivered once per
+# server process and fanned out in memory, where the classic layer writes one
+# Redis list entry per connection. Delivery is at most once in both; clients
+# catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
+CHANNEL_LAYER_BACKENDS = {
+    "pubsub": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
+    },
+    "classic": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            # Receiving blocks in BZPOPMIN for 5 s; redis-py 8's default 5 s
+            # socket timeout would race it and kill idle consumers.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "prefix": f"{REDIS_KEY_PREFIX}:asgi",
+            # Messages a slow connection may have waiting before new ones are dropped.
+            "capacity": 1000,
+            # An undelivered message is worthless after a minute: the client replays with `since`.
+            "expiry": 60,
+            # Group membership must outlive the longest websocket connection (a week).
+            "group_expiry": 7 * 86400,
+        },
+    },
+}
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
+CHANNEL_LAYERS = {"default": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER]}
+# Group names start with this (Redis keys/channels also carry the prefix above).
+EVENTS_GROUP_PREFIX = "events"
+# How long a commit may wait for the channel layer to accept an event (seconds).
+EVENTS_SEND_TIMEOUT = env.float("EVENTS_SEND_TIMEOUT", default=2.0)
+# Client frames above this size are refused with an `frame_too_large` error.
+EVENTS_MAX_FRAME_BYTES = 64 * 1024
+# Replay also re-sends events up to this many seconds older than `since`: an
+# event's id is taken at INSERT, so a transaction committing late can land
+# behind an id the client already saw. Clients drop ids they already have.
+EVENTS_REPLAY_OVERLAP_SECONDS = env.float("EVENTS_REPLAY_OVERLAP_SECONDS", default=2.0)
+# At most this many events are replayed; beyond, a `replay_truncated` error says to resync.
+EVENTS_REPLAY_LIMIT = 5000
+# A connection re-checks its memberships at most this often while events flow
+# (removal also pushes a control message; this covers a lost one).
+EVENTS_MEMBERSHIP_RECHECK_SECONDS = 30.0
+
+# --- Agent task queue (H-queue, docs/agents.md) ---------------------------------
+# A claimed task's lease; the worker renews it every third of this while it
+# works, so it only bounds how long a dead worker's task waits to be retried.
+AGENT_TASK_LEASE_SECONDS = env.float("AGENT_TASK_LEASE_SECONDS", default=60.0)
+# Retry backoff after failed attempt n: base * 2**(n-1), capped, with jitter.
+AGENT_TASK_RETRY_BASE_SECONDS = env.float("AGENT_TASK_RETRY_BASE_SECONDS", default=5.0)
+AGENT_TASK_RETRY_MAX_SECONDS = env.float("AGENT_TASK_RETRY_MAX_SECONDS", default=600.0)
+# Idle workers wake on NOTIFY at once; this poll only finds scheduled tasks.
+AGENT_WORKER_POLL_SECONDS = env.float("AGENT_WORKER_POLL_SECONDS", default=2.0)
+
+# --- Field encryption ---------------------------------------------------------
+# Fernet keys, newest first; independent of SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
+
+# --- Auth -------------------------------------------------------------------
+AUTH_USER_MODEL = "core.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation -------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+# --- Static files ---------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- Security (production defaults; a local .env relaxes them with DEBUG) ------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Load balancers probe /healthz over plain HTTP (issue 3).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+# --- Analytics (issue 8, docs/analytics.md) -----------------------------------------
+# Time ranges longer than this read rollups instead of raw rows.
+ANALYTICS_RAW_MAX_RANGE = timedelta(hours=env.int("ANALYTICS_RAW_MAX_RANGE_HOURS", default=6))
+# Seconds a dashboard read stays cached (ingest invalidates sooner).
+ANALYTICS_CACHE_TTL = env.int("ANALYTICS_CACHE_TTL", default=60)
+# Raw events and metrics older than this are removed by `prune_analytics` (rollups stay).
+ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
+
+# --- Inbound webhooks (issue 7, docs/webhooks.md) --------------------------------
+# Larger bodies are answered 413 (GitHub caps payloads at 25 MB; ours are far smaller).
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
+# Delivery log rows older than this are removed by `prune_webhook_deliveries`.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+# Apply a delivery in the web process right after acknowledging it; the
+# `process_webhook_deliveries` worker picks up whatever is left either way.
+WEBHOOK_PROCESS_INLINE = env.bool("WEBHOOK_PROCESS_INLINE", default=True)
+
+# --- Staff console: change history (issue 6, docs/admin.md) ---------------------
+# Triggers record every change (companyos.foundation.console.models.Change); requests
+# attach who and from where through pghistory's context. Only writes need it.
+PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# History rows older than this are removed by `prune_history`.
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=365)
+
+# --- Logging ----------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# The email's uniqueness is enforced case-insensitively by a UNIQUE index on
+# lower(email) (core_user_email_ci_unique), which this check cannot see.
+SILENCED_SYSTEM_CHECKS = ["auth.E003"]

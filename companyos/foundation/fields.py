@@ -1,0 +1,118 @@
+"""Model fields shared by every app: values encrypted at rest.
+
+The column holds a Fernet token (``companyos.foundation.crypto``); Python code sees the
+plaintext. Serialization (``dumpdata``) emits the token, never the
+plaintext, and deserialization (``loaddata``) accepts either a token (a dump
+being restored) or plaintext (a hand-written fixture), so both round-trip
+without double encryption. A token that none of the configured keys
+decrypts fails loudly instead of being stored as if it were plaintext.
+
+Only ``isnull`` lookups are offered: every encryption uses a fresh IV, so an
+equality filter on the column could never match and would only mislead.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from companyos.foundation import crypto
+
+
+class EncryptedTextField(models.TextField):
+    """A text value stored as a Fernet token; the column never holds plaintext.
+
+    The empty string is stored as is: there is nothing to hide in it, and it
+    keeps "not set" visible to SQL.
+    """
+
+    description = "Text encrypted at rest with FIELD_ENCRYPTION_KEYS"
+    # Whether "" is stored as "" rather than encrypted.
+    stores_empty_plain = True
+
+    def _decode(self, token: str) -> Any:
+        return crypto.decrypt(token)
+
+    def _encode(self, value: Any) -> str:
+        return crypto.encrypt(str(value))
+
+    def from_db_value(self, value, expression, connection):
+        if value is None:
+            return None
+        if value == "":
+            return self._empty()
+        # A value that does not decrypt raises InvalidToken: loud, on purpose.
+        return self._decode(value)
+
+    def _empty(self) -> Any:
+        return ""
+
+    def to_python(self, value):
+        if isinstance(value, str) and crypto.looks_like_token(value):
+            try:
+                return self._decode(value)
+            except crypto.InvalidToken as exc:
+                raise ValidationError(
+                    f"{self.model.__name__}.{self.name}: this encrypted value cannot be decrypted with "
+                    "FIELD_ENCRYPTION_KEYS (was it encrypted under another key?).",
+                    code="undecryptable",
+                ) from exc
+        return value
+
+    def get_prep_value(self, value):
+        if value is None:
+            return None
+        if value == "" and self.stores_empty_plain:
+            return ""
+        return self._encode(value)
+
+    def value_to_string(self, obj) -> str:
+        # dumpdata goes through here: it gets a fresh token, never the plaintext.
+        value = self.value_from_object(obj)
+        return "" if value in (None, "") else self.get_prep_value(value)
+
+    def get_lookup(self, lookup_name):
+        return super().get_lookup(lookup_name) if lookup_name == "isnull" else None
+
+    def get_internal_type(self) -> str:
+        return "TextField"
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON document (e.g. OAuth credentials) encrypted as one token."""
+
+    description = "JSON encrypted at rest with FIELD_ENCRYPTION_KEYS"
+    stores_empty_plain = False  # every document, even {}, is encrypted
+
+    def _decode(self, token: str) -> Any:
+        return json.loads(crypto.decrypt(token))
+
+    def _encode(self, value: Any) -> str:
+        return crypto.encrypt(json.dumps(value, sort_keys=True))
+
+    def _empty(self) -> Any:
+        return {}
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value else {}
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"{self.model.__name__}.{self.name}: not valid JSON.", code="invalid") from exc
+        return value
+
+    def formfield(self, **kwargs):
+        return super().formfield(**{"form_class": forms.JSONField, **kwargs})
+
+
+def masked(value: str | None, visible: int = 4) -> str:
+    """Show the last few characters of a secret and hide the rest."""
+    if not value:
+        return ""
+    tail = value[-visible:] if len(value) > visible * 3 else ""
+    return "•" * 8 + tail

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class RealtimeConfig(AppConfig):
+    """The websocket edge: consumers, their authentication, and the event-stream commands."""
+
+    name = "companyos.realtime"
+    label = "realtime"
+    verbose_name = "Real-time events"

@@ -1,0 +1,278 @@
+"""``manage.py bench_events``: real-time fan-out, measured against raw Redis pub/sub.
+
+In one run, for each channel layer asked for (``--layers``):
+- starts a real ASGI server process (uvicorn, ``companyos.config.asgi:application``);
+- connects ``--clients`` real websocket clients (one asyncio process), all
+  subscribed to one organization's deployments;
+- latency: deployments change state one at a time with plain ORM saves;
+  commit → receipt by every client, p50/p99;
+- throughput: ``--burst`` state changes as fast as one publisher commits them;
+  deliveries/s until every client has every event, and lost messages.
+Then the same with raw redis-py: PUBLISH → ``--clients`` SUBSCRIBE connections,
+same payload size. Throughput is the median of ``--runs`` bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import redis.asyncio as aioredis
+import websockets
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from analytics.models import Event
+from companyos.foundation.tests.support import uvicorn_server
+from core.models import Organization, OrganizationMember, User
+from core.services import api_token_create
+from development.models import Deployment
+
+ROOT = Path(settings.BASE_DIR)
+ID_MARK = '"id":"'
+
+
+@dataclass
+class Result:
+    label: str
+    latencies_ms: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    lost: int = 0
+
+    def row(self) -> str:
+        lat = sorted(self.latencies_ms)
+        p50 = statistics.median(lat) if lat else float("nan")
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
+        rate = statistics.median(self.rates) if self.rates else 0.0
+        return f"{self.label:<32} {rate:>14,.0f} {p50:>9.1f} {p99:>9.1f} {self.lost:>6}"
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates) if self.rates else 0.0
+
+
+class Receipts:
+    """Receipt times per message key, and a way to wait for a number of them."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, list[float]] = {}
+        self.count = 0
+        self._target = 0
+        self._reached = asyncio.Event()
+
+    def add(self, key: str) -> None:
+        self.times.setdefault(key, []).append(time.perf_counter())
+        self.count += 1
+        if self.count >= self._target:
+            self._reached.set()
+
+    async def wait_for(self, target: int, timeout: float) -> bool:
+        self._target = target
+        self._reached.clear()
+        if self.count >= target:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._reached.wait(), timeout)
+        return self.count >= target
+
+
+def key_of(text: str) -> str:
+    """The message's id without parsing all of its JSON (the id comes first in the envelope)."""
+    start = text.index(ID_MARK) + len(ID_MARK)
+    return text[start : start + 36]
+
+
+class Command(BaseCommand):
+    help = "Benchmark websocket event fan-out (latency, deliveries/s) against raw Redis PUBLISH/SUBSCRIBE."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--clients", type=int, default=1000)
+        parser.add_argument("--latency-events", type=int, default=10, help="Events published one at a time.")
+        parser.add_argument("--burst", type=int, default=30, help="Events per throughput burst.")
+        parser.add_argument("--runs", type=int, default=3, help="Bursts per contender (the median is reported).")
+        parser.add_argument("--layers", default="pubsub", help="Channel layers to measure: pubsub,classic.")
+        parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket implementation (--ws).")
+        parser.add_argument("--workers", type=int, default=2, help="uvicorn --workers (one per core).")
+        parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for a burst's deliveries.")
+
+    def handle(self, *args, **options) -> None:
+        n = options["clients"]
+        self.options = options
+        tag = uuid.uuid4().hex[:8]
+        results = []
+        try:
+            organization, deployment, token = self._setup(tag)
+            for layer in options["layers"].split(","):
+                # The publisher (this process) and the server must share the layer.
+                with (
+                    self._server(layer) as url,
+                    override_settings(CHANNEL_LAYERS={"default": settings.CHANNEL_LAYER_BACKENDS[layer]}),
+                ):
+                    results.append(asyncio.run(self._bench_websocket(url, token, organization, deployment, layer)))
+            results.append(asyncio.run(self._bench_raw()))
+        finally:
+            Organization.objects.filter(slug=f"bench-events-{tag}").delete()
+            User.objects.filter(email=f"bench-events-{tag}@example.com").delete()
+        raw = results[-1]
+        self.stdout.write(
+            f"\nFan-out to {n} clients; latency over {options['latency_events']} events, "
+            f"throughput median of {options['runs']} bursts of {options['burst']} events"
+        )
+        self.stdout.write(f"{'':<32} {'deliveries/s':>14} {'p50 ms':>9} {'p99 ms':>9} {'lost':>6}")
+        for result in results:
+            self.stdout.write(result.row())
+        for result in results[:-1]:
+            ratio = result.rate / raw.rate if raw.rate else 0.0
+            verdict = "meets" if ratio >= 0.25 and result.lost == 0 else "MISSES"
+            self.stdout.write(
+                f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.25x goal, lost {result.lost})"
+            )
+
+    # --- Fixtures and the server ---------------------------------------------------------
+
+    def _setup(self, tag: str) -> tuple[Organization, Deployment, str]:
+        organization = Organization.objects.create(name=f"Bench {tag}", slug=f"bench-events-{tag}")
+        user = User.objects.create_user(f"bench-events-{tag}@example.com")
+        OrganizationMember.objects.create(organization=organization, user=user)
+        _, token = api_token_create(user=user, name="bench_events", expires_at=timezone.now() + dt.timedelta(hours=1))
+        deployment = Deployment.objects.create(
+            organization=organization,
+            external_id=f"dpl_bench_{tag}",
+            project_name="bench",
+            state=Deployment.State.ERROR,
+            ready_at=timezone.now(),
+        )
+        return organization, deployment, token
+
+    @contextlib.contextmanager
+    def _server(self, layer: str):
+        args = ["--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
+        args += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
+        with uvicorn_server(env={**os.environ, "CHANNEL_LAYER": layer}, args=args) as port:
+            yield f"ws://127.0.0.1:{port}/ws/events/"
+
+    # --- Contenders ------------------------------------------------------------------------
+
+    async def _bench_websocket(self, url, token, organization, deployment, layer) -> Result:
+        receipts = Receipts()
+        connections = []
+
+        async def open_client() -> None:
+            # No compression: a server compressing each frame per client would measure zlib, not fan-out.
+            ws = await websockets.connect(
+                url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None
+            )
+            await ws.send(f'{{"action":"subscribe","organization":"{organization.pk}","topics":["deployment"]}}')
+            assert '"subscribed"' in await ws.recv()
+            connections.append(ws)
+
+        async def read(ws) -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                async for text in ws:
+                    receipts.add(key_of(text))
+
+        n = self.options["clients"]
+        # In batches: a thundering herd of handshakes measures nothing useful here.
+        for start in range(0, n, 50):
+            await asyncio.gather(*(open_client() for _ in range(min(50, n - start))))
+        readers = [asyncio.create_task(read(ws)) for ws in connections]
+
+        def publish(count: int) -> list[tuple[str, float]]:
+            return self._publish_deployments(deployment, count)
+
+        result = await self._measure(f"websocket ({layer} layer)", receipts, publish)
+        for ws in connections:
+            await ws.close()
+        await asyncio.gather(*readers)
+        return result
+
+    def _publish_deployments(self, deployment: Deployment, count: int) -> list[tuple[str, float]]:
+        """``count`` state changes (ready ↔ error), committed together; their event ids and send times.
+
+        One transaction for a burst, so that the figure measures the fan-out
+        rather than PostgreSQL's commit rate (the latency phase commits each).
+        """
+        sent_at = []
+        before = Event.objects.filter(subject_id=deployment.pk).order_by("-id").values_list("id", flat=True).first()
+        with transaction.atomic():
+            for _ in range(count):
+                # Registered before the save's own callback: runs just before its send.
+                transaction.on_commit(lambda: sent_at.append(time.perf_counter()))
+                ready = deployment.state != Deployment.State.READY
+                deployment.state = Deployment.State.READY if ready else Deployment.State.ERROR
+                deployment.save(update_fields=["state"])
+        ids = Event.objects.filter(subject_id=deployment.pk, id__gt=before).order_by("id").values_list("id", flat=True)
+        return list(zip([str(i) for i in ids], sent_at, strict=True))
+
+    async def _bench_raw(self) -> Result:
+        receipts = Receipts()
+        channel = f"{settings.REDIS_KEY_PREFIX}:bench:raw:{uuid.uuid4().hex}"
+        subscribers = []
+        for _ in range(self.options["clients"]):
+            pubsub = aioredis.Redis.from_url(settings.REDIS_URL).pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(channel)
+            subscribers.append(pubsub)
+
+        async def read(pubsub) -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                async for message in pubsub.listen():
+                    receipts.add(key_of(message["data"].decode()))
+
+        readers = [asyncio.create_task(read(p)) for p in subscribers]
+        # Wait until every subscription is registered server-side.
+        client = redis.Redis.from_url(settings.REDIS_URL)
+        while client.pubsub_numsub(channel)[0][1] < len(subscribers):
+            await asyncio.sleep(0.05)
+        # A payload the size of a deployment event frame.
+        filler = "x" * 700
+
+        def publish(count: int) -> list[tuple[str, float]]:
+            sent = []
+            for _ in range(count):
+                key = str(uuid.uuid4())
+                sent.append((key, time.perf_counter()))
+                client.publish(channel, f'{{"type":"event","event":{{"id":"{key}","data":"{filler}"}}}}')
+            return sent
+
+        result = await self._measure("raw redis-py PUBLISH/SUBSCRIBE", receipts, publish)
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers)
+        for pubsub in subscribers:
+            await pubsub.aclose()
+        client.close()
+        return result
+
+    async def _measure(self, label: str, receipts: Receipts, publish: Callable[[int], list]) -> Result:
+        """Latency one event at a time, then throughput bursts; counts lost deliveries."""
+        n = self.options["clients"]
+        result = Result(label)
+        expected = 0
+        for _ in range(self.options["latency_events"]):
+            [(key, committed)] = await asyncio.to_thread(publish, 1)
+            expected += n
+            await receipts.wait_for(expected, 10)
+            result.latencies_ms += [(t - committed) * 1000 for t in receipts.times.get(key, [])]
+        for _ in range(self.options["runs"]):
+            started = time.perf_counter()
+            sent = await asyncio.to_thread(publish, self.options["burst"])
+            expected += n * len(sent)
+            await receipts.wait_for(expected, self.options["timeout"])
+            last = max(max(receipts.times.get(key, [started])) for key, _ in sent)
+            delivered = sum(len(receipts.times.get(key, [])) for key, _ in sent)
+            result.rates.append(delivered / (last - started))
+        result.lost = expected - receipts.count
+        self.stderr.write(f"done: {result.row()}")
+        return result

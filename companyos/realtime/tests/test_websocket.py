@@ -1,0 +1,437 @@
+"""The /ws/events/ endpoint over the real Redis channel layer: auth, scoping, every frame, every error."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
+from django.db import connections
+from django.test import Client
+from django.utils import timezone
+
+from agents.tests.factories import AgentTaskFactory
+from analytics.models import Event
+from companyos.foundation.events import TOPICS
+from companyos.foundation.ids import uuid7
+from core.models import ApiToken, OrganizationMember
+from core.services import api_token_create, api_token_revoke
+from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
+from development.models import Deployment
+from development.tests.factories import DeploymentFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Fixed, not random: parametrize ids must match across xdist workers.
+UUID4 = "8a4e1f1c-3b7e-4d2a-9c1e-2f6d5b4a3c21"
+ALL = sorted(TOPICS)
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    """Run an async scenario in a fresh loop, closing the DB connections its threads opened."""
+
+    async def main():
+        try:
+            return await scenario()
+        finally:
+            await database_sync_to_async(connections.close_all)()
+
+    return asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def _asgi_application():
+    """Import the real ASGI application (its start-up key check reads the database)."""
+    from companyos.config import asgi
+
+    return asgi.application
+
+
+def connect(path: str = "/ws/events/", headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
+    from companyos.config.asgi import application
+
+    return WebsocketCommunicator(application, path, headers=headers or [])
+
+
+def bearer(raw: str) -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {raw}".encode())]
+
+
+async def send(ws: WebsocketCommunicator, frame: dict[str, Any]) -> dict[str, Any]:
+    await ws.send_json_to(frame)
+    return await ws.receive_json_from(timeout=5)
+
+
+@pytest.fixture
+def alice():
+    """A member of ``acme`` with a token; ``acme`` and ``globex`` (not hers)."""
+    acme = OrganizationFactory(slug="acme")
+    globex = OrganizationFactory(slug="globex")
+    user = UserFactory()
+    OrganizationMemberFactory(organization=acme, user=user)
+    _, raw = api_token_create(user=user, name="test")
+    return {"user": user, "acme": acme, "globex": globex, "token": raw}
+
+
+def make_deployment_ready(organization) -> Event:
+    deployment = DeploymentFactory(organization=organization, state=Deployment.State.BUILDING, ready_at=None)
+    deployment.state = Deployment.State.READY
+    deployment.ready_at = timezone.now()
+    deployment.save()
+    return Event.objects.filter(subject_id=deployment.pk).latest("id")
+
+
+async def closed_with(ws: WebsocketCommunicator) -> int | None:
+    output = await ws.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    return output.get("code")
+
+
+# --- Authentication ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_token_authenticates(alice, where):
+    async def scenario():
+        if where == "header":
+            ws = connect(headers=bearer(alice["token"]))
+        else:
+            ws = connect(f"/ws/events/?token={alice['token']}")
+        connected, _ = await ws.connect()
+        assert connected
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_token_use_is_recorded_at_most_once_a_minute(alice):
+    async def scenario():
+        for _ in range(2):
+            ws = connect(headers=bearer(alice["token"]))
+            assert (await ws.connect())[0]
+            await ws.disconnect()
+
+    run(scenario)
+    token = ApiToken.objects.get(user=alice["user"])
+    first = token.last_used_at
+    assert first is not None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=first - dt.timedelta(minutes=2))
+    run(scenario)
+    assert ApiToken.objects.get(pk=token.pk).last_used_at > first - dt.timedelta(minutes=2)
+
+
+def test_session_authenticates_a_browser_on_an_allowed_origin(alice):
+    client = Client()
+    client.force_login(alice["user"])
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={client.cookies[django_settings.SESSION_COOKIE_NAME].value}"
+
+    async def scenario():
+        ws = connect(headers=[(b"cookie", cookie.encode()), (b"origin", b"http://localhost")])
+        assert (await ws.connect())[0]
+        reply = await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        assert reply == {"type": "subscribed", "organization": str(alice["acme"].pk), "topics": ["deployment"]}
+        await ws.disconnect()
+
+        # The same cookie from a foreign page: refused at the handshake.
+        ws = connect(headers=[(b"cookie", cookie.encode()), (b"origin", b"https://evil.example")])
+        connected, _ = await ws.connect()
+        assert not connected
+
+    run(scenario)
+
+
+def _expired(alice):
+    ApiToken.objects.filter(user=alice["user"]).update(expires_at=timezone.now() - dt.timedelta(seconds=1))
+    return alice["token"]
+
+
+def _revoked(alice):
+    api_token_revoke(token=ApiToken.objects.get(user=alice["user"]))
+    return alice["token"]
+
+
+def _inactive_user(alice):
+    alice["user"].is_active = False
+    alice["user"].save(update_fields=["is_active"])
+    return alice["token"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param(lambda alice: None, id="none"),
+        pytest.param(lambda alice: "cos_not-a-real-token", id="bad"),
+        pytest.param(lambda alice: "garbage", id="malformed"),
+        pytest.param(_expired, id="expired"),
+        pytest.param(_revoked, id="revoked"),
+        pytest.param(_inactive_user, id="inactive-user"),
+    ],
+)
+def test_unauthenticated_connections_are_closed_with_4401(alice, credentials):
+    raw = credentials(alice)
+
+    async def scenario():
+        ws = connect(headers=bearer(raw) if raw else [])
+        connected, _ = await ws.connect()
+        assert connected  # accepted, so that the client sees the close code
+        assert await closed_with(ws) == 4401
+
+    run(scenario)
+
+
+def test_a_bad_token_is_not_rescued_by_a_session(alice):
+    client = Client()
+    client.force_login(alice["user"])
+    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+
+    async def scenario():
+        ws = connect(headers=[(b"cookie", cookie), *bearer("cos_wrong")])
+        await ws.connect()
+        assert await closed_with(ws) == 4401
+
+    run(scenario)
+
+
+def test_revoking_a_token_closes_its_open_connections(alice):
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}
+        await database_sync_to_async(_revoked)(alice)
+        assert await closed_with(ws) == 4401
+
+    run(scenario)
+
+
+# --- Protocol ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_request"),
+        (json.dumps({"action": "dance"}), "unknown_action"),
+        (json.dumps({"topics": ["deployment"]}), "unknown_action"),
+        (json.dumps({"action": "subscribe", "topics": ["deployment"]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": "deployment"}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": []}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["weather"]}), "unknown_topic"),
+        (json.dumps({"action": "subscribe", "organization": "globex", "topics": ["deployment"]}), "forbidden"),
+        (json.dumps({"action": "subscribe", "organization": "no-such-org", "topics": ["*"]}), "forbidden"),
+        (json.dumps({"action": "subscribe", "organization": UUID4, "topics": ["*"]}), "forbidden"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": "x"}), "invalid_since"),
+        (
+            json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": UUID4}),
+            "invalid_since",
+        ),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": 7}), "invalid_since"),
+        (json.dumps({"action": "unsubscribe", "organization": "acme", "topics": ["deployment"]}), "not_found"),
+        (json.dumps({"action": "ping", "pad": "x" * 70_000}), "frame_too_large"),
+        (b"\x00binary", "invalid_json"),
+    ],
+)
+def test_bad_input_answers_an_error_and_keeps_the_connection(alice, frame, code):
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        if isinstance(frame, bytes):
+            await ws.send_to(bytes_data=frame)
+        else:
+            await ws.send_to(text_data=frame)
+        error = await ws.receive_json_from(timeout=5)
+        assert error["type"] == "error"
+        assert error["code"] == code
+        assert error["message"]
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}  # still open, still working
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_subscribe_by_uuid_or_slug_all_topics_then_unsubscribe(alice):
+    acme_id = str(alice["acme"].pk)
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        reply = await send(ws, {"action": "subscribe", "organization": acme_id, "topics": ["*"]})
+        assert reply == {"type": "subscribed", "organization": acme_id, "topics": ALL}
+        reply = await send(ws, {"action": "unsubscribe", "organization": "acme", "topics": ["deployment"]})
+        assert reply == {"type": "unsubscribed", "organization": acme_id, "topics": ["deployment"]}
+
+        # Unsubscribed from deployments: a deployment event does not come.
+        await database_sync_to_async(make_deployment_ready)(alice["acme"])
+        assert await ws.receive_nothing(timeout=0.5)
+
+        reply = await send(ws, {"action": "unsubscribe", "organization": acme_id, "topics": ["*"]})
+        assert reply["type"] == "unsubscribed"
+        reply = await send(ws, {"action": "unsubscribe", "organization": acme_id, "topics": ["*"]})
+        assert reply["code"] == "not_found"  # nothing left to unsubscribe from
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_events_reach_subscribers_of_their_topic_and_organization_only(alice):
+    bob = UserFactory()
+    OrganizationMemberFactory(organization=alice["globex"], user=bob)
+    _, bob_token = api_token_create(user=bob, name="bob")
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        other_topic = connect(headers=bearer(alice["token"]))
+        await other_topic.connect()
+        await send(other_topic, {"action": "subscribe", "organization": "acme", "topics": ["agent.task"]})
+        other_org = connect(headers=bearer(bob_token))
+        await other_org.connect()
+        await send(other_org, {"action": "subscribe", "organization": "globex", "topics": ["*"]})
+
+        event = await database_sync_to_async(make_deployment_ready)(alice["acme"])
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(2)]
+        assert [f["event"]["type"] for f in frames] == ["deployment.created", "deployment.ready"]
+        ready = frames[1]
+        assert ready["type"] == "event"
+        assert "replay" not in ready
+        assert ready["event"]["id"] == str(event.id)
+        assert ready["event"]["organization"] == str(alice["acme"].pk)
+        assert ready["event"]["subject"] == {"type": "development.deployment", "id": str(event.subject_id)}
+        assert ready["event"]["data"]["state"] == "ready"
+        assert ready["event"]["occurred_at"].endswith("Z")
+        assert await ws.receive_nothing(timeout=0.3)
+        assert await other_topic.receive_nothing(timeout=0.1)
+        assert await other_org.receive_nothing(timeout=0.1)
+        for conn in (ws, other_topic, other_org):
+            await conn.disconnect()
+
+    run(scenario)
+
+
+def test_removed_member_stops_receiving_at_once(alice):
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"]})
+        await database_sync_to_async(
+            lambda: OrganizationMember.objects.filter(user=alice["user"], organization=alice["acme"]).delete()
+        )()
+        notice = await ws.receive_json_from(timeout=5)
+        assert notice == {
+            "type": "unsubscribed",
+            "organization": str(alice["acme"].pk),
+            "topics": ALL,
+            "reason": "forbidden",
+        }
+        await database_sync_to_async(make_deployment_ready)(alice["acme"])
+        assert await ws.receive_nothing(timeout=0.5)
+        reply = await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"]})
+        assert reply["code"] == "forbidden"
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_memberships_are_rechecked_while_events_flow(alice, settings):
+    """The control message may be lost (at-most-once layer); the periodic re-check still cuts."""
+    settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS = 0
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        # Deactivating the user sends no control message: only the re-check notices.
+        await database_sync_to_async(_inactive_user)(alice)
+        await database_sync_to_async(make_deployment_ready)(alice["acme"])
+        notice = await ws.receive_json_from(timeout=5)
+        assert notice["type"] == "unsubscribed"
+        assert notice["reason"] == "forbidden"
+        assert await ws.receive_nothing(timeout=0.5)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+# --- Replay --------------------------------------------------------------------------
+
+
+def deployment_event_ids(organization, *, exclude: list[str]) -> list[str]:
+    events = Event.objects.filter(organization=organization, event_type__startswith="deployment.").exclude(
+        id__in=exclude
+    )
+    return [str(pk) for pk in events.order_by("id").values_list("id", flat=True)]
+
+
+def test_replay_after_reconnecting_gives_exactly_the_missed_events_in_order_then_live(alice):
+    acme = alice["acme"]
+
+    async def receive_events(ws, count):
+        return [await ws.receive_json_from(timeout=5) for _ in range(count)]
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        await database_sync_to_async(make_deployment_ready)(acme)
+        seen = await receive_events(ws, 2)
+        await ws.disconnect()
+
+        # While away: 3 deployments (6 events), and a task (another topic).
+        for _ in range(3):
+            await database_sync_to_async(make_deployment_ready)(acme)
+        await database_sync_to_async(AgentTaskFactory)(organization=acme)
+        missed = await database_sync_to_async(deployment_event_ids)(acme, exclude=[f["event"]["id"] for f in seen])
+        assert len(missed) == 6
+
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        since = seen[-1]["event"]["id"]
+        reply = await send(
+            ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"], "since": since}
+        )
+        assert reply["type"] == "subscribed"
+        # The overlap window re-sends what came just before `since`; clients drop ids they have.
+        have = {f["event"]["id"] for f in seen}
+        replayed = []
+        while len(replayed) < len(missed):
+            frame = await ws.receive_json_from(timeout=5)
+            assert frame["replay"] is True
+            if frame["event"]["id"] not in have:
+                replayed.append(frame["event"]["id"])
+        assert replayed == missed
+
+        live = await database_sync_to_async(make_deployment_ready)(acme)
+        frames = await receive_events(ws, 2)
+        assert [("replay" in f) for f in frames] == [False, False]
+        assert frames[-1]["event"]["id"] == str(live.id)
+        assert await ws.receive_nothing(timeout=0.3)
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_replay_of_a_long_absence_is_truncated_with_an_error(alice, settings):
+    settings.EVENTS_REPLAY_LIMIT = 3
+    since = str(uuid7())
+    for _ in range(2):
+        make_deployment_ready(alice["acme"])
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"], "since": since})
+        frames = [await ws.receive_json_from(timeout=5) for _ in range(4)]
+        assert [f["type"] for f in frames] == ["event", "event", "event", "error"]
+        assert frames[-1]["code"] == "replay_truncated"
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}
+        await ws.disconnect()
+
+    run(scenario)
