@@ -29,6 +29,8 @@ class Agent(BaseModel):
     incremented in SQL (``F() + 1``), never read-modified-written in Python.
     """
 
+    operators_may_change = True
+
     AgentType = AgentAgentType
 
     organization = models.ForeignKey(
@@ -105,6 +107,16 @@ class AgentTaskPriority(models.IntegerChoices):
 
 class AgentTask(TrackedFieldsMixin, BaseModel):
     """One unit of work for an agent: the task queue lives in this table."""
+
+    operators_may_change = True
+    status_tones = {
+        AgentTaskStatus.PENDING: "warning",
+        AgentTaskStatus.QUEUED: "warning",
+        AgentTaskStatus.RUNNING: "warning",
+        AgentTaskStatus.AWAITING_APPROVAL: "warning",
+        AgentTaskStatus.COMPLETED: "success",
+        AgentTaskStatus.FAILED: "danger",
+    }
 
     # Saves changing the status publish events (agents/events.py).
     tracked_fields = ("status",)
@@ -264,6 +276,14 @@ class AgentCollaborationStatus(models.TextChoices):
 
 class AgentCollaboration(BaseModel):
     """Two agents working together on one task (a review, a handoff...)."""
+
+    operators_may_change = True
+    status_tones = {
+        AgentCollaborationStatus.REQUESTED: "warning",
+        AgentCollaborationStatus.ACCEPTED: "success",
+        AgentCollaborationStatus.IN_PROGRESS: "warning",
+        AgentCollaborationStatus.COMPLETED: "success",
+    }
 
     Kind = AgentCollaborationKind
 

@@ -133,10 +133,10 @@ class ApiTokenAdmin(ModelAdmin):
     @admin.display(description="state")
     def state(self, obj):
         if obj.revoked_at:
-            return badge("error", "revoked")
+            return badge(obj, "revoked")
         if obj.expires_at and obj.expires_at <= timezone.now():
-            return badge("canceled", "expired")
-        return badge("active", "active")
+            return badge(obj, "expired")
+        return badge(obj, "active")
 
     def get_readonly_fields(self, request, obj=None):
         # A token's owner and expiry are fixed once it exists: revoke and create another.

@@ -176,6 +176,8 @@ class ApiToken(BaseModel):
     random bits, so a plain fast hash is enough (no password-style stretching).
     """
 
+    status_tones = {"active": "success", "revoked": "danger"}
+
     user = models.ForeignKey("core.User", on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What the token is for, e.g. “CI deploy watcher”.")
     prefix = models.CharField(max_length=16, editable=False, help_text="The token's first characters, to recognise it.")

@@ -16,6 +16,8 @@ class FigmaFileEditorType(models.TextChoices):
 class FigmaFile(ExternalModel):
     """A Figma or FigJam file we track."""
 
+    operators_may_change = True
+
     EditorType = FigmaFileEditorType
 
     organization = models.ForeignKey(
@@ -65,6 +67,14 @@ class DesignComponentCodeStatus(models.TextChoices):
 
 class DesignComponent(ExternalModel):
     """A component (or style) in a Figma file, and the state of its code."""
+
+    operators_may_change = True
+    status_tones = {
+        DesignComponentCodeStatus.GENERATED: "warning",
+        DesignComponentCodeStatus.IN_REVIEW: "warning",
+        DesignComponentCodeStatus.SYNCED: "success",
+        DesignComponentCodeStatus.OUTDATED: "warning",
+    }
 
     Kind = DesignComponentKind
 

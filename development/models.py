@@ -13,6 +13,8 @@ from companyos.foundation.tracking import TrackedFieldsMixin
 class Repository(ExternalModel):
     """A GitHub repository."""
 
+    operators_may_change = True
+
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="repositories", db_index=False
     )
@@ -69,6 +71,16 @@ class PullRequestReviewStatus(models.TextChoices):
 
 class PullRequest(TrackedFieldsMixin, ExternalModel):
     """A pull request, with the review an agent gave it."""
+
+    operators_may_change = True
+    status_tones = {
+        PullRequestState.OPEN: "success",
+        PullRequestState.MERGED: "success",
+        PullRequestReviewStatus.PENDING: "warning",
+        PullRequestReviewStatus.IN_PROGRESS: "warning",
+        PullRequestReviewStatus.APPROVED: "success",
+        PullRequestReviewStatus.CHANGES_REQUESTED: "warning",
+    }
 
     # Saves changing these publish events (development/events.py).
     tracked_fields = ("state", "title", "body", "head_sha", "labels", "is_draft", "base_branch")
@@ -167,6 +179,14 @@ class DeploymentState(models.TextChoices):
 
 class Deployment(TrackedFieldsMixin, ExternalModel):
     """A Vercel deployment."""
+
+    operators_may_change = True
+    status_tones = {
+        DeploymentState.QUEUED: "warning",
+        DeploymentState.BUILDING: "warning",
+        DeploymentState.READY: "success",
+        DeploymentState.ERROR: "danger",
+    }
 
     # Saves changing the state publish events (development/events.py).
     tracked_fields = ("state",)

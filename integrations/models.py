@@ -39,6 +39,13 @@ class IntegrationStatus(models.TextChoices):
 class Integration(ExternalModel):
     """A connected account at an outside service (GitHub org, Vercel team...)."""
 
+    operators_may_change = True
+    status_tones = {
+        IntegrationStatus.ACTIVE: "success",
+        IntegrationStatus.DISCONNECTED: "danger",
+        IntegrationStatus.ERROR: "danger",
+    }
+
     Service = Service
 
     Status = IntegrationStatus
@@ -88,6 +95,8 @@ class Integration(ExternalModel):
 
 class Webhook(ExternalModel):
     """An endpoint through which a provider pushes events to us."""
+
+    operators_may_change = True
 
     integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE, related_name="webhooks")
     name = models.CharField(max_length=200)
@@ -140,6 +149,14 @@ class WebhookDelivery(BaseModel):
     deliveries keep no payload, only the reason. Rows older than
     ``WEBHOOK_DELIVERY_RETENTION_DAYS`` are removed by ``prune_webhook_deliveries``.
     """
+
+    operators_may_change = True
+    status_tones = {
+        WebhookDeliveryStatus.RECEIVED: "warning",
+        WebhookDeliveryStatus.PROCESSED: "success",
+        WebhookDeliveryStatus.FAILED: "danger",
+        WebhookDeliveryStatus.REJECTED: "danger",
+    }
 
     Status = WebhookDeliveryStatus
 

@@ -17,6 +17,8 @@ class Platform(models.TextChoices):
 class SocialAccount(ExternalModel):
     """A company account on a social platform."""
 
+    operators_may_change = True
+
     Platform = Platform
 
     organization = models.ForeignKey(
@@ -56,6 +58,14 @@ class SocialPostStatus(models.TextChoices):
 
 class SocialPost(TrackedFieldsMixin, ExternalModel):
     """A post: drafted, scheduled, published, with its engagement."""
+
+    operators_may_change = True
+    status_tones = {
+        SocialPostStatus.SCHEDULED: "warning",
+        SocialPostStatus.PUBLISHING: "warning",
+        SocialPostStatus.PUBLISHED: "success",
+        SocialPostStatus.FAILED: "danger",
+    }
 
     # Saves changing the status publish events (social/events.py).
     tracked_fields = ("status",)

@@ -58,7 +58,7 @@ class ChangeAdmin(LargeTableAdmin, ModelAdmin):
 
     @admin.display(description="operation")
     def operation_badge(self, obj):
-        return badge({"insert": "active", "update": "pending", "delete": "error"}[obj.operation], obj.operation)
+        return badge(obj, obj.operation)
 
     @admin.display(description="from")
     def source_label(self, obj):

@@ -25,6 +25,12 @@ class ChangeOperation(models.TextChoices):
 class Change(models.Model):
     """One row changed in a tracked table."""
 
+    status_tones = {
+        ChangeOperation.INSERT: "success",
+        ChangeOperation.UPDATE: "warning",
+        ChangeOperation.DELETE: "danger",
+    }
+
     Operation = ChangeOperation
 
     id = models.BigAutoField(primary_key=True)

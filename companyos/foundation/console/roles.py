@@ -1,10 +1,10 @@
 """The three staff roles, as Django groups.
 
 - ``viewer``: may view everything, change nothing.
-- ``operator``: views everything; changes the operational models and runs
-  their actions (approve a task, schedule a post...); deletes nothing, adds
-  nothing, never sees or sets credentials and secrets, and manages no people
-  or roles.
+- ``operator``: views everything; changes the operational models (those
+  that declare ``operators_may_change = True``) and runs their actions
+  (approve a task, schedule a post...); deletes nothing, adds nothing, never
+  sees or sets credentials and secrets, and manages no people or roles.
 - ``admin``: every permission, including ``console.manage_secrets``.
 
 The groups are created by the migration ``0002_roles`` and kept in step by
@@ -19,24 +19,19 @@ from django.db import DEFAULT_DB_ALIAS
 
 VIEWER, OPERATOR, ADMIN = "viewer", "operator", "admin"
 
-# The models an operator runs the company with (app_label.model_name).
-OPERATIONAL = frozenset(
-    {
-        "integrations.integration",
-        "integrations.webhook",
-        "integrations.webhookdelivery",
-        "development.repository",
-        "development.pullrequest",
-        "development.deployment",
-        "design.figmafile",
-        "design.designcomponent",
-        "social.socialaccount",
-        "social.socialpost",
-        "agents.agent",
-        "agents.agenttask",
-        "agents.agentcollaboration",
-    }
-)
+
+def operators_may_change(app_label: str, model_name: str) -> bool:
+    """Whether the model declares ``operators_may_change = True``: one the company is run with.
+
+    Read from the installed models (historical models in migrations carry no
+    class attributes); a permission of a model no longer installed grants
+    operators nothing.
+    """
+    try:
+        model = global_apps.get_model(app_label, model_name)
+    except LookupError:
+        return False
+    return getattr(model, "operators_may_change", False)
 
 
 def role_permissions(permissions) -> dict[str, list]:
@@ -44,12 +39,12 @@ def role_permissions(permissions) -> dict[str, list]:
     roles: dict[str, list] = {VIEWER: [], OPERATOR: [], ADMIN: []}
     for permission in permissions:
         action = permission.codename.partition("_")[0]
-        model = f"{permission.content_type.app_label}.{permission.content_type.model}"
+        content_type = permission.content_type
         roles[ADMIN].append(permission)
         if action == "view":
             roles[VIEWER].append(permission)
             roles[OPERATOR].append(permission)
-        elif action == "change" and model in OPERATIONAL:
+        elif action == "change" and operators_may_change(content_type.app_label, content_type.model):
             roles[OPERATOR].append(permission)
     return roles
 

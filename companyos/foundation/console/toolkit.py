@@ -27,41 +27,21 @@ from django.utils.http import urlencode
 
 from companyos.foundation.fields import masked
 
-# Every status word used by the 17 models, mapped to the tone of its badge.
-# Unknown values fall back to "neutral", so a new choice never breaks a page.
-STATUS_TONES: dict[str, str] = {
-    **dict.fromkeys(
-        ["active", "ready", "merged", "completed", "published", "synced", "approved", "accepted", "open"],
-        "success",
-    ),
-    **dict.fromkeys(
-        [
-            "pending",
-            "queued",
-            "building",
-            "scheduled",
-            "awaiting_approval",
-            "in_review",
-            "in_progress",
-            "publishing",
-            "requested",
-            "generated",
-            "running",
-            "outdated",
-            "changes_requested",
-        ],
-        "warning",
-    ),
-    **dict.fromkeys(["error", "failed", "disconnected", "rejected"], "danger"),
-    "processed": "success",
-    "received": "warning",
-}
+
+def tone(model: type[models.Model] | models.Model, value: str) -> str:
+    """The badge tone a model declares for one of its values.
+
+    A model declares ``status_tones = {value: "success" | "warning" |
+    "danger"}`` for the values of its status-like fields; any value it leaves
+    out, and every value of a model that declares none, is "neutral", so a new
+    choice never breaks a page.
+    """
+    return getattr(model, "status_tones", {}).get(value, "neutral")
 
 
-def badge(value: str, label: str | None = None) -> str:
-    """A coloured pill for a status value (CSS in static/companyos/admin.css)."""
-    tone = STATUS_TONES.get(value, "neutral")
-    return format_html('<span class="cos-badge cos-badge-{}">{}</span>', tone, label or value)
+def badge(model: type[models.Model] | models.Model, value: str, label: str | None = None) -> str:
+    """A coloured pill for a value, in its model's tone (CSS in static/companyos/admin.css)."""
+    return format_html('<span class="cos-badge cos-badge-{}">{}</span>', tone(model, value), label or value)
 
 
 def status_badge(field_name: str, *, description: str | None = None) -> Callable[[Any], str]:
@@ -69,7 +49,7 @@ def status_badge(field_name: str, *, description: str | None = None) -> Callable
 
     @admin.display(description=description or field_name.replace("_", " "), ordering=field_name)
     def column(obj: Any) -> str:
-        return badge(getattr(obj, field_name), getattr(obj, f"get_{field_name}_display")())
+        return badge(obj, getattr(obj, field_name), getattr(obj, f"get_{field_name}_display")())
 
     column.__name__ = f"{field_name}_badge"
     return column

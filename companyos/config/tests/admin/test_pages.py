@@ -4,7 +4,7 @@ import pytest
 from django.contrib import admin
 
 from companyos.config.tests.admin.cases import CASES, NO_ADD, NO_CHANGE
-from companyos.foundation.console.roles import OPERATIONAL
+from companyos.foundation.console.roles import operators_may_change
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,8 @@ def test_viewer_reads_everything_and_changes_nothing(case, rows, viewer_client):
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_operator_changes_operational_models_only(case, rows, operator_client):
     obj = _made(case, rows)
-    operational = case.id in OPERATIONAL and case.model not in NO_CHANGE
+    meta = case.model._meta
+    operational = operators_may_change(meta.app_label, meta.model_name) and case.model not in NO_CHANGE
 
     assert operator_client.get(case.url()).status_code == 200
     change_page = operator_client.get(case.url("change/", obj))

@@ -25,6 +25,25 @@ def test_operator_changes_operational_models_and_deletes_nothing():
     assert not any(codename.startswith(("delete_", "add_")) for codename in operator)
 
 
+def test_operator_changes_exactly_the_models_that_declare_it():
+    change = {codename for codename in codenames("operator") if codename.startswith("change_")}
+    assert change == {
+        "change_integration",
+        "change_webhook",
+        "change_webhookdelivery",
+        "change_repository",
+        "change_pullrequest",
+        "change_deployment",
+        "change_figmafile",
+        "change_designcomponent",
+        "change_socialaccount",
+        "change_socialpost",
+        "change_agent",
+        "change_agenttask",
+        "change_agentcollaboration",
+    }
+
+
 def test_admin_has_everything_including_secrets():
     admin = codenames("admin")
     assert {"manage_secrets", "delete_agenttask", "add_user", "change_group", "view_change"} <= admin
