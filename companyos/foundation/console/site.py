@@ -2,8 +2,13 @@
 
 ``CompanyOSAdminSite`` replaces Django's default site (through
 ``CompanyOSAdminConfig`` in INSTALLED_APPS), so every ``admin.register`` in
-the apps lands on it. It groups the index as the seven domains, in the order
-staff think of them, each with its one-line description from the AppConfig.
+the apps lands on it. The site reads what each app declares on its AppConfig:
+
+- ``description``: the one line shown under the app on the index. The apps
+  that describe themselves lead the index, in INSTALLED_APPS order; the rest
+  (Django's own, such as groups) follow by name.
+- ``console_links``: the app's own console pages, as (label, URL name)
+  pairs, linked at the top of the index.
 
 This module is imported while INSTALLED_APPS is read: it must not import
 models at module level.
@@ -14,10 +19,7 @@ from __future__ import annotations
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
-from django.urls import NoReverseMatch, reverse
-
-# The seven domains, in index order; any other app (history, roles) follows.
-DOMAINS = ("core", "integrations", "development", "design", "social", "agents", "analytics")
+from django.urls import reverse
 
 
 class CompanyOSAdminSite(admin.AdminSite):
@@ -27,25 +29,24 @@ class CompanyOSAdminSite(admin.AdminSite):
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)
-        rank = {label: position for position, label in enumerate(DOMAINS)}
+        position = {config.label: index for index, config in enumerate(apps.get_app_configs())}
         for app in app_list:
             app["description"] = getattr(apps.get_app_config(app["app_label"]), "description", "")
-        return sorted(app_list, key=lambda app: (rank.get(app["app_label"], len(DOMAINS)), app["name"]))
 
-    def each_context(self, request):
-        context = super().each_context(request)
-        context["dashboard_url"] = _dashboard_url()
-        return context
+        def described_first(app):
+            if app["description"]:
+                return (0, position[app["app_label"]], "")
+            return (1, 0, app["name"])
 
+        return sorted(app_list, key=described_first)
 
-def _dashboard_url() -> str | None:
-    """The analytics dashboard (issue 8), linked from the index when it exists."""
-    for name in ("analytics:dashboard", "analytics-dashboard", "admin:analytics_dashboard"):
-        try:
-            return reverse(name)
-        except NoReverseMatch:
-            continue
-    return None
+    def index(self, request, extra_context=None):
+        links = [
+            (label, reverse(url_name))
+            for config in apps.get_app_configs()
+            for label, url_name in getattr(config, "console_links", ())
+        ]
+        return super().index(request, {"console_links": links, **(extra_context or {})})
 
 
 class CompanyOSAdminConfig(AdminConfig):
