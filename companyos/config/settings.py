@@ -8,8 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from psycopg_pool import ConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from companyos.foundation.db import aliases_from_environment, session_alias
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -53,6 +56,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # GET/HEAD may read from replicas that replayed this browser's last write (docs/scaling.md).
+    "companyos.foundation.db.middleware.ReadYourWritesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -84,9 +89,11 @@ TEMPLATES = [
 ]
 
 # --- PostgreSQL -------------------------------------------------------------
-DATABASES = {"default": env.db("DATABASE_URL")}
-DATABASES["default"].setdefault("OPTIONS", {})
-DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+# docs/scaling.md: the primary (a multi-host URL with
+# ?target_session_attrs=read-write finds whichever host is the primary, also
+# after a failover), read replicas, and a direct URL past a transaction-mode
+# PgBouncer for what needs a session (LISTEN, the job worker).
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 # Under ASGI every request runs in a thread of its own, so a persistent
 # per-thread connection (CONN_MAX_AGE > 0) leaves one open per request until
 # the server runs out; psycopg's pool hands connections back instead, and
@@ -94,16 +101,51 @@ DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_
 # (docs/benchmarks.md). DATABASE_POOL_MAX_SIZE=0 turns it off, and
 # CONN_MAX_AGE then applies (for WSGI servers).
 DATABASE_POOL_MAX_SIZE = env.int("DATABASE_POOL_MAX_SIZE", default=10)
-if DATABASE_POOL_MAX_SIZE:
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["OPTIONS"]["pool"] = {
-        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=1),
-        "max_size": DATABASE_POOL_MAX_SIZE,
-        "timeout": env.float("DATABASE_POOL_TIMEOUT", default=10.0),
-    }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASE_POOL_MIN_SIZE = env.int("DATABASE_POOL_MIN_SIZE", default=1)
+DATABASE_POOL_TIMEOUT = env.float("DATABASE_POOL_TIMEOUT", default=10.0)
+CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=60)
+
+
+def _configure_database(entry: dict) -> None:
+    entry["OPTIONS"].setdefault("connect_timeout", DATABASE_CONNECT_TIMEOUT)
+    if DATABASE_POOL_MAX_SIZE:
+        entry["CONN_MAX_AGE"] = 0
+        entry["OPTIONS"]["pool"] = {
+            "min_size": DATABASE_POOL_MIN_SIZE,
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+            # A pooled connection to a server that died or was demoted is
+            # replaced before a request gets it (one round trip per checkout),
+            # so a failover costs requests only while no primary answers.
+            "check": ConnectionPool.check_connection,
+        }
+    else:
+        entry["CONN_MAX_AGE"] = CONN_MAX_AGE
+        entry["CONN_HEALTH_CHECKS"] = True
+
+
+DATABASES = aliases_from_environment(
+    env.db_url_config,
+    primary_url=env.str("DATABASE_URL"),
+    replica_urls=env.list("DATABASE_REPLICA_URLS", default=[]),
+    direct_url=env.str("DATABASE_DIRECT_URL", default=""),
+    configure=_configure_database,
+)
+DATABASE_ROUTERS = ["companyos.foundation.db.router.ReplicaRouter"]
+# A replica further behind than this (seconds) is skipped.
+DATABASE_REPLICA_MAX_LAG_SECONDS = env.float("DATABASE_REPLICA_MAX_LAG_SECONDS", default=30.0)
+# How long a replica's replayed position and lag are trusted before checking again.
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=1.0)
+# How long an unreachable replica is skipped before it is tried again.
+DATABASE_REPLICA_RETRY_SECONDS = env.float("DATABASE_REPLICA_RETRY_SECONDS", default=5.0)
+# Models (app labels or app.Model) always read on the primary, besides
+# AUTH_USER_MODEL: who someone is, their session, and the queues whose rows are claimed.
+DATABASE_PRIMARY_MODELS = [
+    "auth", "sessions", "contenttypes", "core.ApiToken", "agents.AgentTask", "integrations.WebhookDelivery",
+    "procrastinate",
+]  # fmt: skip
+# The job worker LISTENs and holds its connection: past PgBouncer when configured.
+PROCRASTINATE_DATABASE_ALIAS = session_alias(DATABASES)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache layers, sessions, channel layer (owned by issue 3) --------

@@ -1,0 +1,66 @@
+"""Where database work goes: the primary, read replicas, or a direct session.
+
+* ``default`` is the primary, maybe through PgBouncer in transaction mode and
+  maybe a multi-host URL with ``target_session_attrs=read-write`` (libpq then
+  finds whichever host is the primary, also after a failover).
+* ``replica_1`` … ``replica_n`` (``DATABASE_REPLICA_URLS``) take the reads that
+  tolerate lag, chosen by :mod:`companyos.foundation.db.router`.
+* ``direct`` (``DATABASE_DIRECT_URL``) reaches the primary without the pooler,
+  for what needs a session of its own: LISTEN, session-level advisory locks.
+
+:func:`aliases_from_environment` builds those entries for settings.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+REPLICA_PREFIX = "replica_"
+DIRECT_ALIAS = "direct"
+
+
+def aliases_from_environment(
+    parse: Callable[[str], dict[str, Any]],
+    *,
+    primary_url: str,
+    replica_urls: list[str],
+    direct_url: str,
+    configure: Callable[[dict[str, Any]], None],
+) -> dict[str, dict[str, Any]]:
+    """The DATABASES setting: ``default``, one alias per replica URL, and ``direct`` when given.
+
+    ``parse`` turns a URL into a Django entry (django-environ's, which keeps a
+    multi-host URL's hosts and ports comma-separated for libpq); ``configure``
+    applies the pool and timeout options to each entry. Replicas and the
+    direct alias reach the same data, so tests treat them as mirrors of
+    ``default`` instead of creating databases of their own.
+    """
+    databases = {"default": parse(primary_url)}
+    for number, url in enumerate(replica_urls, start=1):
+        databases[f"{REPLICA_PREFIX}{number}"] = parse(url) | {"TEST": {"MIRROR": "default"}}
+    if direct_url:
+        databases[DIRECT_ALIAS] = parse(direct_url) | {"TEST": {"MIRROR": "default"}}
+        # A transaction-mode pooler gives each transaction whichever server
+        # connection is free: a cursor kept open across transactions
+        # (QuerySet.iterator()'s server-side cursor) would vanish.
+        databases["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    for entry in databases.values():
+        entry.setdefault("OPTIONS", {})
+        configure(entry)
+    return databases
+
+
+def replica_aliases() -> list[str]:
+    """The configured replicas' aliases, in the order of ``DATABASE_REPLICA_URLS``."""
+    return [alias for alias in settings.DATABASES if alias.startswith(REPLICA_PREFIX)]
+
+
+def session_alias(databases: dict[str, Any] | None = None) -> str:
+    """The alias for work that needs a server session of its own (LISTEN, session advisory locks).
+
+    ``databases`` is the DATABASES setting (given while settings.py builds it).
+    """
+    return DIRECT_ALIAS if DIRECT_ALIAS in (settings.DATABASES if databases is None else databases) else "default"
