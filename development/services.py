@@ -1,9 +1,11 @@
 """Write paths for repositories, pull requests and deployments.
 
 Webhook processing, the admin and workers all change these rows through
-here. Every change is a plain ``save()`` (with ``update_fields``), so the
-``post_save`` receivers in ``development/events.py`` publish the real-time
-events of ``events.md``; nothing here publishes them itself. A save happens
+here, in field values: what a provider's payload means is worked out by
+the caller (``integrations/webhooks``). Every change is a plain ``save()``
+(with ``update_fields``), so the ``post_save`` receivers in
+``development/events.py`` publish the real-time events of ``events.md``;
+nothing here publishes them itself. A save happens
 only when a field really changed, so a repeated delivery writes nothing.
 
 Providers do not promise to deliver in order. Each row keeps
@@ -11,8 +13,8 @@ Providers do not promise to deliver in order. Each row keeps
 older event never overwrites what a newer one wrote. A deployment only moves
 forward (queued, building, then ready, error or canceled), whatever the
 timestamps say, and a merged pull request stays merged. An older event may
-still fill a field that is empty (a late ``deployment.created`` supplies
-``started_at``), which adds information without undoing any.
+still fill a field that is empty (a late report that the deployment is
+building supplies ``started_at``), which adds information without undoing any.
 
 The upserts lock the row they change (``select_for_update``), so concurrent
 deliveries about one object apply one after the other, each seeing the
@@ -29,11 +31,9 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
-from django.utils.dateparse import parse_datetime
 
-from core.models import Organization, User
-from development.models import Deployment, DeploymentEnvironment, DeploymentState, PullRequest, Repository
-from integrations.models import Integration
+from core.models import User
+from development.models import Deployment, DeploymentState, PullRequest, Repository
 
 # Where a state is in a deployment's life; it only ever moves to a higher rank.
 DEPLOYMENT_STATE_RANK: Mapping[str, int] = {
@@ -43,25 +43,6 @@ DEPLOYMENT_STATE_RANK: Mapping[str, int] = {
     DeploymentState.ERROR: 2,
     DeploymentState.CANCELED: 2,
 }
-
-# The deployment state each Vercel event reports. ``succeeded`` (build done)
-# and ``ready`` (checks passed, serving) both mean "ready" here.
-VERCEL_EVENT_STATES: Mapping[str, str] = {
-    "deployment.created": DeploymentState.BUILDING,
-    "deployment.succeeded": DeploymentState.READY,
-    "deployment.ready": DeploymentState.READY,
-    "deployment.error": DeploymentState.ERROR,
-    "deployment.canceled": DeploymentState.CANCELED,
-}
-
-
-def _github_time(value: Any) -> datetime | None:
-    """Parse GitHub's ISO 8601 timestamps ("2019-05-15T15:20:33Z")."""
-    if not value:
-        return None
-    if not isinstance(value, str) or (parsed := parse_datetime(value)) is None:
-        raise ValidationError(f"Not a timestamp: {value!r}.")
-    return parsed
 
 
 def _is_stale(instance: Repository | PullRequest | Deployment, at: datetime | None) -> bool:
@@ -132,119 +113,73 @@ def _upsert(
         return instance, True
 
 
-def _github_repository_fields(data: Mapping[str, Any]) -> dict[str, Any]:
-    owner = data["owner"]["login"]
-    return {
-        "external_id": int(data["id"]),
-        "full_name": data.get("full_name") or f"{owner}/{data['name']}",
-        "name": data["name"],
-        "owner": owner,
-        "description": data.get("description") or "",
-        "default_branch": data.get("default_branch") or "main",
-        "is_private": bool(data.get("private")),
-        "url": data.get("html_url") or "",
-        "language": data.get("language") or "",
-        "stars_count": int(data.get("stargazers_count") or 0),
-    }
-
-
-def repository_upsert_from_github(
-    *, organization: Organization, integration: Integration | None, data: Mapping[str, Any]
+def repository_upsert(
+    *, organization_id: Any, external_id: int, fields: Mapping[str, Any], at: datetime | None
 ) -> tuple[Repository, bool]:
-    """Create or update a repository from GitHub's ``repository`` object.
+    """Create or update the repository the provider knows by ``external_id``.
 
-    A repository is found by GitHub's id first, so a rename or transfer
-    updates the same row; a row created by hand (no id yet) is matched by
-    full name and gets the id. GitHub's ``updated_at`` orders the events.
-    Returns ``(repository, applied)``.
+    ``fields`` are the other field values (``full_name`` among them) and
+    ``at`` the provider's time of the event, which orders the events. Finding
+    the row by the provider's id makes a rename or transfer update the same
+    row; a row created by hand (no id yet) is matched by full name and gets
+    the id. Returns ``(repository, applied)``.
     """
-    fields = _github_repository_fields(data)
-    at = _github_time(data.get("updated_at"))
-    fields["last_event_at"] = at
-    scope = Repository.objects.filter(organization=organization)
+    scope = Repository.objects.filter(organization_id=organization_id)
     with transaction.atomic(savepoint=False):
-        if not scope.filter(external_id=fields["external_id"]).exists():
+        if not scope.filter(external_id=external_id).exists():
             # Adopt a row known only by name; otherwise the id lookup below creates one.
-            scope.filter(full_name=fields["full_name"], external_id__isnull=True).update(
-                external_id=fields["external_id"]
-            )
+            scope.filter(full_name=fields["full_name"], external_id__isnull=True).update(external_id=external_id)
         return _upsert(
             scope,
-            lookup={"organization": organization, "external_id": fields["external_id"]},
-            fields={"integration_id": integration.pk if integration else None, **fields},
+            lookup={"organization_id": organization_id, "external_id": external_id},
+            fields={**fields, "last_event_at": at},
             at=at,
         )
 
 
-def _pull_request_state(data: Mapping[str, Any]) -> tuple[str, datetime | None, datetime | None]:
-    """State, merged_at and closed_at, consistent with the model's check constraints."""
-    updated_at = _github_time(data.get("updated_at"))
-    if data.get("merged") or data.get("merged_at"):
-        merged_at = _github_time(data.get("merged_at")) or updated_at
-        return PullRequest.State.MERGED, merged_at, _github_time(data.get("closed_at")) or merged_at
-    if data.get("state") == "closed":
-        return PullRequest.State.CLOSED, None, _github_time(data.get("closed_at")) or updated_at
-    return PullRequest.State.OPEN, None, None
+def pull_request_upsert(
+    *, repository_id: Any, number: int, fields: Mapping[str, Any], at: datetime | None
+) -> tuple[PullRequest, bool]:
+    """Create or update pull request ``number`` of a repository.
 
-
-def pull_request_upsert_from_github(*, repository: Repository, data: Mapping[str, Any]) -> tuple[PullRequest, bool]:
-    """Create or update a pull request from GitHub's ``pull_request`` object.
-
-    Every ``pull_request`` action (opened, edited, synchronize, closed,
-    labeled, ...) carries the whole object, so one mapping serves them all;
-    a merge is ``closed`` with ``merged: true``. GitHub's ``updated_at``
-    orders the events. Returns ``(pull_request, applied)``.
+    ``fields`` are the other field values and ``at`` the provider's time of
+    the event, which orders the events. An ``author_login`` links the user
+    with that GitHub username as the author. A merged pull request stays
+    merged. Returns ``(pull_request, applied)``.
     """
-    state, merged_at, closed_at = _pull_request_state(data)
-    author_login = (data.get("user") or {}).get("login") or ""
-    fields: dict[str, Any] = {
-        "external_id": int(data["id"]),
-        "title": data.get("title") or "",
-        "body": data.get("body") or "",
-        "state": state,
-        "is_draft": bool(data.get("draft")),
-        "author_login": author_login,
-        "head_branch": data["head"]["ref"],
-        "base_branch": data["base"]["ref"],
-        "head_sha": data["head"].get("sha") or "",
-        "url": data.get("html_url") or "",
-        "labels": [label["name"] for label in data.get("labels") or []],
-        "opened_at": _github_time(data["created_at"]),
-        "merged_at": merged_at,
-        "closed_at": closed_at,
-        "last_event_at": _github_time(data.get("updated_at")),
-        "metadata": {
-            "node_id": data.get("node_id"),
-            "merge_commit_sha": data.get("merge_commit_sha"),
-            "locked": bool(data.get("locked")),
-            "assignees": [user["login"] for user in data.get("assignees") or []],
-            "requested_reviewers": [user["login"] for user in data.get("requested_reviewers") or []],
-        },
-    }
-    # Some actions omit the diff statistics; keep what we have then.
-    fields.update(
-        {name: int(data[name]) for name in ("additions", "deletions", "changed_files") if data.get(name) is not None}
-    )
+    fields = {**fields, "last_event_at": at}
     with transaction.atomic(savepoint=False):
-        existing = (
-            PullRequest.objects.filter(repository=repository, number=int(data["number"]))
-            .values_list("author_login", flat=True)
-            .first()
-        )
-        if existing != author_login:
-            authors = User.objects.filter(github_username=author_login).values_list("pk", flat=True)
-            fields["author_id"] = authors.first() if author_login else None
+        if "author_login" in fields:
+            fields.update(_author_fields(repository_id, number, fields["author_login"]))
         return _upsert(
             PullRequest.objects.all(),
-            lookup={"repository": repository, "number": int(data["number"])},
+            lookup={"repository_id": repository_id, "number": number},
             fields=fields,
-            at=fields["last_event_at"],
+            at=at,
             # GitHub cannot reopen a merged pull request: an event from the same
             # second (updated_at has no finer grain) that arrives later must not.
             final=lambda pull_request: (
-                pull_request.state == PullRequest.State.MERGED and state != PullRequest.State.MERGED
+                pull_request.state == PullRequest.State.MERGED and fields.get("state") != PullRequest.State.MERGED
             ),
         )
+
+
+def _author_fields(repository_id: Any, number: int, author_login: str) -> dict[str, Any]:
+    """The author linked to ``author_login``; nothing (no query) when the login is the one stored."""
+    existing = (
+        PullRequest.objects.filter(repository_id=repository_id, number=number)
+        .values_list("author_login", flat=True)
+        .first()
+    )
+    if existing == author_login:
+        return {}
+    authors = User.objects.filter(github_username=author_login).values_list("pk", flat=True)
+    return {"author_id": authors.first() if author_login else None}
+
+
+def _check_state(state: str) -> None:
+    if state not in DeploymentState.values:
+        raise ValidationError(f"Unknown deployment state {state!r}.")
 
 
 def _deployment_state_refusal(deployment: Deployment, state: str, at: datetime) -> str | None:
@@ -293,8 +228,7 @@ def deployment_set_state(*, deployment: Deployment, state: str, at: datetime, er
     state, a step back in the lifecycle (a finished deployment building
     again), or a change older than the current state of the same rank.
     """
-    if state not in DeploymentState.values:
-        raise ValidationError(f"Unknown deployment state {state!r}.")
+    _check_state(state)
     if refusal := _deployment_state_refusal(deployment, state, at):
         raise ValidationError(f"Cannot set the state: {refusal}.")
     with transaction.atomic(savepoint=False):
@@ -302,69 +236,30 @@ def deployment_set_state(*, deployment: Deployment, state: str, at: datetime, er
     return deployment
 
 
-def _vercel_deployment_fields(*, integration: Integration, data: Mapping[str, Any]) -> dict[str, Any]:
-    """The descriptive fields of a deployment from a Vercel event's ``payload``."""
-    deployment = data["deployment"]
-    meta = deployment.get("meta") or {}
-    url = deployment.get("url") or ""
-    if url and "://" not in url:
-        url = f"https://{url}"
-    fields: dict[str, Any] = {
-        "integration_id": integration.pk,
-        "project_name": deployment.get("name") or "",
-        "url": url,
-        "environment": DeploymentEnvironment.PRODUCTION
-        if data.get("target") == "production"
-        else DeploymentEnvironment.PREVIEW,
-        "commit_sha": meta.get("githubCommitSha") or "",
-        "branch": meta.get("githubCommitRef") or "",
-        "metadata": {
-            "project_id": (data.get("project") or {}).get("id"),
-            "team_id": (data.get("team") or {}).get("id"),
-            "links": data.get("links") or {},
-            "meta": meta,
-        },
-    }
-    if meta.get("githubCommitOrg") and meta.get("githubCommitRepo"):
-        full_name = f"{meta['githubCommitOrg']}/{meta['githubCommitRepo']}"
-        repository_id = (
-            Repository.objects.filter(organization_id=integration.organization_id, full_name=full_name)
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if repository_id is not None:
-            fields["repository_id"] = repository_id
-            if str(meta.get("githubPrId") or "").isdigit():
-                fields["pull_request_id"] = (
-                    PullRequest.objects.filter(repository_id=repository_id, number=int(meta["githubPrId"]))
-                    .values_list("pk", flat=True)
-                    .first()
-                )
-    return fields
-
-
-def deployment_upsert_from_vercel(
-    *, integration: Integration, event_type: str, data: Mapping[str, Any], at: datetime
+def deployment_upsert(
+    *,
+    organization_id: Any,
+    external_id: str,
+    state: str,
+    at: datetime,
+    fields: Mapping[str, Any],
+    error_message: str = "",
 ) -> tuple[Deployment, bool]:
-    """Create or update a deployment from a Vercel ``deployment.*`` event.
+    """Create or update the deployment the provider knows by ``external_id``.
 
-    ``data`` is the event's ``payload`` object and ``at`` its ``createdAt``.
-    An event that would move the deployment back in its lifecycle, or that is
-    older than the last one of the same rank, changes no state; it only fills
-    fields still empty (the start time a late ``deployment.created`` brings).
-    Returns ``(deployment, applied)``.
+    ``state`` is what an event from time ``at`` reports and ``fields`` the
+    descriptive field values it carries. An event that would move the
+    deployment back in its lifecycle, or that is older than the last one of
+    the same rank, changes no state; it only fills fields still empty (the
+    start time a late report of building brings). Raises ``ValidationError``
+    for an unknown state. Returns ``(deployment, applied)``.
     """
-    state = VERCEL_EVENT_STATES.get(event_type)
-    if state is None:
-        raise ValidationError(f"Not a deployment event Vercel sends: {event_type!r}.")
-    external_id = data["deployment"]["id"]
-    error_message = str(data["deployment"].get("errorMessage") or "") if state == DeploymentState.ERROR else ""
-    fields = _vercel_deployment_fields(integration=integration, data=data)
+    _check_state(state)
     with transaction.atomic(savepoint=False):
         deployment = Deployment.objects.select_for_update(of=("self",)).filter(external_id=external_id).first()
         if deployment is None:
             defaults = {
-                "organization_id": integration.organization_id,
+                "organization_id": organization_id,
                 **fields,
                 **_deployment_state_fields(Deployment(), state, at, error_message),
             }

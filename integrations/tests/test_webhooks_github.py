@@ -152,17 +152,6 @@ def test_closed_with_merge(client, github_webhook):
     assert event_types(pull_request) == ["pull_request.opened", "pull_request.merged"]
 
 
-def test_a_merged_pull_request_stays_merged(client, github_webhook):
-    post_github(client, github_webhook, "pull_request", merged_payload())
-    # An event from the same second that arrives later, still showing it open.
-    labeled = json.loads(github_payload("pull_request/labeled.payload.json"))
-    labeled["pull_request"]["updated_at"] = "2019-05-15T15:21:18Z"
-    post_github(client, github_webhook, "pull_request", json.dumps(labeled).encode())
-
-    assert PullRequest.objects.get().state == "merged"
-    assert WebhookDelivery.objects.get(action="labeled").status == Status.IGNORED
-
-
 def test_reopened_after_an_earlier_close(client, github_webhook):
     closed = json.loads(github_payload("pull_request/closed.payload.json"))
     closed["pull_request"]["updated_at"] = "2019-05-15T15:20:34Z"
@@ -206,27 +195,6 @@ def test_repository_events_upsert_the_repository(client, github_webhook, name, c
     assert response.status_code == 202
     assert WebhookDelivery.objects.get().status == Status.PROCESSED
     assert check(Repository.objects.get(organization=github_webhook.integration.organization))
-
-
-def test_a_rename_keeps_the_same_row(client, github_webhook):
-    post_github(client, github_webhook, "repository", github_payload("repository/created.payload.json"))
-    renamed = json.loads(github_payload("repository/renamed.payload.json"))
-    renamed["repository"].update(name="Hello-Universe", full_name="Octocoders/Hello-Universe")
-    post_github(client, github_webhook, "repository", json.dumps(renamed).encode())
-
-    repository = Repository.objects.get()
-    assert (repository.full_name, repository.external_id) == ("Octocoders/Hello-Universe", 186853261)
-
-
-def test_a_repository_known_by_name_is_adopted(client, github_webhook):
-    organization = github_webhook.integration.organization
-    Repository.objects.create(
-        organization=organization, full_name="Octocoders/Hello-World", name="Hello-World", owner="Octocoders"
-    )
-
-    post_github(client, github_webhook, "repository", github_payload("repository/created.payload.json"))
-
-    assert Repository.objects.get().external_id == 186853261
 
 
 def test_repository_deletion_is_ignored(client, github_webhook):

@@ -1,13 +1,11 @@
 """Vercel deployment deliveries, in order, out of order and repeated."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
-from django.core.exceptions import ValidationError
 
 from analytics.models import Event
 from development.models import Deployment, PullRequest, Repository
-from development.services import deployment_set_state
 from integrations.models import WebhookDelivery
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 from integrations.tests.webhook_helpers import github_payload, post_github, post_vercel, vercel_event
@@ -73,33 +71,6 @@ def test_ready_before_created_stays_ready(client, vercel_webhook):
     assert stale.status == Status.IGNORED and stale.error.startswith("stale")
 
 
-def test_a_finished_deployment_never_goes_back_even_for_a_newer_event(client, vercel_webhook):
-    post_vercel(client, vercel_webhook, vercel_event("deployment.error", created_at_ms=T0))
-    post_vercel(client, vercel_webhook, vercel_event("deployment.created", created_at_ms=T0 + 1000))
-
-    assert Deployment.objects.get().state == "error"
-
-
-def test_a_finish_dated_before_the_start_still_finishes(client, vercel_webhook):
-    post_vercel(client, vercel_webhook, vercel_event("deployment.created", created_at_ms=T0 + 5000))
-    post_vercel(client, vercel_webhook, vercel_event("deployment.ready", created_at_ms=T0))
-
-    deployment = Deployment.objects.get()
-    assert deployment.state == "ready"
-    assert deployment.ready_at == deployment.started_at == at(T0 + 5000)  # never before the start
-    assert deployment.last_event_at == at(T0 + 5000)
-    assert deployment_events(deployment) == ["deployment.created", "deployment.ready"]
-
-
-def test_an_older_terminal_event_does_not_overwrite_a_newer_one(client, vercel_webhook):
-    post_vercel(client, vercel_webhook, vercel_event("deployment.canceled", created_at_ms=T0 + 5000))
-    post_vercel(client, vercel_webhook, vercel_event("deployment.ready", created_at_ms=T0))
-
-    deployment = Deployment.objects.get()
-    assert deployment.state == "canceled" and deployment.ready_at is None
-    assert deployment_events(deployment) == ["deployment.created", "deployment.canceled"]
-
-
 @pytest.mark.parametrize(
     ("event_type", "state", "published"),
     [
@@ -155,20 +126,3 @@ def test_a_bad_event_time_fails_the_delivery_only(client, vercel_webhook):
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == Status.FAILED and "createdAt" in delivery.error
     assert not Deployment.objects.exists()
-
-
-def test_deployment_set_state_refuses_to_leave_a_finished_state(client, vercel_webhook):
-    post_vercel(client, vercel_webhook, vercel_event("deployment.ready", created_at_ms=T0))
-    deployment = Deployment.objects.get()
-
-    with pytest.raises(ValidationError, match="cannot go back"):
-        deployment_set_state(deployment=deployment, state="building", at=at(T0) + timedelta(minutes=1))
-    with pytest.raises(ValidationError, match="Unknown"):
-        deployment_set_state(deployment=deployment, state="exploded", at=at(T0) + timedelta(minutes=1))
-    with pytest.raises(ValidationError, match="older"):
-        deployment_set_state(deployment=deployment, state="error", at=at(T0) - timedelta(minutes=1))
-
-    deployment_set_state(deployment=deployment, state="error", at=at(T0) + timedelta(minutes=1), error_message="Boom")
-    deployment.refresh_from_db()
-    assert (deployment.state, deployment.error_message) == ("error", "Boom")
-    assert deployment_events(deployment)[-1] == "deployment.error"

@@ -1,8 +1,8 @@
 """What each provider sends and what we do with it.
 
 A provider knows how its requests are signed, where the delivery id and the
-event name are, which events we handle, and how a verified payload maps
-onto the ``development`` services. Adding a provider means adding a class
+event name are, which events we handle, and which of its payload's objects
+to apply (the mapping of each is in ``github`` and ``vercel``). Adding a provider means adding a class
 here and registering it in ``PROVIDERS``.
 """
 
@@ -15,13 +15,8 @@ from typing import Any, ClassVar
 
 from django.core.exceptions import ValidationError
 
-from development.services import (
-    VERCEL_EVENT_STATES,
-    deployment_upsert_from_vercel,
-    pull_request_upsert_from_github,
-    repository_upsert_from_github,
-)
 from integrations.models import Service, Webhook
+from integrations.webhooks import github, vercel
 from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
 
 STALE = "stale: older than the state already applied"
@@ -136,11 +131,9 @@ class GitHub(Provider):
         if identity.event == "repository" and identity.action == "deleted":
             return "repository deletions are not mirrored: the repository and its history stay"
         integration = webhook.integration
-        repository, applied = repository_upsert_from_github(
-            organization=integration.organization, integration=integration, data=payload["repository"]
-        )
+        repository, applied = github.repository_apply(integration=integration, data=payload["repository"])
         if identity.event == "pull_request":
-            _, applied = pull_request_upsert_from_github(repository=repository, data=payload["pull_request"])
+            _, applied = github.pull_request_apply(repository=repository, data=payload["pull_request"])
         return "" if applied else STALE
 
 
@@ -148,7 +141,7 @@ class Vercel(Provider):
     """Vercel account and integration webhooks."""
 
     service = Service.VERCEL
-    events = frozenset(VERCEL_EVENT_STATES)
+    events = frozenset(vercel.EVENT_STATES)
 
     def signature_valid(self, *, secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
         return signature_matches(vercel_signature(secret, body), headers.get("x-vercel-signature"))
@@ -163,7 +156,7 @@ class Vercel(Provider):
         created_at = payload.get("createdAt")
         if isinstance(created_at, bool) or not isinstance(created_at, int | float):
             raise ValidationError('"createdAt" must be the event time in milliseconds since the epoch.')
-        _, applied = deployment_upsert_from_vercel(
+        _, applied = vercel.deployment_apply(
             integration=webhook.integration,
             event_type=identity.event,
             data=payload["payload"],
