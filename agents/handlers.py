@@ -58,10 +58,6 @@ def get_handler(task_type: str) -> Handler:
         raise PermanentFailure(f"No handler is registered for task type {task_type!r}.") from None
 
 
-def registered_task_types() -> list[str]:
-    return sorted(_registry)
-
-
 @register("echo")
 def echo(task: AgentTask) -> Any:
     """Output = input: for trying the queue out, tests and benchmarks."""

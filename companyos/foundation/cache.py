@@ -67,10 +67,6 @@ class Layer:
         # Django keeps one backend object per thread/async context.
         return caches[self.alias]
 
-    @property
-    def default_ttl(self) -> float:
-        return self.backend.default_timeout
-
     def redis_key(self, key: str) -> str:
         """The key as stored in Redis (prefix, Django version, key)."""
         return self.backend.make_key(key)
