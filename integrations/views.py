@@ -1,8 +1,9 @@
 """The public webhook endpoint: ``POST /webhooks/<endpoint_token>/``.
 
 The view only verifies and stores: it answers as soon as the delivery is
-safely in the database (one lookup, one statement), and the delivery is
-applied after the response has gone out. Every outcome a caller can cause
+safely in the database (one lookup, one statement) and a job to apply it
+is queued; the worker, woken by that job's NOTIFY, applies it (integrations/jobs.py).
+Every outcome a caller can cause
 is a 4xx or a 2xx, never a 500:
 
 - 404 unknown or inactive endpoint (nothing stored: there is no webhook to
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
 from django.conf import settings
@@ -28,37 +28,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from integrations.jobs import defer_delivery_processing
 from integrations.models import Webhook, WebhookDelivery
 from integrations.selectors import webhook_get_for_endpoint
-from integrations.services import webhook_delivery_process, webhook_delivery_record
+from integrations.services import webhook_delivery_record
 from integrations.webhooks.providers import PROVIDERS, Provider
 
 logger = logging.getLogger(__name__)
 
 Status = WebhookDelivery.Status
-
-
-class ProcessAfterResponse(JsonResponse):
-    """An acknowledgement that processes its delivery once it has been sent.
-
-    Servers call ``close()`` after the last byte of the response went out
-    (WSGI servers and Django's ASGI handler alike), so the provider's wait
-    does not include processing. If the process dies first, the delivery
-    stays ``received`` and the ``process_webhook_deliveries`` worker applies
-    it.
-    """
-
-    def __init__(self, data: dict[str, Any], *, delivery_pk: uuid.UUID, **kwargs: Any) -> None:
-        super().__init__(data, **kwargs)
-        self.delivery_pk = delivery_pk
-
-    def close(self) -> None:
-        try:
-            webhook_delivery_process(delivery_pk=self.delivery_pk)
-        except Exception:  # the answer is sent; the worker retries what is left received
-            logger.exception("Processing webhook delivery %s after the response failed", self.delivery_pk)
-        finally:
-            super().close()
 
 
 def _declared_length(request: HttpRequest) -> int:
@@ -177,6 +155,6 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     if delivery_pk is None:
         return JsonResponse({"status": "duplicate", "delivery_id": identity.delivery_id}, status=200)
     answer = {"status": status, "delivery": str(delivery_pk)}
-    if status == Status.RECEIVED and settings.WEBHOOK_PROCESS_INLINE:
-        return ProcessAfterResponse(answer, delivery_pk=delivery_pk, status=202)
+    if status == Status.RECEIVED:
+        defer_delivery_processing(delivery_pk)
     return JsonResponse(answer, status=202)

@@ -37,6 +37,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    # System jobs and their schedule on PostgreSQL (issue 12, docs/jobs.md);
+    # its admin shows what ran, when, how long, what failed and what is queued.
+    "procrastinate.contrib.django",
     # The platform layer: start-up checks and the encryption-key commands.
     "companyos.foundation",
     "core",
@@ -274,6 +277,33 @@ AGENT_TASK_RETRY_MAX_SECONDS = env.float("AGENT_TASK_RETRY_MAX_SECONDS", default
 # Idle workers wake on NOTIFY at once; this poll only finds scheduled tasks.
 AGENT_WORKER_POLL_SECONDS = env.float("AGENT_WORKER_POLL_SECONDS", default=2.0)
 
+# --- Background worker and scheduler (issue 12, docs/jobs.md) ----------------------
+# Apps declare their system jobs in <app>/jobs.py.
+PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
+# A worker proves it is alive this often; a job whose worker has been silent
+# for JOBS_STALLED_WORKER_SECONDS is retried (once) by retry_stalled_jobs.
+JOBS_HEARTBEAT_SECONDS = env.float("JOBS_HEARTBEAT_SECONDS", default=10.0)
+JOBS_STALLED_WORKER_SECONDS = env.float("JOBS_STALLED_WORKER_SECONDS", default=30.0)
+# Idle workers wake on NOTIFY at once; this poll finds jobs scheduled for later.
+JOBS_POLL_SECONDS = env.float("JOBS_POLL_SECONDS", default=5.0)
+# A scheduler (re)started after an outage still runs each periodic job's last
+# missed period if it is at most this old; older ones wait for the next period.
+SCHEDULER_CATCH_UP_SECONDS = env.float("SCHEDULER_CATCH_UP_SECONDS", default=86400.0)
+PROCRASTINATE_PERIODIC_DEFAULTS = {"max_delay": SCHEDULER_CATCH_UP_SECONDS}
+# Periods of the periodic jobs, as cron expressions (an optional 6th field is seconds).
+SCHEDULE_RETRY_STALLED_JOBS = env.str("SCHEDULE_RETRY_STALLED_JOBS", default="* * * * *")
+SCHEDULE_PROCESS_WEBHOOK_DELIVERIES = env.str("SCHEDULE_PROCESS_WEBHOOK_DELIVERIES", default="* * * * *")
+SCHEDULE_REFRESH_ROLLUPS = env.str("SCHEDULE_REFRESH_ROLLUPS", default="*/5 * * * *")
+SCHEDULE_PRUNE_ANALYTICS = env.str("SCHEDULE_PRUNE_ANALYTICS", default="30 3 * * *")
+SCHEDULE_PRUNE_WEBHOOK_DELIVERIES = env.str("SCHEDULE_PRUNE_WEBHOOK_DELIVERIES", default="40 3 * * *")
+SCHEDULE_PRUNE_HISTORY = env.str("SCHEDULE_PRUNE_HISTORY", default="50 3 * * *")
+SCHEDULE_PRUNE_JOBS = env.str("SCHEDULE_PRUNE_JOBS", default="0 4 * * *")
+SCHEDULE_REQUEUE_AGENT_LEASES = env.str("SCHEDULE_REQUEUE_AGENT_LEASES", default="* * * * *")
+SCHEDULE_PUBLISH_DUE_POSTS = env.str("SCHEDULE_PUBLISH_DUE_POSTS", default="* * * * * */10")
+SCHEDULE_REFRESH_POST_ENGAGEMENT = env.str("SCHEDULE_REFRESH_POST_ENGAGEMENT", default="*/30 * * * *")
+# Finished jobs are kept this long for the admin, then pruned.
+JOBS_RETENTION_DAYS = env.int("JOBS_RETENTION_DAYS", default=14)
+
 # --- Field encryption ---------------------------------------------------------
 # Fernet keys, newest first; independent of SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS")
@@ -333,9 +363,18 @@ ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Delivery log rows older than this are removed by `prune_webhook_deliveries`.
 WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
-# Apply a delivery in the web process right after acknowledging it; the
-# `process_webhook_deliveries` worker picks up whatever is left either way.
-WEBHOOK_PROCESS_INLINE = env.bool("WEBHOOK_PROCESS_INLINE", default=True)
+
+# --- Social platforms (issue 12, docs/jobs.md) --------------------------------------
+# The APIs scheduled posts are published through (tests point them at a local server).
+SOCIAL_X_API_URL = env.str("SOCIAL_X_API_URL", default="https://api.x.com")
+SOCIAL_LINKEDIN_API_URL = env.str("SOCIAL_LINKEDIN_API_URL", default="https://api.linkedin.com")
+# The LinkedIn-Version header (YYYYMM) of the Posts API we speak.
+SOCIAL_LINKEDIN_VERSION = env.str("SOCIAL_LINKEDIN_VERSION", default="202509")
+SOCIAL_HTTP_TIMEOUT_SECONDS = env.float("SOCIAL_HTTP_TIMEOUT_SECONDS", default=10.0)
+# A post whose platform keeps failing (5xx, unreachable) is retried after
+# base * 2**(attempt-1) seconds, and marked failed after this many attempts.
+SOCIAL_PUBLISH_MAX_ATTEMPTS = env.int("SOCIAL_PUBLISH_MAX_ATTEMPTS", default=5)
+SOCIAL_PUBLISH_RETRY_BASE_SECONDS = env.float("SOCIAL_PUBLISH_RETRY_BASE_SECONDS", default=30.0)
 
 # --- Staff console: change history (issue 6, docs/admin.md) ---------------------
 # Triggers record every change (companyos.foundation.console.models.Change); requests
