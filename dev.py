@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Run or test CompanyOS from a fresh clone that has nothing but Python 3.11+.
 
-    python3 dev.py run     serve the admin and the websocket endpoint at http://127.0.0.1:8000/
+    python3 dev.py run     serve the admin and the websocket endpoint at http://127.0.0.1:8000/,
+                           with the background worker and scheduler (logs prefixed [web] [worker] [scheduler])
     python3 dev.py test    run the whole pytest suite (further arguments go to pytest)
 
 Both commands create `.venv` and install the pinned requirements when they
@@ -35,6 +36,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -444,8 +446,61 @@ def run_foreground(command: list[str]) -> int:
                 process.wait()
 
 
+def relay_output(name: str, stream, lock: threading.Lock) -> None:
+    """Copy a child's output to ours line by line, each line prefixed ``[name]``."""
+    for line in iter(stream.readline, b""):
+        with lock:
+            sys.stdout.buffer.write(f"[{name}] ".encode() + line)
+            sys.stdout.buffer.flush()
+
+
+def run_together(commands: dict[str, list[str]]) -> int:
+    """Run the commands side by side, their output prefixed with their names, until one exits,
+    or Ctrl-C, SIGINT or SIGTERM reaches dev.py: then SIGTERM stops every one of them.
+
+    Each child has a session of its own, so a terminal's Ctrl-C reaches dev.py
+    alone and every child gets exactly one SIGTERM, whatever stopped us.
+    """
+    lock = threading.Lock()
+    processes: dict[str, subprocess.Popen] = {}
+    try:
+        for name, command in commands.items():
+            process = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            )  # fmt: skip
+            processes[name] = process
+            threading.Thread(target=relay_output, args=(name, process.stdout, lock), daemon=True).start()
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.2)
+        exited = next(name for name, process in processes.items() if process.poll() is not None)
+        say(f"{exited} exited with status {processes[exited].returncode}; stopping the others")
+        return processes[exited].returncode or 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        # A second Ctrl-C or kill must not leave children behind.
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for process in processes.values():
+                if process.poll() is None:
+                    process.terminate()
+            deadline = time.monotonic() + 30
+            for name, process in processes.items():
+                try:
+                    process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    say(f"{name} did not stop within 30 s; killing it")
+                    process.kill()
+                    process.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def cmd_run(argv: list[str]) -> int:
-    """Migrate, load the sample data, make sure an admin exists, and serve the ASGI app."""
+    """Migrate, load the sample data, make sure an admin exists, and serve the ASGI app with the
+    background worker and scheduler."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python3 dev.py run")
@@ -482,12 +537,20 @@ def cmd_run(argv: list[str]) -> int:
             f"    Log in:      {login}\n"
             f"    Websocket:   ws://{args.host}:{args.port}/ws/events/\n"
             + "".join(f"    Services:    {line}\n" for line in server_lines)
+            + "    Background:  a worker (agent tasks, system jobs) and the scheduler of periodic jobs\n"
             + f"  Press Ctrl-C to stop.\n{rule}\n",
             flush=True,
         )
         uvicorn = [sys.executable, "-m", "uvicorn", "companyos.config.asgi:application"]
         uvicorn += ["--host", args.host, "--port", str(args.port), "--lifespan", "off"]
-        return run_foreground(uvicorn + (["--reload"] if args.reload else []))
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        return run_together(
+            {
+                "web": uvicorn + (["--reload"] if args.reload else []),
+                "worker": [*manage, "run_worker"],
+                "scheduler": [*manage, "run_scheduler"],
+            }
+        )
 
 
 def with_database_suffix(url: str, suffix: str) -> str:
