@@ -1,8 +1,11 @@
 """``GET /healthz``: is this process able to serve? For load balancers, every second.
 
-The answer is JSON with the state and latency of the database (``SELECT 1``),
-the cache (``PING`` on the cache layers' server) and the channel layer
-(``PING`` on its server), 200 when all three answer and 503 otherwise.
+The answer is 200 when the database (``SELECT 1``), the cache (``PING`` on
+the cache layers' server) and the channel layer (``PING`` on its server) all
+answer, 503 otherwise. Anyone gets ``{"status": ...}`` only: the failing
+dependency's error names hosts and ports. Logged-in staff and callers from
+``HEALTHZ_DETAIL_NETWORKS`` (monitoring) also get each check's state,
+latency and error.
 
 Cost: three round trips, no ORM query. The checks bypass the cache's circuit
 breaker on purpose: health reports what is true now, not what a breaker
@@ -28,8 +31,10 @@ from django.views.decorators.http import require_GET
 from django_redis import get_redis_connection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from companyos.foundation.cache import get_layer
+from companyos.foundation.network import address_in, client_address
 
 CACHE_KEY = "healthz"
 CACHE_TTL = 1.0
@@ -58,7 +63,8 @@ def _check_cache() -> None:
 def _channel_layer_client() -> redis.Redis:
     """A small client of the channel layer's Redis (channels-redis' own pools are async, per event loop)."""
     host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
-    # channels-redis accepts a URL, an (host, port) pair or a dict of connection kwargs with an "address".
+    # channels-redis accepts a URL, an (host, port) pair, a dict of connection
+    # kwargs with an "address", or one with a Sentinel "master_name".
     if isinstance(host, str):
         host = {"address": host}
     elif not isinstance(host, dict):
@@ -72,6 +78,11 @@ def _channel_layer_client() -> redis.Redis:
     }
     if "address" in host:
         return redis.Redis.from_url(host["address"], **kwargs)
+    if "master_name" in host:
+        sentinels = kwargs.pop("sentinels")
+        kwargs.pop("sentinel_kwargs", None)
+        sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": CHECK_TIMEOUT})
+        return sentinel.master_for(kwargs.pop("master_name"), **kwargs)
     return redis.Redis(**kwargs)
 
 
@@ -102,17 +113,23 @@ def run_checks() -> dict[str, Any]:
     return {"status": "ok" if healthy else "fail", "checks": results}
 
 
+def _may_see_details(request: HttpRequest) -> bool:
+    # The address first: a monitoring probe carries no session to look up.
+    return address_in(client_address(request), settings.HEALTHZ_DETAIL_NETWORKS) or request.user.is_staff
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """200 with the checks when everything answers, 503 with them when something does not."""
+    """200 when everything answers, 503 when something does not; the checks only for staff and monitoring."""
     api = get_layer("api")
     report = api.get(CACHE_KEY)
     if report is None:
         report = run_checks()
         if report["status"] == "ok":
             api.set(CACHE_KEY, report, ttl=CACHE_TTL)
-    return JsonResponse(report, status=200 if report["status"] == "ok" else 503)
+    answer = report if _may_see_details(request) else {"status": report["status"]}
+    return JsonResponse(answer, status=200 if report["status"] == "ok" else 503)
 
 
 def close_connections() -> None:
