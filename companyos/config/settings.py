@@ -8,11 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
-from psycopg_pool import ConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from companyos.foundation.db import aliases_from_environment, session_alias
+from companyos.foundation.redis_sentinel import channel_layer_host, master_url, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -117,14 +117,14 @@ def _configure_database(entry: dict) -> None:
             "min_size": DATABASE_POOL_MIN_SIZE,
             "max_size": DATABASE_POOL_MAX_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
-            # A pooled connection to a server that died or was demoted is
-            # replaced before a request gets it (one round trip per checkout),
-            # so a failover costs requests only while no primary answers.
-            "check": ConnectionPool.check_connection,
         }
     else:
         entry["CONN_MAX_AGE"] = CONN_MAX_AGE
-        entry["CONN_HEALTH_CHECKS"] = True
+    # With the pool, Django then checks each connection as it is checked out
+    # (one round trip), so one to a server that died or was demoted is
+    # replaced before a request gets it: a failover costs requests only
+    # while no primary answers.
+    entry["CONN_HEALTH_CHECKS"] = True
 
 
 DATABASES = aliases_from_environment(
@@ -153,6 +153,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache layers, sessions, channel layer (owned by issue 3) --------
 REDIS_URL = env.str("REDIS_URL")
+# Redis behind Sentinel (docs/scaling.md): every Redis use asks these sentinels
+# (host:port, comma-separated) for the current master of REDIS_SENTINEL_MASTER;
+# REDIS_URL then only gives the password and the database number.
+REDIS_SENTINELS = parse_sentinels(env.list("REDIS_SENTINELS", default=[]))
+REDIS_SENTINEL_MASTER = env.str("REDIS_SENTINEL_MASTER", default="companyos")
 # Every key this deployment writes starts with this, so several deployments
 # (or test runs) can share one Redis server without touching each other.
 REDIS_KEY_PREFIX = env.str("REDIS_KEY_PREFIX", default="companyos")
@@ -192,13 +197,28 @@ REDIS_CONNECTION_OPTIONS = {
     # error page; ResilientRedis logs it (rate-limited) instead of django-redis.
     "IGNORE_EXCEPTIONS": True,
 }
+REDIS_CACHE_LOCATION = REDIS_URL
+if REDIS_SENTINELS:
+    REDIS_CACHE_LOCATION = master_url(REDIS_URL, REDIS_SENTINEL_MASTER)
+    # Each new connection asks the sentinels for the master; reads stay on the
+    # master too (a replica could return a session or lock state it has not
+    # received yet). redis-py has no blocking Sentinel pool: "timeout" goes.
+    REDIS_CONNECTION_OPTIONS |= {
+        "CONNECTION_FACTORY": "django_redis.pool.SentinelConnectionFactory",
+        "CONNECTION_POOL_CLASS": "redis.sentinel.SentinelConnectionPool",
+        "CONNECTION_POOL_KWARGS": {
+            key: value for key, value in REDIS_CONNECTION_OPTIONS["CONNECTION_POOL_KWARGS"].items() if key != "timeout"
+        },
+        "SENTINELS": REDIS_SENTINELS,
+        "SENTINEL_KWARGS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
 
 
 def _cache_layer(name: str, timeout: int) -> dict:
     """One cache alias: the shared Redis pool, its own key prefix and TTL."""
     return {
         "BACKEND": "django_redis.cache.RedisCache",
-        "LOCATION": REDIS_URL,
+        "LOCATION": REDIS_CACHE_LOCATION,
         "KEY_PREFIX": f"{REDIS_KEY_PREFIX}:{name}",
         "TIMEOUT": timeout,
         "OPTIONS": REDIS_CONNECTION_OPTIONS,
@@ -228,17 +248,32 @@ SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 # server process and fanned out in memory, where the classic layer writes one
 # Redis list entry per connection. Delivery is at most once in both; clients
 # catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
+# Groups are spread over these Redis servers by channels-redis's own hashing
+# (comma-separated Redis URLs, or master names with REDIS_SENTINELS); by
+# default the one of REDIS_URL / REDIS_SENTINEL_MASTER. docs/benchmarks.md
+# measures what a second shard buys.
+CHANNEL_LAYER_SHARDS = env.list(
+    "CHANNEL_LAYER_SHARDS", default=[REDIS_SENTINEL_MASTER if REDIS_SENTINELS else REDIS_URL]
+)
+
+
+def _channel_layer_hosts(**options) -> list[dict]:
+    return [
+        channel_layer_host(shard, url=REDIS_URL, sentinels=REDIS_SENTINELS, **options) for shard in CHANNEL_LAYER_SHARDS
+    ]
+
+
 CHANNEL_LAYER_BACKENDS = {
     "pubsub": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
+        "CONFIG": {"hosts": _channel_layer_hosts(), "prefix": f"{REDIS_KEY_PREFIX}:asgi"},
     },
     "classic": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             # Receiving blocks in BZPOPMIN for 5 s; redis-py 8's default 5 s
             # socket timeout would race it and kill idle consumers.
-            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+            "hosts": _channel_layer_hosts(socket_timeout=15),
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
             # Messages a slow connection may have waiting before new ones are dropped.
             "capacity": 1000,
