@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.routing import get_default_application
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.db import connections
@@ -47,16 +48,16 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
 
 @pytest.fixture(autouse=True)
 def _asgi_application():
-    """Import the real ASGI application (its start-up key check reads the database)."""
-    from companyos.config import asgi
+    """Load the real ASGI application (its start-up key check reads the database).
 
-    return asgi.application
+    The one settings.ASGI_APPLICATION names: the edge's tests do not import
+    the configuration layer above them.
+    """
+    return get_default_application()
 
 
 def connect(path: str = "/ws/events/", headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
-    from companyos.config.asgi import application
-
-    return WebsocketCommunicator(application, path, headers=headers or [])
+    return WebsocketCommunicator(get_default_application(), path, headers=headers or [])
 
 
 def bearer(raw: str) -> list[tuple[bytes, bytes]]:
