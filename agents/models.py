@@ -7,6 +7,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models.functions import Cast
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.models import BaseModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -69,6 +70,16 @@ class Agent(BaseModel):
     last_active_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BaseModel.Meta):
+        triggers = tracked(
+            churn=(
+                "tasks_completed",
+                "tasks_failed",
+                "total_duration_ms",
+                "success_rate",
+                "avg_duration_ms",
+                "last_active_at",
+            ),
+        )
         ordering = ["organization", "name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "slug"], name="agents_agent_slug_unique"),
@@ -167,6 +178,8 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
     metadata = models.JSONField(default=dict, blank=True)
 
     class Meta(BaseModel.Meta):
+        # Lease renewals (every few seconds while a task runs) are not changes.
+        triggers = tracked(churn=("lease_expires_at",))
         ordering = ["-created_at"]
         constraints = [
             choices_check("status", AgentTaskStatus, "agents_task"),
@@ -310,6 +323,7 @@ class AgentCollaboration(BaseModel):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BaseModel.Meta):
+        triggers = tracked()
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["task", "initiator", "collaborator"], name="agents_collab_unique"),

@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone as dj_timezone
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.models import BaseModel, choices_check
 
 
@@ -66,6 +67,7 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
     REQUIRED_FIELDS = ["name"]
 
     class Meta(BaseModel.Meta):
+        triggers = tracked(hidden=("password",))
         ordering = ["email"]
         constraints = [
             models.UniqueConstraint(Lower("email"), name="core_user_email_ci_unique"),
@@ -122,6 +124,7 @@ class Organization(BaseModel):
     )
 
     class Meta(BaseModel.Meta):
+        triggers = tracked()
         ordering = ["name"]
         constraints = [
             # A constraint rather than unique=True: no extra LIKE index nobody queries.
@@ -158,6 +161,7 @@ class OrganizationMember(BaseModel):
     joined_at = models.DateTimeField(default=dj_timezone.now)
 
     class Meta(BaseModel.Meta):
+        triggers = tracked()
         ordering = ["organization", "joined_at"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "user"], name="core_member_org_user_unique"),
@@ -187,6 +191,7 @@ class ApiToken(BaseModel):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta(BaseModel.Meta):
+        triggers = tracked(hidden=("token_hash",))
         verbose_name = "API token"
         ordering = ["-created_at"]
         constraints = [

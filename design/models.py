@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.models import ExternalModel, choices_check
 
 
@@ -37,6 +38,7 @@ class FigmaFile(ExternalModel):
     last_synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "file_key"], name="design_figmafile_key_unique"),
@@ -100,6 +102,7 @@ class DesignComponent(ExternalModel):
     properties = models.JSONField(default=dict, blank=True, help_text="Variant properties as Figma defines them.")
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["figma_file", "name"]
         constraints = [
             models.UniqueConstraint(fields=["figma_file", "node_id"], name="design_component_node_unique"),

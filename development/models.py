@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.models import ExternalModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -39,6 +40,7 @@ class Repository(ExternalModel):
     )
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["full_name"]
         verbose_name_plural = "repositories"
         constraints = [
@@ -126,6 +128,7 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
     )
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["-opened_at"]
         constraints = [
             models.UniqueConstraint(fields=["repository", "number"], name="development_pullrequest_number_unique"),
@@ -234,6 +237,7 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
     )
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["-created_at"]
         constraints = [
             # Webhook deliveries find their deployment by Vercel's id.

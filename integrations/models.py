@@ -8,6 +8,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.fields import EncryptedJSONField, EncryptedTextField
 from companyos.foundation.models import BaseModel, ExternalModel, choices_check
 
@@ -69,6 +70,7 @@ class Integration(ExternalModel):
     created_by = models.ForeignKey("core.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked(hidden=("credentials",))
         ordering = ["organization", "service", "name"]
         constraints = [
             models.UniqueConstraint(
@@ -119,6 +121,10 @@ class Webhook(ExternalModel):
     failure_count = models.PositiveIntegerField(default=0)
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked(
+            hidden=("secret",),
+            churn=("delivery_count", "failure_count", "last_delivery_at", "last_delivery_status"),
+        )
         ordering = ["integration", "name"]
         constraints = [
             # Every delivery looks its endpoint up by token.

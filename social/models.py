@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from companyos.foundation.console.history import tracked
 from companyos.foundation.models import ExternalModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -36,6 +37,7 @@ class SocialAccount(ExternalModel):
     is_active = models.BooleanField(default=True)
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["platform", "handle"]
         constraints = [
             models.UniqueConstraint(fields=["platform", "external_id"], name="social_account_external_unique"),
@@ -96,6 +98,7 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
     error_message = models.TextField(blank=True)
 
     class Meta(ExternalModel.Meta):
+        triggers = tracked()
         ordering = ["-created_at"]
         constraints = [
             choices_check("status", SocialPostStatus, "social_post"),

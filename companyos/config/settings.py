@@ -37,6 +37,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    # Triggers declared in model Meta and written into migrations: the change history.
+    "pgtrigger",
     # System jobs and their schedule on PostgreSQL (issue 12, docs/jobs.md);
     # its admin shows what ran, when, how long, what failed and what is queued.
     "procrastinate.contrib.django",
@@ -412,9 +414,8 @@ SOCIAL_PUBLISH_MAX_ATTEMPTS = env.int("SOCIAL_PUBLISH_MAX_ATTEMPTS", default=5)
 SOCIAL_PUBLISH_RETRY_BASE_SECONDS = env.float("SOCIAL_PUBLISH_RETRY_BASE_SECONDS", default=30.0)
 
 # --- Staff console: change history (issue 6, docs/admin.md) ---------------------
-# Triggers record every change (companyos.foundation.console.models.Change); requests
-# attach who and from where through pghistory's context. Only writes need it.
-PGHISTORY_MIDDLEWARE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+# Triggers record every change (companyos.foundation.console.models.Change); write
+# requests attach who and from where (companyos.foundation.console.history).
 # History rows older than this are removed by `prune_history`.
 HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=365)
 

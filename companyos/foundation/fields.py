@@ -9,6 +9,11 @@ decrypts fails loudly instead of being stored as if it were plaintext.
 
 Only ``isnull`` lookups are offered: every encryption uses a fresh IV, so an
 equality filter on the column could never match and would only mislead.
+
+For the same reason a value read from the column remembers its token, and
+saving it unchanged writes that token back: re-encrypting would change the
+column on every save, and the change history would record each save as a
+change of the secret.
 """
 
 from __future__ import annotations
@@ -21,6 +26,22 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from companyos.foundation import crypto
+
+
+class _StoredStr(str):
+    pass
+
+
+class _StoredDict(dict):
+    pass
+
+
+class _StoredList(list):
+    pass
+
+
+# What a decrypted value becomes to remember its token (other JSON values do not).
+_REMEMBERING = {str: _StoredStr, dict: _StoredDict, list: _StoredList}
 
 
 class EncryptedTextField(models.TextField):
@@ -37,8 +58,8 @@ class EncryptedTextField(models.TextField):
     def _decode(self, token: str) -> Any:
         return crypto.decrypt(token)
 
-    def _encode(self, value: Any) -> str:
-        return crypto.encrypt(str(value))
+    def _plaintext(self, value: Any) -> str:
+        return str(value)
 
     def from_db_value(self, value, expression, connection):
         if value is None:
@@ -46,7 +67,14 @@ class EncryptedTextField(models.TextField):
         if value == "":
             return self._empty()
         # A value that does not decrypt raises InvalidToken: loud, on purpose.
-        return self._decode(value)
+        decoded = self._decode(value)
+        remembering = _REMEMBERING.get(type(decoded))
+        if remembering is None:
+            return decoded
+        stored = remembering(decoded)
+        # With the plaintext it had, to tell later whether it was changed in place (a dict).
+        stored.stored_as = (self._plaintext(decoded), value)
+        return stored
 
     def _empty(self) -> Any:
         return ""
@@ -68,10 +96,15 @@ class EncryptedTextField(models.TextField):
             return None
         if value == "" and self.stores_empty_plain:
             return ""
-        return self._encode(value)
+        plaintext = self._plaintext(value)
+        stored_plaintext, token = getattr(value, "stored_as", (None, None))
+        # A token under an older key is replaced, as rotate_encryption_keys would.
+        if plaintext == stored_plaintext and crypto.is_current(token):
+            return token
+        return crypto.encrypt(plaintext)
 
     def value_to_string(self, obj) -> str:
-        # dumpdata goes through here: it gets a fresh token, never the plaintext.
+        # dumpdata goes through here: it gets a token, never the plaintext.
         value = self.value_from_object(obj)
         return "" if value in (None, "") else self.get_prep_value(value)
 
@@ -91,8 +124,8 @@ class EncryptedJSONField(EncryptedTextField):
     def _decode(self, token: str) -> Any:
         return json.loads(crypto.decrypt(token))
 
-    def _encode(self, value: Any) -> str:
-        return crypto.encrypt(json.dumps(value, sort_keys=True))
+    def _plaintext(self, value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
 
     def _empty(self) -> Any:
         return {}

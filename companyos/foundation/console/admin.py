@@ -3,20 +3,20 @@
 from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
-from companyos.foundation.console.history import SOURCES, TRACKED
+from companyos.foundation.console.history import SOURCES, tracked_models
 from companyos.foundation.console.large import LargeTableAdmin
 from companyos.foundation.console.models import Change
 from companyos.foundation.console.toolkit import ModelAdmin, badge
 
 
 class ModelFilter(admin.SimpleListFilter):
-    """The tracked models, listed from configuration rather than SELECT DISTINCT."""
+    """The tracked models, listed from their declarations rather than SELECT DISTINCT."""
 
     title = "model"
     parameter_name = "model"
 
     def lookups(self, request, model_admin):
-        return [(label, label) for label in TRACKED]
+        return [(model._meta.label_lower, model._meta.label_lower) for model in tracked_models()]
 
     def queryset(self, request, queryset):
         return queryset.filter(model=self.value()) if self.value() else queryset

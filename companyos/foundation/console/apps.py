@@ -11,11 +11,7 @@ class ConsoleConfig(AppConfig):
     description = "Who changed what, when and from where"
 
     def ready(self) -> None:
-        from companyos.foundation.console import history, roles
-
-        # Triggers on the tracked tables, after every migrate (console is the
-        # last app, so every table exists by then).
-        post_migrate.connect(history.install_triggers_after_migrate, dispatch_uid="console.install_triggers")
+        from companyos.foundation.console import roles
 
         # Models added after the roles migration (later migrations of any app)
         # get their permissions into the groups on every migrate.

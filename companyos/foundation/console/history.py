@@ -1,14 +1,20 @@
 """Change history: which tables are tracked, and who/from where.
 
-Every tracked table has one AFTER INSERT/UPDATE/DELETE row trigger calling
-``console_record_change()`` (migration 0002), which writes a
-``console.Change`` with the before/after values of the changed columns. The
-triggers are (re)installed after every ``migrate`` by
-:func:`install_triggers`, so tracking adds no migration to the domain apps.
+A model is tracked by declaring it in its ``Meta``::
+
+    class Meta(BaseModel.Meta):
+        triggers = tracked(hidden=("secret",), churn=("delivery_count",))
+
+:func:`tracked` returns two django-pgtrigger triggers, so ``makemigrations``
+writes them into the model's app like any other schema change: an AFTER
+INSERT OR DELETE trigger and an AFTER UPDATE trigger whose WHEN lists the
+columns that matter, so churn never even calls the function. Both call
+``console_record_change()`` (console migration 0006), which writes a
+``console.Change`` with the before/after values of the changed columns.
 
 Who and from where come from the context the application attaches to its
-SQL through pghistory's runtime (``pghistory.context``: a transaction-local
-setting sent with each write). Each change records:
+writes (:func:`change_context`: a transaction-local setting sent with each
+INSERT, UPDATE or DELETE). Each change records:
 
 - ``source``: ``admin`` (a staff request), ``web`` (another request),
   ``webhook`` (a provider's delivery), ``worker`` (an agent worker),
@@ -23,13 +29,20 @@ shell wrap their work in :func:`history_source`.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
-import pghistory.middleware
+import pgtrigger
+import pgtrigger.compiler
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
+from django.db.models import Model
 from django.urls import reverse
 
 SOURCES = ("admin", "web", "webhook", "worker", "shell", "command")
@@ -37,108 +50,105 @@ SOURCES = ("admin", "web", "webhook", "worker", "shell", "command")
 # Never worth a history row on their own: they move on every save, login or API call.
 IGNORED = ("updated_at", "last_login", "last_used_at")
 
-
-class Tracking(NamedTuple):
-    # Columns whose values history must not keep (a change is recorded as
-    # "(hidden)"): a secret kept here would outlive a key rotation.
-    hidden: tuple[str, ...] = ()
-    # Columns that move with traffic, not decisions (counters, leases): a
-    # change to them alone writes no history row.
-    churn: tuple[str, ...] = ()
-
-
 # Not tracked, on purpose:
 # - analytics.Event and analytics.Metric: append-only logs, never updated, each
 #   row is its own record; a trigger would double every write of the two
 #   largest tables (measured in docs/admin.md).
 # - integrations.WebhookDelivery: the delivery log is itself a history.
-TRACKED: dict[str, Tracking] = {
-    "core.user": Tracking(hidden=("password",)),
-    "core.organization": Tracking(),
-    "core.organizationmember": Tracking(),
-    "core.apitoken": Tracking(hidden=("token_hash",)),
-    "integrations.integration": Tracking(hidden=("credentials",)),
-    "integrations.webhook": Tracking(
-        hidden=("secret",),
-        churn=("delivery_count", "failure_count", "last_delivery_at", "last_delivery_status"),
-    ),
-    "development.repository": Tracking(),
-    "development.pullrequest": Tracking(),
-    "development.deployment": Tracking(),
-    "design.figmafile": Tracking(),
-    "design.designcomponent": Tracking(),
-    "social.socialaccount": Tracking(),
-    "social.socialpost": Tracking(),
-    "agents.agent": Tracking(
-        churn=(
-            "tasks_completed",
-            "tasks_failed",
-            "total_duration_ms",
-            "success_rate",
-            "avg_duration_ms",
-            "last_active_at",
-        ),
-    ),
-    # Lease renewals (every few seconds while a task runs) are not changes.
-    "agents.agenttask": Tracking(churn=("lease_expires_at",)),
-    "agents.agentcollaboration": Tracking(),
-}
-
-# Inserts and deletes always record; updates only when a column that matters
-# changed, decided by the trigger's WHEN so churn never even calls the function.
-WRITE_TRIGGER, UPDATE_TRIGGER = "console_change_write", "console_change_update"
 
 
-def tracked_models() -> list:
-    """The tracked models that exist in this project."""
-    found = []
-    for label in TRACKED:
-        try:
-            found.append(apps.get_model(label))
-        except LookupError:
-            continue
-    return found
+class RecordChangeSql(pgtrigger.compiler.UpsertTriggerSql):
+    """A trigger executing the shared ``console_record_change()`` itself.
+
+    pgtrigger's own template also creates a function per trigger (the body
+    that trigger would run); these triggers all run the one function of
+    console migration 0006, so that part is left out. Migrations keep
+    instances of this class: the template may only change compatibly.
+    """
+
+    def get_template(self) -> str:
+        return """
+            DROP TRIGGER IF EXISTS {pgid} ON {table};
+            CREATE TRIGGER {pgid} {when} {operation} ON {table}
+                FOR EACH {level} {condition} EXECUTE FUNCTION {execute};
+            COMMENT ON TRIGGER {pgid} ON {table} IS '{hash}';
+        """
+
+    def get_defaults(self, pgid: str) -> dict[str, str]:
+        return {**super().get_defaults(pgid), "func": ""}
+
+    def __init__(self, *, func: str = "", **kwargs: Any) -> None:
+        super().__init__(func=func, **kwargs)
 
 
-def install_triggers(*, using: str = DEFAULT_DB_ALIAS) -> list[str]:
-    """Create or replace the history triggers on every tracked table that exists."""
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    existing = set(connection.introspection.table_names())
-    installed = []
-    with connection.cursor() as cursor:
-        # After `migrate console zero` (or before console is migrated) there is
-        # nothing to call: the tables stay untracked until it is migrated again.
-        cursor.execute("SELECT to_regprocedure('console_record_change()')")
-        if cursor.fetchone()[0] is None:
-            return installed
-        for model in tracked_models():
-            table = model._meta.db_table
-            if table not in existing:
-                continue
-            # The table's real columns: a partial migrate may lag the models.
-            columns = [column.name for column in connection.introspection.get_table_description(cursor, table)]
-            tracking = TRACKED[model._meta.label_lower]
-            hidden = ",".join(column for column in tracking.hidden if column in columns)
-            ignored = {*IGNORED, *tracking.churn}
-            watched = [column for column in columns if column not in ignored]
-            arguments = f"'{model._meta.label_lower}', '{hidden}', '{','.join(sorted(ignored & set(columns)))}'"
-            changed = " OR ".join(f"OLD.{quote(column)} IS DISTINCT FROM NEW.{quote(column)}" for column in watched)
-            cursor.execute(
-                f"CREATE OR REPLACE TRIGGER {WRITE_TRIGGER} AFTER INSERT OR DELETE ON {quote(table)} "
-                f"FOR EACH ROW EXECUTE FUNCTION console_record_change({arguments})"
-            )
-            cursor.execute(
-                f"CREATE OR REPLACE TRIGGER {UPDATE_TRIGGER} AFTER UPDATE ON {quote(table)} "
-                f"FOR EACH ROW WHEN ({changed}) EXECUTE FUNCTION console_record_change({arguments})"
-            )
-            installed.append(table)
-    return installed
+class RecordChange(pgtrigger.Trigger):
+    """One of the two history triggers :func:`tracked` declares on a model."""
+
+    when = pgtrigger.After
+
+    def __init__(self, *, name: str, operation: pgtrigger.Operation, hidden: Iterable[str], churn: Iterable[str]):
+        self.hidden, self.churn = tuple(hidden), tuple(churn)
+        super().__init__(name=name, operation=operation)
+
+    def ignored_fields(self, model: type[Model]) -> list[str]:
+        """The model's fields whose changes alone are not worth a record."""
+        names = {field.name for field in model._meta.concrete_fields}
+        return [*(name for name in IGNORED if name in names), *self.churn]
+
+    def get_condition(self, model: type[Model]) -> pgtrigger.Condition | None:
+        # Written out rather than pgtrigger.AnyChange, whose lookups the
+        # encrypted fields do not offer.
+        if self.operation != pgtrigger.Update:
+            return None
+        ignored = set(self.ignored_fields(model))
+        watched = [field.column for field in model._meta.concrete_fields if field.name not in ignored]
+        return pgtrigger.Condition(" OR ".join(f'OLD."{column}" IS DISTINCT FROM NEW."{column}"' for column in watched))
+
+    def render_execute(self, model: type[Model]) -> str:
+        def columns(names: Iterable[str]) -> str:
+            return ",".join(sorted(model._meta.get_field(name).column for name in names))
+
+        arguments = (model._meta.label_lower, columns(self.hidden), columns(self.ignored_fields(model)))
+        return "console_record_change({})".format(", ".join(f"'{argument}'" for argument in arguments))
+
+    def compile(self, model: type[Model]) -> pgtrigger.compiler.Trigger:
+        return pgtrigger.compiler.Trigger(
+            name=self.name,
+            sql=RecordChangeSql(
+                pgid=self.get_pgid(model),
+                table=model._meta.db_table,
+                when=self.when,
+                operation=self.operation,
+                condition=self.render_condition(model),
+                execute=self.render_execute(model),
+            ),
+        )
 
 
-def install_triggers_after_migrate(sender, *, using: str = DEFAULT_DB_ALIAS, **kwargs) -> None:
-    if sender.label == "console":
-        install_triggers(using=using)
+def tracked(*, hidden: Iterable[str] = (), churn: Iterable[str] = ()) -> list[RecordChange]:
+    """The ``Meta.triggers`` that record every change of a model in history.
+
+    ``hidden``: fields whose values history must not keep (a change is
+    recorded as "(hidden)"): a secret kept there would outlive a key
+    rotation. ``churn``: fields that move with traffic, not decisions
+    (counters, leases): a change to them alone writes no history row;
+    :data:`IGNORED` fields never do. Inserts and deletes always record.
+    """
+    hidden, churn = tuple(hidden), tuple(churn)
+    return [
+        RecordChange(name="change_write", operation=pgtrigger.Insert | pgtrigger.Delete, hidden=hidden, churn=churn),
+        RecordChange(name="change_update", operation=pgtrigger.Update, hidden=hidden, churn=churn),
+    ]
+
+
+def history_triggers(model: type[Model]) -> list[RecordChange]:
+    """The history triggers a model declares (none: it is not tracked)."""
+    return [trigger for trigger in getattr(model._meta, "triggers", ()) if isinstance(trigger, RecordChange)]
+
+
+def tracked_models() -> list[type[Model]]:
+    """Every installed model that declares :func:`tracked` triggers."""
+    return [model for model in apps.get_models() if history_triggers(model)]
 
 
 def history_prune(*, before: datetime, batch_size: int = 10_000) -> int:
@@ -153,15 +163,76 @@ def history_prune(*, before: datetime, batch_size: int = 10_000) -> int:
         deleted += Change.objects.filter(id__in=batch).delete()[0]
 
 
-def history_source(source: str, **metadata: Any) -> AbstractContextManager:
-    """Attribute every change made inside the block to ``source`` (and metadata)."""
+# The transaction-local setting console_record_change() reads the context from.
+CONTEXT_SETTING = "companyos.change_context"
+# Only these can change a tracked row; the rest (reads, savepoints, DDL) is sent as is.
+WRITE_STATEMENTS = ("insert", "update", "delete", "with", "merge")
+# A request with another method changes nothing, so it gets no context (and no user lookup).
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+_current_context: ContextVar[dict[str, Any] | None] = ContextVar("change_context", default=None)
+
+
+def _send_context(execute, sql, params, many, context):
+    """Prefix each write with ``set_config()`` of the current context (execute wrapper)."""
+    text = sql.decode() if isinstance(sql, bytes) else sql
+    if not text.lstrip()[:6].lower().startswith(WRITE_STATEMENTS):
+        return execute(sql, params, many, context)
+    value = json.dumps(_current_context.get(), cls=DjangoJSONEncoder)
+    # Each statement gets the setting as its first parameter, in the placeholder style it uses.
+    param_sets = list(params) if many else [params]
+    if param_sets and isinstance(param_sets[0], dict):
+        prefix = f"SELECT set_config('{CONTEXT_SETTING}', %(change_context)s, true); "
+        param_sets = [{**one, "change_context": value} for one in param_sets]
+    else:
+        prefix = f"SELECT set_config('{CONTEXT_SETTING}', %s, true); "
+        param_sets = [(value, *(one or ())) for one in param_sets]
+    params = param_sets if many else param_sets[0]
+    result = execute(prefix + text, params, many, context)
+    # The cursor's result (rows, rowcount) must be the write's, not set_config()'s.
+    cursor = context["cursor"]
+    while cursor.nextset():
+        pass
+    return result
+
+
+@contextmanager
+def change_context(*, source: str = "", user: Any = None, **metadata: Any) -> Iterator[dict[str, Any]]:
+    """Attach source, user and metadata to every write made inside the block.
+
+    Nested blocks belong to the outer one (same context id): they replace
+    its source and user when they give one, and add to its metadata.
+    """
+    outer = _current_context.get()
+    if outer is None:
+        current = {"id": uuid.uuid4(), "source": source, "user": user, "metadata": metadata}
+    else:
+        current = {
+            "id": outer["id"],
+            "source": source or outer["source"],
+            "user": user or outer["user"],
+            "metadata": {**outer["metadata"], **metadata},
+        }
+    token = _current_context.set(current)
+    try:
+        if outer is None:
+            with connection.execute_wrapper(_send_context):
+                yield current
+        else:
+            yield current
+    finally:
+        _current_context.reset(token)
+
+
+def history_source(source: str, **metadata: Any):
+    """Attribute every change made inside the block (or decorated function) to ``source`` and metadata."""
     if source not in SOURCES:
         raise ValueError(f"Unknown history source {source!r}; one of {SOURCES}.")
-    return pghistory.context(source=source, **metadata)
+    return change_context(source=source, **metadata)
 
 
 def source_of_path(path: str) -> str:
-    """Which door a request came through, from its path (companyos/urls.py)."""
+    """Which door a request came through, from its path (companyos/config/urls.py)."""
     if path.startswith(reverse("admin:index")):
         return "admin"
     if path.startswith("/webhooks/"):
@@ -169,8 +240,19 @@ def source_of_path(path: str) -> str:
     return "web"
 
 
-class HistoryMiddleware(pghistory.middleware.HistoryMiddleware):
-    """pghistory's middleware (user, url) plus where the change came from."""
+class HistoryMiddleware:
+    """Attributes the changes of a write request to its user, URL and source."""
 
-    def get_context(self, request) -> dict[str, Any]:
-        return {**super().get_context(request), "source": source_of_path(request.path)}
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.method not in WRITE_METHODS:
+            return self.get_response(request)
+        user = getattr(request, "user", None)
+        with change_context(
+            source=source_of_path(request.path),
+            user=user.pk if user is not None and user.is_authenticated else None,
+            url=request.path,
+        ):
+            return self.get_response(request)

@@ -10,8 +10,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # The single trigger of 0002's time became two (console.history.install_triggers,
-        # run after every migrate): drop the old one wherever it was installed.
+        # The single trigger of 0002's time became two (then created after every
+        # migrate, since 0006 by the apps' migrations): drop the old one wherever it was installed.
         migrations.RunSQL(
             """
             DO $$
