@@ -7,7 +7,7 @@ replicas) is exercised against a started topology in test_topology.py.
 import pytest
 from django.db import router
 
-from analytics.models import Event
+from companyos.foundation.console.models import Change
 from companyos.foundation.db import aliases_from_environment, session_alias
 from companyos.foundation.db.replicas import format_lsn, parse_lsn
 from companyos.foundation.db.router import replica_reads
@@ -21,7 +21,7 @@ def test_lsn_round_trips_and_orders_like_the_wal(text):
 
 def test_without_replicas_lag_tolerant_reads_stay_on_the_primary():
     with replica_reads():
-        assert router.db_for_read(Event) == "default"
+        assert router.db_for_read(Change) == "default"
 
 
 def test_replicas_and_the_direct_url_become_mirrored_aliases_and_the_pooler_loses_server_side_cursors():
