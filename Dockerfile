@@ -1,5 +1,7 @@
 # The CompanyOS application image (ASGI: HTTP and websockets via uvicorn).
-# docker-compose.yml builds it and supplies the configuration (.env.example).
+# docker-compose.yml builds it and supplies the configuration (.env.example);
+# the same image runs the background worker (`python manage.py run_worker`)
+# and the scheduler (`python manage.py run_scheduler`), see docs/jobs.md.
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

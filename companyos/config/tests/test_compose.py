@@ -40,22 +40,28 @@ def example_variables() -> dict[str, bool]:
     return found
 
 
-def test_compose_has_the_databases_the_app_and_the_optional_tools(services):
-    assert set(services) == {"postgres", "redis", "app", "pgadmin", "redisinsight"}
+APP_SERVICES = ("web", "worker", "scheduler")
+
+
+def test_compose_has_the_databases_the_app_services_and_the_optional_tools(services):
+    assert set(services) == {"postgres", "redis", *APP_SERVICES, "pgadmin", "redisinsight"}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
-    assert services["app"]["build"] == "."
+    assert all(services[name]["build"] == "." for name in APP_SERVICES)
 
 
 def test_tools_run_only_under_the_tools_profile(services):
     assert services["pgadmin"]["profiles"] == ["tools"]
     assert services["redisinsight"]["profiles"] == ["tools"]
-    assert all("profiles" not in services[name] for name in ("postgres", "redis", "app"))
+    assert all("profiles" not in services[name] for name in ("postgres", "redis", *APP_SERVICES))
 
 
 @pytest.mark.parametrize(
     ("service", "probe"),
-    [("postgres", "pg_isready"), ("redis", "redis-cli"), ("app", "/healthz")],
+    [
+        ("postgres", "pg_isready"), ("redis", "redis-cli"), ("web", "/healthz"),
+        ("worker", "procrastinate healthchecks"), ("scheduler", "procrastinate healthchecks"),
+    ],  # fmt: skip
 )
 def test_services_have_health_checks(services, service, probe):
     check = services[service]["healthcheck"]
@@ -64,16 +70,32 @@ def test_services_have_health_checks(services, service, probe):
     assert {"interval", "timeout", "retries"} <= set(check)
 
 
-def test_app_starts_once_the_databases_are_healthy(services):
-    assert services["app"]["depends_on"] == {
+def test_web_starts_once_the_databases_are_healthy_and_the_others_once_web_has_migrated(services):
+    assert services["web"]["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "redis": {"condition": "service_healthy"},
     }
+    for name in ("worker", "scheduler"):
+        assert services[name]["depends_on"] == {"web": {"condition": "service_healthy"}}
 
 
-def test_app_serves_the_asgi_application(services):
-    assert "companyos.config.asgi:application" in " ".join(services["app"]["command"])
+def test_web_serves_the_asgi_application(services):
+    assert "companyos.config.asgi:application" in " ".join(services["web"]["command"])
     assert "companyos.config.asgi:application" in (ROOT / "Dockerfile").read_text()
+
+
+def test_worker_and_scheduler_run_their_commands_and_the_worker_can_be_scaled(services):
+    worker, scheduler = services["worker"], services["scheduler"]
+    assert worker["command"][:3] == ["python", "manage.py", "run_worker"]
+    assert scheduler["command"] == ["python", "manage.py", "run_scheduler"]
+    # --scale refuses services with a fixed container name or host port.
+    assert not {"container_name", "ports"} & set(worker)
+    # SIGTERM lets running jobs finish before Docker's SIGKILL.
+    assert worker["stop_grace_period"] == "60s"
+
+
+def test_app_services_share_one_environment(services):
+    assert services["web"]["environment"] == services["worker"]["environment"] == services["scheduler"]["environment"]
 
 
 def test_redis_persists_to_an_append_only_file_on_a_volume(services):
@@ -97,14 +119,14 @@ def test_every_named_volume_is_declared_and_used(compose, services):
 
 def test_app_environment_is_documented_in_env_example(services):
     documented = example_variables()
-    app_env = set(services["app"]["environment"])
+    app_env = set(services["web"]["environment"])
 
     assert app_env - set(documented) == set()
     assert {name for name, required in documented.items() if required} - app_env == set()
 
 
 def test_required_secrets_have_no_default_in_compose(services):
-    env = services["app"]["environment"]
+    env = services["web"]["environment"]
 
     for name in ("SECRET_KEY", "FIELD_ENCRYPTION_KEYS"):
         assert re.fullmatch(rf"\$\{{{name}:\?.+\}}", env[name]), env[name]
