@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from analytics.models import Event
+from companyos.foundation.ids import uuid7_floor
 from core.models import Organization
 
 
@@ -26,11 +27,6 @@ def organization_of_member(*, user_id: uuid.UUID, organization: str) -> uuid.UUI
     except ValueError:
         organizations = organizations.filter(slug=organization)
     return organizations.values_list("id", flat=True).first()
-
-
-def uuid7_floor(milliseconds: int) -> uuid.UUID:
-    """The smallest UUIDv7 of a millisecond: every id made at or after it sorts after."""
-    return uuid.UUID(int=max(milliseconds, 0) << 80)
 
 
 def events_to_replay(*, organization_id: uuid.UUID, topics: Iterable[str], since: uuid.UUID, limit: int) -> list[Event]:

@@ -44,6 +44,8 @@ from django.db import connections, models
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from companyos.foundation.ids import uuid7_floor
+
 
 class EstimatedCountPaginator(Paginator):
     """Exact counts for small results, planner estimates for large ones."""
@@ -82,11 +84,6 @@ def uuid7_time(value: uuid.UUID | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp((value.int >> 80) / 1000, tz=dt.UTC)
 
 
-def uuid7_floor(moment: dt.datetime) -> uuid.UUID:
-    """The smallest UUIDv7 created at or after ``moment`` (ids sort by creation time)."""
-    return uuid.UUID(int=(int(moment.timestamp() * 1000) & 0xFFFF_FFFF_FFFF) << 80)
-
-
 class TimeOrderedChangeList(ChangeList):
     """Turns the date hierarchy's time range into a primary-key range (UUIDv7 ids)."""
 
@@ -96,9 +93,9 @@ class TimeOrderedChangeList(ChangeList):
             start = lookup_params.get(f"{self.date_hierarchy}__gte")
             end = lookup_params.get(f"{self.date_hierarchy}__lt")
             if start:
-                lookup_params["pk__gte"] = [uuid7_floor(start[-1])]
+                lookup_params["pk__gte"] = [uuid7_floor(int(start[-1].timestamp() * 1000))]
             if end:
-                lookup_params["pk__lt"] = [uuid7_floor(end[-1])]
+                lookup_params["pk__lt"] = [uuid7_floor(int(end[-1].timestamp() * 1000))]
         return filter_specs, has_filters, lookup_params, may_have_duplicates, has_active_filters
 
 
