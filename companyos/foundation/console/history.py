@@ -39,9 +39,10 @@ from typing import Any
 
 import pgtrigger
 import pgtrigger.compiler
+import psycopg.pq
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Model
 from django.urls import reverse
 
@@ -174,23 +175,28 @@ _current_context: ContextVar[dict[str, Any] | None] = ContextVar("change_context
 
 
 def _send_context(execute, sql, params, many, context):
-    """Prefix each write with ``set_config()`` of the current context (execute wrapper)."""
+    """Send the current context with each write, as a transaction-local setting (execute wrapper)."""
     text = sql.decode() if isinstance(sql, bytes) else sql
     if not text.lstrip()[:6].lower().startswith(WRITE_STATEMENTS):
         return execute(sql, params, many, context)
     value = json.dumps(_current_context.get(), cls=DjangoJSONEncoder)
-    # Each statement gets the setting as its first parameter, in the placeholder style it uses.
-    param_sets = list(params) if many else [params]
-    if param_sets and isinstance(param_sets[0], dict):
-        prefix = f"SELECT set_config('{CONTEXT_SETTING}', %(change_context)s, true); "
-        param_sets = [{**one, "change_context": value} for one in param_sets]
-    else:
-        prefix = f"SELECT set_config('{CONTEXT_SETTING}', %s, true); "
-        param_sets = [(value, *(one or ())) for one in param_sets]
-    params = param_sets if many else param_sets[0]
-    result = execute(prefix + text, params, many, context)
-    # The cursor's result (rows, rowcount) must be the write's, not set_config()'s.
     cursor = context["cursor"]
+    if many:
+        # executemany() prepares its statement, which cannot hold two: the
+        # setting goes first, in a transaction around both.
+        with transaction.atomic(using=context["connection"].alias):
+            cursor.execute(f"SELECT set_config('{CONTEXT_SETTING}', %s, true)", [value])
+            return execute(sql, params, many, context)
+    # Otherwise one round trip: the setting prefixed to the statement, with a
+    # parameter in the style the statement uses.
+    if isinstance(params, dict):
+        placeholder, params = "%(change_context)s", {**params, "change_context": value}
+    else:
+        if params is None:  # the statement was not interpolated: its % signs are literal
+            text = text.replace("%", "%%")
+        placeholder, params = "%s", (value, *(params or ()))
+    result = execute(f"SELECT set_config('{CONTEXT_SETTING}', {placeholder}, true); {text}", params, many, context)
+    # The cursor's result (rows, rowcount) must be the write's, not set_config()'s.
     while cursor.nextset():
         pass
     return result
@@ -222,6 +228,18 @@ def change_context(*, source: str = "", user: Any = None, **metadata: Any) -> It
             yield current
     finally:
         _current_context.reset(token)
+        if outer is None:
+            _forget_sent_context()
+
+
+def _forget_sent_context() -> None:
+    """Unset the setting in a transaction that outlives the block: its later writes are not the block's."""
+    if not connection.in_atomic_block or connection.needs_rollback:
+        return
+    if connection.connection.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+        return  # it can only roll back
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config(%s, '', true)", [CONTEXT_SETTING])
 
 
 def history_source(source: str, **metadata: Any):

@@ -5,13 +5,20 @@ import datetime as dt
 import pytest
 from django.core.management import call_command
 from django.db import connection
+from django.http import HttpResponse
 from django.utils import timezone
 
-from companyos.foundation.console.history import history_source
+from companyos.foundation.console.history import (
+    HistoryMiddleware,
+    change_context,
+    history_source,
+    history_triggers,
+    tracked_models,
+)
 from companyos.foundation.console.models import Change
 from core.models import Organization
 from core.tests.factories import OrganizationFactory
-from integrations.models import Webhook
+from integrations.models import Integration, Webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +148,114 @@ def test_event_search_finds_an_event_or_the_events_about_an_object(rows, admin_c
     assert about_task in about and {event.subject_id for event in about} == {rows.task.pk}
     assert found(str(other.pk)) == {other}
     assert found("deployment") == set()
+
+
+def test_every_tracked_model_has_its_declared_triggers_installed():
+    """What each model declares (Meta.triggers = tracked(...)) is what migrate left in the database."""
+    declared = {}
+    for model in tracked_models():
+        for trigger in history_triggers(model):
+            compiled = trigger.compile(model)
+            declared[(model._meta.db_table, compiled.sql.pgid)] = compiled.hash
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgrelid::regclass::text, tgname, obj_description(oid, 'pg_trigger'), tgenabled FROM pg_trigger"
+            " WHERE tgfoid = 'console_record_change'::regproc"
+        )
+        installed = {(table, name): (comment, enabled) for table, name, comment, enabled in cursor.fetchall()}
+    assert declared, "no model declares tracked()"
+    # Same triggers, same definitions (the hash), enabled ("O"), and none the models no longer declare.
+    assert installed == {key: (hash_, "O") for key, hash_ in declared.items()}
+
+
+def test_saving_unchanged_secrets_records_nothing(rows, admin_client):
+    from companyos.realtime.tests.test_outage import FormParser
+
+    integration = Integration.objects.get(pk=rows.integration.pk)
+    integration.save()
+    Webhook.objects.get(pk=rows.webhook.pk).save()
+    url = f"/admin/integrations/integration/{integration.pk}/change/"
+    parser = FormParser()
+    parser.feed(admin_client.get(url).content.decode())
+    response = admin_client.post(url, parser.fields)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert changes_of(rows.integration) == changes_of(rows.webhook) == []
+
+
+def test_a_changed_secret_is_recorded_hidden(rows):
+    integration = Integration.objects.get(pk=rows.integration.pk)
+    integration.credentials["access_token"] = "changed in place"
+    integration.save()
+    webhook = Webhook.objects.get(pk=rows.webhook.pk)
+    webhook.secret = "rotated"
+    webhook.save()
+
+    assert [(c.before, c.after) for c in changes_of(integration)] == [
+        ({"credentials": "(hidden)"}, {"credentials": "(hidden)"})
+    ]
+    assert [c.after for c in changes_of(webhook)] == [{"secret": "(hidden)"}]
+
+
+def test_nested_contexts_share_one_id_and_the_inner_one_wins(user):
+    first, second = OrganizationFactory(), OrganizationFactory()
+    with change_context(source="web", user=user.pk, url="/somewhere/"):
+        Organization.objects.filter(pk=first.pk).update(plan="enterprise")
+        with history_source("webhook", delivery="d-1"):
+            Organization.objects.filter(pk=second.pk).update(plan="enterprise")
+    Organization.objects.filter(pk=first.pk).update(plan="free")
+
+    (outer, after_block), (inner,) = changes_of(first), changes_of(second)
+    assert (outer.source, outer.user, outer.context) == ("web", user, {"url": "/somewhere/"})
+    assert (inner.source, inner.user, inner.context) == ("webhook", user, {"url": "/somewhere/", "delivery": "d-1"})
+    assert inner.context_id == outer.context_id is not None
+    assert (after_block.source, after_block.user, after_block.context_id) == ("", None, None)
+
+
+def test_context_reaches_executemany_named_parameters_and_unparameterized_sql():
+    first, second = OrganizationFactory(), OrganizationFactory(name="Second of two")
+    with history_source("command", command="test"), connection.cursor() as cursor:
+        cursor.executemany(
+            "UPDATE core_organization SET plan = %s WHERE id = %s", [("free", first.pk), ("free", second.pk)]
+        )
+        cursor.execute(
+            "UPDATE core_organization SET is_active = %(active)s WHERE id = %(id)s", {"active": False, "id": first.pk}
+        )
+        assert cursor.rowcount == 1  # the UPDATE's, not the set_config() before it
+        # No parameters: its % sign is not a placeholder.
+        cursor.execute("UPDATE core_organization SET name = '100% done' WHERE name = 'Second of two'")
+
+    assert [c.source for c in changes_of(first) + changes_of(second)] == ["command"] * 4
+    assert Organization.objects.get(pk=second.pk).name == "100% done"
+
+
+def test_a_decorated_function_gets_a_context_of_its_own_on_each_call():
+    organizations = [OrganizationFactory() for _ in range(2)]
+
+    @history_source("worker", worker_id="w-2")
+    def rename(organization):
+        Organization.objects.filter(pk=organization.pk).update(name=f"Renamed {organization.pk}")
+
+    for organization in organizations:
+        rename(organization)
+
+    changes = [change for organization in organizations for change in changes_of(organization)]
+    assert [(c.source, c.context) for c in changes] == [("worker", {"worker_id": "w-2"})] * 2
+    assert changes[0].context_id != changes[1].context_id
+
+
+def test_the_middleware_attributes_writes_only(rf, user):
+    organization = OrganizationFactory()
+
+    def view(request):
+        Organization.objects.filter(pk=organization.pk).update(name=request.method)
+        return HttpResponse()
+
+    for method in ("post", "get"):
+        request = getattr(rf, method)("/api/organizations/")
+        request.user = user
+        HistoryMiddleware(view)(request)
+
+    post, get = changes_of(organization)
+    assert (post.source, post.user, post.context) == ("web", user, {"url": "/api/organizations/"})
+    assert (get.source, get.user, get.context_id) == ("", None, None)
