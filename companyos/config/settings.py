@@ -303,6 +303,17 @@ EVENTS_REPLAY_LIMIT = 5000
 # A connection re-checks its memberships at most this often while events flow
 # (removal also pushes a control message; this covers a lost one).
 EVENTS_MEMBERSHIP_RECHECK_SECONDS = 30.0
+# Every this many seconds each server process reads its organizations' new
+# events, sends connections the ones the channel layer lost, then a `position`
+# frame (companyos/realtime/feed.py). 0 turns gap repair and positions off.
+EVENTS_POSITION_SECONDS = env.float("EVENTS_POSITION_SECONDS", default=2.0)
+# Frames waiting for a client that does not read, at most (characters); then
+# it is closed with 4008 and resumes with `since`. Bounds memory per connection.
+EVENTS_SEND_BUFFER_BYTES = env.int("EVENTS_SEND_BUFFER_BYTES", default=256 * 1024)
+# (organization, topic) subscriptions one connection may hold.
+EVENTS_MAX_SUBSCRIPTIONS = 50
+# Subscribes with `since` one connection may send a minute (each replays up to EVENTS_REPLAY_LIMIT).
+EVENTS_REPLAYS_PER_MINUTE = 10
 
 # --- Agent task queue (H-queue, docs/agents.md) ---------------------------------
 # A claimed task's lease; the worker renews it every third of this while it

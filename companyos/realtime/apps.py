@@ -7,3 +7,8 @@ class RealtimeConfig(AppConfig):
     name = "companyos.realtime"
     label = "realtime"
     verbose_name = "Real-time events"
+
+    def ready(self) -> None:
+        from companyos.realtime import redaction
+
+        redaction.install()

@@ -60,7 +60,13 @@ class TokenAuthMiddleware:
         if raw is not None:
             token = await database_sync_to_async(api_token_authenticate)(raw=raw)
             user = token.user if token is not None else AnonymousUser()
-            scope = {**scope, "user": user, "api_token_id": str(token.pk) if token is not None else None}
+            scope = {
+                **scope,
+                "user": user,
+                "api_token_id": str(token.pk) if token is not None else None,
+                # The consumer closes the connection when the token expires.
+                "api_token_expires_at": token.expires_at if token is not None else None,
+            }
         return await self.inner(scope, receive, send)
 
 

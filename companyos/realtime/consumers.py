@@ -1,33 +1,58 @@
-"""The ``/ws/events/`` consumer: the protocol of ``shared/design/events.md``.
+"""The ``/ws/events/`` consumer: the protocol of ``shared/design/events.md`` and docs/realtime.md.
 
 One connection subscribes to topics of the organizations its user belongs
 to; each (organization, topic) is a channel-layer group that
 ``companyos.foundation.events.publish_on_commit`` sends to. Frames are JSON text;
-errors answer an ``error`` frame and keep the connection open.
+bad input answers an ``error`` frame and keeps the connection open.
 
-Replay (``since``) joins the groups *before* reading the stored events, and
-this consumer handles one message at a time, so live events published
-meanwhile wait in the channel's queue: they are sent after the replay,
-skipping the ids the replay already sent. No gap, no duplicate.
+Delivery is at least once, and every event is sent at most once per
+connection: live messages, the ``since`` replay and the gap repair of
+``companyos.realtime.feed`` all go through :meth:`EventsConsumer._send_event`,
+which drops the ids this connection already sent.
+
+Every session is bounded: frames wait in a send buffer of at most
+``EVENTS_SEND_BUFFER_BYTES`` that one task per connection writes out; a client
+that does not read fills it and is closed with 4008. Subscriptions and
+replays are limited per connection, the token's expiry closes the connection
+(4401), and the connection leaves its groups however it ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import re
 import time
 import uuid
+from collections import deque
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
-from companyos.foundation.events import ALL_TOPICS, TOPICS, event_frame, topic_group, user_group
+from companyos.foundation.events import ALL_TOPICS, declared_topics, event_frame, topic_group, user_group
+from companyos.foundation.ids import uuid7_floor
+from companyos.realtime.feed import StoredEvent, current_feed, id_milliseconds
 from companyos.realtime.selectors import events_to_replay, organization_of_member
 
-# Close code for a connection without valid credentials (4000-4999: application codes).
+logger = logging.getLogger(__name__)
+
+# Close codes (4000-4999: application codes).
+# Without valid credentials, or they were revoked or expired while connected.
 CLOSE_UNAUTHENTICATED = 4401
+# The client did not read: its send buffer overflowed. Reconnect and subscribe with `since`.
+CLOSE_TOO_SLOW = 4008
+
+# A closing connection whose close frame cannot be written (the client reads
+# nothing) is dropped after this long: its buffer is freed, its groups left already.
+CLOSE_GRACE_SECONDS = 10.0
+# An organization is an id or a slug: nothing else reaches the database.
+ORGANIZATION = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
 class ProtocolError(Exception):
@@ -41,6 +66,34 @@ class ProtocolError(Exception):
 
 class EventsConsumer(AsyncWebsocketConsumer):
     """Streams an authenticated user's organizations' events."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        # Channels' consumer ends on a disconnect message or an exception; this
+        # wrapper also ends it when the connection decides to stop (a close that
+        # could not be written), and leaves the groups whichever way it ended.
+        self.stopped = asyncio.Event()
+        self.closing = False
+        self.subscriptions: dict[str, set[str]] = {}
+        self.user_id: uuid.UUID | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._timers: list[asyncio.TimerHandle] = []
+        serving = asyncio.ensure_future(super().__call__(scope, receive, send))
+        stopping = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (stopping, *self._tasks):
+                task.cancel()
+            for timer in self._timers:
+                timer.cancel()
+            if not serving.done():
+                serving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await serving
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leave_all(), CLOSE_GRACE_SECONDS)
+        if not serving.cancelled() and serving.exception() is not None:
+            raise serving.exception()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first runs close_old_connections through
@@ -61,53 +114,66 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.user_id: uuid.UUID = user.pk
-        # organization id (str) → subscribed topics
-        self.subscriptions: dict[str, set[str]] = {}
+        self.user_id = user.pk
         # organization id (str) → monotonic time of the last membership check
         self.checked_at: dict[str, float] = {}
-        # organization id (str) → (event ids the last replay sent, when to forget them)
-        self.replayed: dict[str, tuple[set[str], float]] = {}
+        # organization id (str) → the smallest id the gap repair sends
+        self.repair_floor: dict[str, str] = {}
+        # Event ids sent, with when, so that no path sends one twice.
+        self.sent_ids: set[str] = set()
+        self.sent_order: deque[tuple[float, str]] = deque()
+        # Monotonic times of the replays of the last minute.
+        self.replays: deque[float] = deque()
+        self.outbox: deque[dict[str, Any]] = deque()
+        self.outbox_chars = 0
+        self.outbox_changed = asyncio.Event()
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         await self.accept()
+        self._start(self._write_outbox())
+        expires_at = self.scope.get("api_token_expires_at")
+        if expires_at is not None:
+            delay = max((expires_at - timezone.now()).total_seconds(), 0.0)
+            self._timers.append(asyncio.get_running_loop().call_later(delay, self._close, CLOSE_UNAUTHENTICATED))
 
     async def disconnect(self, code: int) -> None:
-        if not hasattr(self, "user_id"):
-            return
-        for organization_id, topics in self.subscriptions.items():
-            await self._leave(organization_id, topics)
-        await self.channel_layer.group_discard(user_group(self.user_id), self.channel_name)
+        await self._leave_all()
 
     # --- Client frames -----------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
         try:
             request = self._parse(text_data, bytes_data)
             action = request.get("action")
-            handler = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ping": self._ping}.get(action)
+            handlers = {"subscribe": self._subscribe, "unsubscribe": self._unsubscribe, "ping": self._ping}
+            handler = handlers.get(action) if isinstance(action, str) else None
             if handler is None:
-                raise ProtocolError("unknown_action", f"Unknown action {action!r}: use subscribe, unsubscribe or ping.")
+                raise ProtocolError("unknown_action", "Unknown action: use subscribe, unsubscribe or ping.")
             await handler(request)
         except ProtocolError as error:
-            await self._send_json({"type": "error", "code": error.code, "message": error.message})
+            self._send_frame({"type": "error", "code": error.code, "message": error.message})
+        except Exception:  # a bug must not cost the client its connection, nor show it a traceback
+            logger.exception("Websocket frame failed")
+            self._send_frame({"type": "error", "code": "internal_error", "message": "The frame could not be handled."})
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         frame = text_data if text_data is not None else bytes_data or b""
-        size = len(frame.encode()) if isinstance(frame, str) else len(frame)
+        size = len(frame.encode(errors="replace")) if isinstance(frame, str) else len(frame)
         if size > settings.EVENTS_MAX_FRAME_BYTES:
             raise ProtocolError("frame_too_large", f"Frames are limited to {settings.EVENTS_MAX_FRAME_BYTES} bytes.")
         if text_data is None:
             raise ProtocolError("invalid_json", "Send JSON in text frames, not binary ones.")
         try:
             request = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             raise ProtocolError("invalid_json", "The frame is not valid JSON.") from None
         if not isinstance(request, dict):
             raise ProtocolError("invalid_request", "A frame is a JSON object with an 'action'.")
         return request
 
     async def _ping(self, request: dict[str, Any]) -> None:
-        await self._send_json({"type": "pong"})
+        self._send_frame({"type": "pong"})
 
     async def _subscribe(self, request: dict[str, Any]) -> None:
         organization = self._organization_argument(request)
@@ -117,26 +183,59 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if organization_uuid is None:
             raise ProtocolError("forbidden", f"You are not a member of organization {organization!r}.")
         organization_id = str(organization_uuid)
-        subscribed = self.subscriptions.setdefault(organization_id, set())
+        subscribed = self.subscriptions.get(organization_id, set())
+        count = sum(len(each) for each in self.subscriptions.values()) + len(topics - subscribed)
+        if count > settings.EVENTS_MAX_SUBSCRIPTIONS:
+            raise ProtocolError(
+                "too_many_subscriptions",
+                f"A connection holds at most {settings.EVENTS_MAX_SUBSCRIPTIONS} (organization, topic) subscriptions.",
+            )
+        if since is not None:
+            self._take_replay()
+        if self.closing:
+            return  # closed while checking the membership
+        self.subscriptions[organization_id] = subscribed
         for topic in sorted(topics - subscribed):
             await self.channel_layer.group_add(topic_group(organization_id, topic), self.channel_name)
         subscribed |= topics
         self.checked_at[organization_id] = time.monotonic()
-        await self._send_json({"type": "subscribed", "organization": organization_id, "topics": sorted(topics)})
+        # An event stamped just before the subscription may commit after it (and
+        # reach the group): the repair covers the overlap before it too.
+        overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
+        floor = str(uuid7_floor(int(time.time() * 1000) - overlap_ms))
+        self.repair_floor[organization_id] = min(self.repair_floor.get(organization_id, floor), floor)
+        if settings.EVENTS_POSITION_SECONDS > 0:
+            current_feed().watch(self, organization_id)
+        self._send_frame({"type": "subscribed", "organization": organization_id, "topics": sorted(topics)})
         if since is not None:
             await self._replay(organization_uuid, topics, since)
+
+    def _take_replay(self) -> None:
+        now = time.monotonic()
+        while self.replays and self.replays[0] < now - 60:
+            self.replays.popleft()
+        if len(self.replays) >= settings.EVENTS_REPLAYS_PER_MINUTE:
+            raise ProtocolError(
+                "replay_rate_limited",
+                f"At most {settings.EVENTS_REPLAYS_PER_MINUTE} subscribes with 'since' a minute; try again later.",
+            )
+        self.replays.append(now)
 
     async def _replay(self, organization_id: uuid.UUID, topics: set[str], since: uuid.UUID) -> None:
         limit = settings.EVENTS_REPLAY_LIMIT
         events = await database_sync_to_async(events_to_replay)(
             organization_id=organization_id, topics=topics, since=since, limit=limit + 1
         )
-        sent = {str(event.id) for event in events[:limit]}
-        # Live messages queued while replaying carry these ids too; they may
-        # wait in the channel up to its expiry (a minute), so remember them as long.
-        self.replayed[str(organization_id)] = (sent, time.monotonic() + 60)
+        # The gap repair covers the replayed window too: what commits late in it still reaches the client.
+        overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
+        window = str(uuid7_floor(id_milliseconds(since) - overlap_ms))
+        self.repair_floor[str(organization_id)] = min(self.repair_floor[str(organization_id)], window)
         for event in events[:limit]:
-            await self.send(text_data=event_frame(event, replay=True))
+            # The replay waits for room in the send buffer instead of overflowing it.
+            while self.outbox_chars > settings.EVENTS_SEND_BUFFER_BYTES // 2 and not self.closing:
+                self.outbox_changed.clear()
+                await self.outbox_changed.wait()
+            self._send_event(str(event.id), event_frame(event, replay=True))
         if len(events) > limit:
             raise ProtocolError(
                 "replay_truncated",
@@ -151,7 +250,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if organization_id is None:
             raise ProtocolError("not_found", f"Not subscribed to organization {organization!r}.")
         await self._drop(organization_id, topics)
-        await self._send_json({"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics)})
+        self._send_frame({"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics)})
 
     async def _subscribed_organization(self, organization: str) -> str | None:
         try:
@@ -165,7 +264,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     @staticmethod
     def _organization_argument(request: dict[str, Any]) -> str:
         organization = request.get("organization")
-        if not isinstance(organization, str) or not organization:
+        if not isinstance(organization, str) or not ORGANIZATION.fullmatch(organization):
             raise ProtocolError("invalid_request", "'organization' must be an organization's id or slug.")
         return organization
 
@@ -174,11 +273,13 @@ class EventsConsumer(AsyncWebsocketConsumer):
         topics = request.get("topics")
         if not isinstance(topics, list) or not topics or not all(isinstance(topic, str) for topic in topics):
             raise ProtocolError("invalid_request", "'topics' must be a non-empty list of topic names.")
+        known = declared_topics()
         if ALL_TOPICS in topics:
-            return set(TOPICS)
-        unknown = sorted(set(topics) - set(TOPICS))
+            return set(known)
+        unknown = sorted(set(topics) - set(known))
         if unknown:
-            raise ProtocolError("unknown_topic", f"Unknown topics {unknown}; known: {sorted(TOPICS)} or '*'.")
+            shown = [topic[:40] for topic in unknown[:5]]
+            raise ProtocolError("unknown_topic", f"Unknown topics {shown}; known: {sorted(known)} or '*'.")
         return set(topics)
 
     @staticmethod
@@ -187,8 +288,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if since is None:
             return None
         try:
-            since_id = uuid.UUID(since)
-        except (TypeError, ValueError, AttributeError):
+            since_id = uuid.UUID(since) if isinstance(since, str) else None
+        except ValueError:
             since_id = None
         if since_id is None or since_id.version != 7:
             raise ProtocolError("invalid_since", "'since' must be the id of an event you received.")
@@ -199,21 +300,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def events_deliver(self, message: dict[str, Any]) -> None:
         """A published event (``companyos.foundation.events.publish_on_commit``)."""
         organization_id = message["organization"]
-        if organization_id not in self.subscriptions:
+        if organization_id not in self.subscriptions or self.closing:
             return  # unsubscribed while the message was on its way
         since_check = time.monotonic() - self.checked_at.get(organization_id, 0.0)
         stale = since_check > settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS
         if stale and not await self._still_member(organization_id):
             await self._revoke(organization_id)
             return
-        replayed = self.replayed.get(organization_id)
-        if replayed is not None:
-            ids, forget_at = replayed
-            if time.monotonic() > forget_at:
-                del self.replayed[organization_id]
-            elif message["id"] in ids:
-                return
-        await self.send(text_data=message["text"])
+        self._send_event(message["id"], message["text"])
 
     async def events_control(self, message: dict[str, Any]) -> None:
         """A control message for this user's connections (``companyos.foundation.events.control_on_commit``)."""
@@ -221,7 +315,88 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if action == "membership_revoked" and message["organization"] in self.subscriptions:
             await self._revoke(message["organization"])
         elif action == "token_revoked" and self.scope.get("api_token_id") == message["token"]:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            self._close(CLOSE_UNAUTHENTICATED)
+
+    # --- The gap repair (companyos.realtime.feed) ----------------------------------
+
+    def watched_topics(self, organization_id: str) -> set[str]:
+        return self.subscriptions.get(organization_id, set())
+
+    def repair(self, organization_id: str, events: list[StoredEvent]) -> None:
+        topics = self.subscriptions.get(organization_id)
+        floor = self.repair_floor.get(organization_id)
+        if not topics or floor is None:
+            return
+        for event in events:
+            if event.topic in topics and event.id >= floor:
+                self._send_event(event.id, event.text)
+
+    def position(self, organization_id: str, text: str) -> None:
+        if organization_id in self.subscriptions:
+            self._send_frame_text(text)
+
+    # --- Sending -----------------------------------------------------------------
+
+    def _send_event(self, event_id: str, text: str) -> None:
+        """Send an event frame unless this connection already sent that id."""
+        if event_id in self.sent_ids or self.closing:
+            return
+        now = time.monotonic()
+        # Ids are remembered until the repair can no longer hand them out again.
+        keep = settings.EVENTS_REPLAY_OVERLAP_SECONDS + 3 * settings.EVENTS_POSITION_SECONDS + 5
+        while self.sent_order and self.sent_order[0][0] < now - keep:
+            self.sent_ids.discard(self.sent_order.popleft()[1])
+        self.sent_ids.add(event_id)
+        self.sent_order.append((now, event_id))
+        self._send_frame_text(text)
+
+    def _send_frame(self, frame: dict[str, Any]) -> None:
+        self._send_frame_text(json.dumps(frame, separators=(",", ":")))
+
+    def _send_frame_text(self, text: str) -> None:
+        """Queue a frame; a full buffer means the client does not read: it is closed with 4008."""
+        if self.closing:
+            return
+        if self.outbox_chars + len(text) > settings.EVENTS_SEND_BUFFER_BYTES:
+            self._close(CLOSE_TOO_SLOW, drop_queued=True)
+            return
+        self.outbox.append({"type": "websocket.send", "text": text})
+        self.outbox_chars += len(text)
+        self.outbox_changed.set()
+
+    async def _write_outbox(self) -> None:
+        """The connection's writer: one frame at a time, as fast as the client reads (the server's send waits)."""
+        try:
+            while True:
+                while not self.outbox:
+                    self.outbox_changed.clear()
+                    await self.outbox_changed.wait()
+                message = self.outbox.popleft()
+                self.outbox_chars -= len(message.get("text", ""))
+                self.outbox_changed.set()
+                await self.base_send(message)
+                if message["type"] == "websocket.close":
+                    return
+        except OSError:  # the client went away (uvicorn's ClientDisconnected)
+            self.stopped.set()
+
+    def _close(self, code: int, *, drop_queued: bool = False) -> None:
+        """Close after the queued frames (or instead of them); stop sending anything else at once."""
+        if self.closing:
+            return
+        self.closing = True
+        if drop_queued:
+            self.outbox.clear()
+            self.outbox_chars = 0
+        self.outbox.append({"type": "websocket.close", "code": code})
+        self.outbox_changed.set()
+        self._start(self._leave_all())
+        self._timers.append(asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self.stopped.set))
+
+    def _start(self, coroutine) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- Helpers -----------------------------------------------------------------
 
@@ -236,7 +411,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def _revoke(self, organization_id: str) -> None:
         topics = set(self.subscriptions[organization_id])
         await self._drop(organization_id, topics)
-        await self._send_json(
+        self._send_frame(
             {"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics), "reason": "forbidden"}
         )
 
@@ -245,13 +420,27 @@ class EventsConsumer(AsyncWebsocketConsumer):
         await self._leave(organization_id, topics & subscribed)
         subscribed -= topics
         if not subscribed:
-            del self.subscriptions[organization_id]
+            self.subscriptions.pop(organization_id, None)
             self.checked_at.pop(organization_id, None)
-            self.replayed.pop(organization_id, None)
+            self.repair_floor.pop(organization_id, None)
+            current_feed().unwatch(self, organization_id)
+
+    async def _leave_all(self) -> None:
+        """Leave every group; safe to call more than once, and when Redis is away."""
+        subscriptions, self.subscriptions = self.subscriptions, {}
+        user_id, self.user_id = self.user_id, None
+        for organization_id, topics in subscriptions.items():
+            current_feed().unwatch(self, organization_id)
+            await self._leave(organization_id, topics)
+        if user_id is not None:
+            await self._discard(user_group(user_id))
 
     async def _leave(self, organization_id: str, topics: set[str]) -> None:
         for topic in topics:
-            await self.channel_layer.group_discard(topic_group(organization_id, topic), self.channel_name)
+            await self._discard(topic_group(organization_id, topic))
 
-    async def _send_json(self, frame: dict[str, Any]) -> None:
-        await self.send(text_data=json.dumps(frame, separators=(",", ":")))
+    async def _discard(self, group: str) -> None:
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as error:  # Redis is away: a pub/sub subscription went with the connection
+            logger.warning("Could not leave group %s (%s: %s)", group, type(error).__name__, error)

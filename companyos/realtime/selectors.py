@@ -1,9 +1,9 @@
-"""Reads for the websocket consumer: memberships and the events to replay."""
+"""Reads for the websocket consumer: memberships, the events to replay, the events to repair gaps with."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from django.conf import settings
 from django.db.models import Q
@@ -40,11 +40,18 @@ def events_to_replay(*, organization_id: uuid.UUID, topics: Iterable[str], since
     """
     overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
     floor = uuid7_floor((since.int >> 80) - overlap_ms)
+    return [
+        event
+        for event in events_from(organization_id=organization_id, topics=topics, floor=floor, limit=limit + 1)
+        if event.id != since
+    ][:limit]
+
+
+def events_from(*, organization_id: uuid.UUID, topics: Collection[str], floor: uuid.UUID, limit: int) -> list[Event]:
+    """The organization's events of ``topics`` with an id from ``floor`` on, oldest first, at most ``limit``."""
+    if not topics:
+        return []
     of_topics = Q()
     for topic in topics:
         of_topics |= Q(event_type__startswith=f"{topic}.")
-    return list(
-        Event.objects.filter(of_topics, organization_id=organization_id, id__gte=floor)
-        .exclude(id=since)
-        .order_by("id")[:limit]
-    )
+    return list(Event.objects.filter(of_topics, organization_id=organization_id, id__gte=floor).order_by("id")[:limit])

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from agents.tests.factories import AgentTaskFactory
 from analytics.models import Event
-from companyos.foundation.events import TOPICS
+from companyos.foundation.events import declared_topics
 from companyos.foundation.ids import uuid7
 from core.models import ApiToken, OrganizationMember
 from core.services import api_token_create, api_token_revoke
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Fixed, not random: parametrize ids must match across xdist workers.
 UUID4 = "8a4e1f1c-3b7e-4d2a-9c1e-2f6d5b4a3c21"
-ALL = sorted(TOPICS)
+ALL = sorted(declared_topics())
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
@@ -44,6 +44,12 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
             await database_sync_to_async(connections.close_all)()
 
     return asyncio.run(main())
+
+
+@pytest.fixture(autouse=True)
+def _no_positions(settings):
+    """Position frames would interleave with the frames these tests expect; the repair tests turn them on."""
+    settings.EVENTS_POSITION_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)
@@ -237,6 +243,26 @@ def test_revoking_a_token_closes_its_open_connections(alice):
         (json.dumps({"action": "unsubscribe", "organization": "acme", "topics": ["deployment"]}), "not_found"),
         (json.dumps({"action": "ping", "pad": "x" * 70_000}), "frame_too_large"),
         (b"\x00binary", "invalid_json"),
+        # Wrong JSON types, NUL characters, nesting deeper than the parser's recursion limit.
+        (json.dumps({"action": ["subscribe"]}), "unknown_action"),
+        (json.dumps({"action": {"a": 1}}), "unknown_action"),
+        (json.dumps({"action": "subscribe", "organization": {"slug": "acme"}, "topics": ["*"]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme\u0000", "topics": ["*"]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "ac\ud800me", "topics": ["*"]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "a" * 500, "topics": ["*"]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": [["deployment"]]}), "invalid_request"),
+        (json.dumps({"action": "subscribe", "organization": "acme", "topics": ["de\u0000ployment"]}), "unknown_topic"),
+        (
+            json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": {"id": 1}}),
+            "invalid_since",
+        ),
+        (
+            json.dumps({"action": "subscribe", "organization": "acme", "topics": ["*"], "since": "\u0000"}),
+            "invalid_since",
+        ),
+        (json.dumps({"action": "unsubscribe", "organization": 7, "topics": ["*"]}), "invalid_request"),
+        ("[" * 30_000 + "]" * 30_000, "invalid_json"),
+        ('{"action":"ping","x":' + "[" * 30_000 + "]" * 30_000 + "}", "invalid_json"),
     ],
 )
 def test_bad_input_answers_an_error_and_keeps_the_connection(alice, frame, code):
@@ -436,3 +462,152 @@ def test_replay_of_a_long_absence_is_truncated_with_an_error(alice, settings):
         await ws.disconnect()
 
     run(scenario)
+
+
+def test_too_many_subscriptions_and_replays_are_refused(alice, settings):
+    settings.EVENTS_MAX_SUBSCRIPTIONS = 2
+    settings.EVENTS_REPLAYS_PER_MINUTE = 2
+    since = str(uuid7())
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        reply = await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"]})
+        assert reply["code"] == "too_many_subscriptions"
+        subscribe = {"action": "subscribe", "organization": "acme", "topics": ["deployment"], "since": since}
+        for _ in range(2):
+            assert (await send(ws, subscribe))["type"] == "subscribed"
+        assert (await send(ws, subscribe))["code"] == "replay_rate_limited"
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_token_expiring_while_connected_closes_the_connection_at_expiry(alice):
+    expires_at = timezone.now() + dt.timedelta(seconds=1.5)
+    ApiToken.objects.filter(user=alice["user"]).update(expires_at=expires_at)
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        assert (await ws.connect())[0]
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        assert await send(ws, {"action": "ping"}) == {"type": "pong"}
+        output = await ws.receive_output(timeout=5)
+        closed_at = timezone.now()
+        assert output == {"type": "websocket.close", "code": 4401}
+        assert expires_at <= closed_at < expires_at + dt.timedelta(seconds=1)
+
+    run(scenario)
+
+
+def test_tokens_in_query_strings_are_redacted_from_server_logs(caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", "/ws/events/?a=1&token=cos_secret123&b=2"
+        )
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/x?token=cos_secret456", "1.1", 200
+        )
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        '127.0.0.1:5000 - "WebSocket /ws/events/?a=1&token=[redacted]&b=2" [accepted]',
+        '127.0.0.1:5000 - "GET /x?token=[redacted] HTTP/1.1" 200',
+    ]
+    # uvicorn's access formatter unpacks the five arguments: they keep their shape.
+    assert len(caplog.records[1].args) == 5
+
+
+# --- Gap repair and positions ----------------------------------------------------------
+
+
+def lost_event(organization, *, milliseconds_ago: int = 0) -> Event:
+    """A committed deployment event whose live message never left (as when Redis is down).
+
+    ``milliseconds_ago`` stamps its id earlier: a transaction that committed late.
+    """
+    event_id = uuid7()
+    if milliseconds_ago:
+        shifted = ((event_id.int >> 80) - milliseconds_ago) << 80 | (event_id.int & ((1 << 80) - 1))
+        event_id = type(event_id)(int=shifted)
+    return Event.objects.create(
+        id=event_id, organization=organization, event_type="deployment.ready", category="development", payload={}
+    )
+
+
+async def frames_for(ws, seconds: float) -> list[dict]:
+    """Every frame received within ``seconds``."""
+    frames = []
+    deadline = asyncio.get_running_loop().time() + seconds
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        # Not receive_json_from's timeout: on expiry it cancels the application.
+        if not await ws.receive_nothing(timeout=min(left, 0.05), interval=0.01):
+            frames.append(await ws.receive_json_from())
+    return frames
+
+
+def test_events_the_channel_layer_lost_are_repaired_once_in_order_then_positioned(alice, settings):
+    settings.EVENTS_POSITION_SECONDS = 0.2
+    acme = alice["acme"]
+
+    async def scenario():
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        live = await database_sync_to_async(make_deployment_ready)(acme)
+        lost = [await database_sync_to_async(lost_event)(acme) for _ in range(3)]
+        # Committed late: its id is older than the live event's, which the client already has.
+        late = await database_sync_to_async(lost_event)(acme, milliseconds_ago=1000)
+        other_org = await database_sync_to_async(lost_event)(alice["globex"])
+        newest = max(str(event.id) for event in [*lost, late])
+        frames = await frames_for(ws, 1.5)
+        events = [f["event"]["id"] for f in frames if f["type"] == "event"]
+        positions = [f for f in frames if f["type"] == "position"]
+        assert len(events) == len(set(events))  # nothing twice
+        assert set(events) == {str(e.id) for e in [live, *lost, late]} | set(events[:1])  # deployment.created first
+        batch = []  # each interval's repairs come in id order
+        for frame in frames:
+            if frame["type"] == "position":
+                assert batch == sorted(batch)
+                batch = []
+            elif frame.get("replay"):
+                batch.append(frame["event"]["id"])
+        assert str(live.id) in events
+        assert str(other_org.id) not in events
+        assert positions[-1] == {
+            "type": "position",
+            "organization": str(acme.pk),
+            "topics": ["deployment"],
+            "last_id": newest,
+        }
+        # Later intervals hand out nothing again.
+        assert {f["type"] for f in await frames_for(ws, 0.6)} == {"position"}
+        await ws.disconnect()
+
+    run(scenario)
+
+
+def test_connections_of_one_organization_share_one_read_per_interval(alice, settings):
+    from companyos.realtime.feed import current_feed
+
+    settings.EVENTS_POSITION_SECONDS = 0.2
+
+    async def scenario():
+        connections = []
+        for _ in range(20):
+            ws = connect(headers=bearer(alice["token"]))
+            await ws.connect()
+            await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"]})
+            connections.append(ws)
+        feed = current_feed()
+        before = feed.reads
+        await asyncio.sleep(1.0)
+        reads = feed.reads - before
+        for ws in connections:
+            await ws.disconnect()
+        return reads
+
+    reads = run(scenario)
+    assert 3 <= reads <= 7  # one per 0.2 s interval, not one per connection
