@@ -8,6 +8,7 @@ from django.db import models
 from django.db.models.functions import Cast
 
 from companyos.foundation.console.history import tracked
+from companyos.foundation.events import StateEvents
 from companyos.foundation.models import BaseModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -129,8 +130,28 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
         AgentTaskStatus.FAILED: "danger",
     }
 
-    # Saves changing the status publish events (agents/events.py).
-    tracked_fields = ("status",)
+    # Real-time events (companyos.foundation.events), published by any save;
+    # the queue's bulk claim publishes through publish_state_change.
+    state_events = StateEvents(
+        topic="agent.task",
+        category="agents",
+        state_field="status",
+        states={
+            AgentTaskStatus.QUEUED: "agent.task.queued",
+            AgentTaskStatus.RUNNING: "agent.task.started",
+            AgentTaskStatus.AWAITING_APPROVAL: "agent.task.awaiting_approval",
+            AgentTaskStatus.COMPLETED: "agent.task.completed",
+            AgentTaskStatus.FAILED: "agent.task.failed",
+            AgentTaskStatus.CANCELLED: "agent.task.cancelled",
+        },
+        snapshot=(
+            "id", "agent", "created_by", "parent_task", "task_type", "title", "status", "priority",
+            "requires_approval", "approved_by", "approved_at", "rejection_reason", "attempts", "max_attempts",
+            "error", "scheduled_for", "started_at", "completed_at", "duration_ms", "created_at",
+        ),
+        source="agent",
+        actor_agent=lambda task: task.agent_id,
+    )  # fmt: skip
 
     Status = AgentTaskStatus
 

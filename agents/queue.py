@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from agents.events import publish_task_status_change
 from agents.models import AgentCollaboration, AgentTask
+from companyos.foundation.events import publish_state_change
 
 Status = AgentTask.Status
 
@@ -110,7 +110,8 @@ def tasks_claim(
     """Claim up to ``limit`` due tasks for ``worker_id``, in claim order.
 
     The bulk ``UPDATE`` bypasses ``post_save``, so this publishes each task's
-    ``agent.task.started`` event itself, in the same transaction.
+    ``agent.task.started`` event through ``publish_state_change``, in the same
+    transaction.
     """
     if lease_seconds is None:
         lease_seconds = settings.AGENT_TASK_LEASE_SECONDS
@@ -131,7 +132,7 @@ def tasks_claim(
                 child_task__in=children, status=AgentCollaboration.Status.REQUESTED
             ).update(status=AgentCollaboration.Status.IN_PROGRESS, started_at=params["now"], updated_at=params["now"])
         for task in tasks:
-            publish_task_status_change(task, previous_status=Status.QUEUED)
+            publish_state_change(task, previous=Status.QUEUED)
     # RETURNING gives no order; run the batch in claim order.
     tasks.sort(key=lambda task: (-task.priority, task.created_at))
     return tasks

@@ -2,14 +2,15 @@
 
 Every status change goes through :func:`agents.states.transition` on a row
 locked with ``SELECT … FOR UPDATE`` and is saved with
-``save(update_fields=[...])``, so the ``post_save`` receiver in
-``agents/events.py`` publishes the ``agent.task.*`` events: nothing here
-publishes them itself. An outcome (completed, failed) updates the agent's
-counters in the same transaction with ``F()`` increments, never
-read-modify-write, so they stay exact however many workers finish at once.
+``save(update_fields=[...])``, so the save publishes the ``agent.task.*``
+events ``AgentTask`` declares: nothing here publishes them itself. An outcome
+(completed, failed) updates the agent's counters in the same transaction with
+``F()`` increments, never read-modify-write, so they stay exact however many
+workers finish at once.
 
 Two paths run once per task in every worker and use one guarded SQL
-statement instead, publishing the event themselves: the claim (in
+statement instead, and publish the event through
+``companyos.foundation.events.publish_state_change``: the claim (in
 :mod:`agents.queue`) and :func:`task_complete`. The admin, the API and the
 worker all call these functions.
 """
@@ -25,10 +26,10 @@ from django.db.models import F
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from agents.events import publish_task_status_change
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
+from companyos.foundation.events import publish_state_change
 from core.models import User
 
 Status = AgentTask.Status
@@ -133,8 +134,9 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
 
     The one service that does not lock and ``save()``: it runs once per task
     in every worker, so it checks the lease and writes the task and the
-    agent's counters in one statement, and publishes the event itself (as the
-    claim does), saving three round trips and most of the ORM's work.
+    agent's counters in one statement, and publishes the event through
+    ``publish_state_change`` (as the claim does), saving three round trips
+    and most of the ORM's work.
     ``task`` must be the worker's claimed instance (status ``running``).
     """
     transition(task, Status.AWAITING_APPROVAL if task.requires_approval else Status.COMPLETED)
@@ -157,7 +159,7 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
     }
     with transaction.atomic():
         # The event first: the agent's row stays locked only from the UPDATE to COMMIT.
-        publish_task_status_change(task, previous_status=Status.RUNNING)
+        publish_state_change(task, previous=Status.RUNNING)
         with connection.cursor() as cursor:
             cursor.execute(_RECORD_OUTPUT_SQL, params)
             (updated,) = cursor.fetchone()

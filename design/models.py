@@ -6,7 +6,9 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from companyos.foundation.console.history import tracked
+from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.tracking import TrackedFieldsMixin
 
 
 class FigmaFileEditorType(models.TextChoices):
@@ -67,8 +69,20 @@ class DesignComponentCodeStatus(models.TextChoices):
     OUTDATED = "outdated"
 
 
-class DesignComponent(ExternalModel):
+class DesignComponent(TrackedFieldsMixin, ExternalModel):
     """A component (or style) in a Figma file, and the state of its code."""
+
+    # Real-time events (companyos.foundation.events), published by any save
+    # (an admin edit too); design.services.components_mark_outdated names the user.
+    state_events = StateEvents(
+        topic="design.component",
+        category="design",
+        state_field="code_status",
+        states={DesignComponentCodeStatus.OUTDATED: "design.component.outdated"},
+        snapshot=("name",),
+        organization=lambda component: component.figma_file.organization_id,
+        extra_data=lambda component: {"figma_file": component.figma_file_id},
+    )
 
     operators_may_change = True
     status_tones = {

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
-from companyos.foundation.events import publish_on_commit
+from companyos.foundation.events import publish_state_change
 from core.models import User
 from design.models import DesignComponent
 
@@ -23,9 +23,10 @@ def components_mark_outdated(
     """Mark the code of ``components`` as outdated (its design changed since).
 
     Components without code yet, or already outdated, are left alone and not
-    returned. The marked ones are updated in one statement on locked rows and
-    each publishes ``design.component.outdated`` on commit (as ``user``'s act
-    when given). Returns the components that were marked.
+    returned. The marked ones are updated in one statement on locked rows,
+    which bypasses ``save()``, so each publishes the ``design.component.outdated``
+    event its model declares through ``publish_state_change`` (as ``user``'s
+    act when given). Returns the components that were marked.
     """
     ids = [component.pk for component in components]
     with transaction.atomic():
@@ -43,12 +44,5 @@ def components_mark_outdated(
         )
         for component in marked:
             previous, component.code_status, component.updated_at = component.code_status, CodeStatus.OUTDATED, now
-            publish_on_commit(
-                organization_id=component.figma_file.organization_id,
-                event_type="design.component.outdated",
-                subject=component,
-                data={"name": component.name, "figma_file": component.figma_file_id, "previous_code_status": previous},
-                source="user" if user else "system",
-                actor_user_id=user.pk if user else None,
-            )
+            publish_state_change(component, previous=previous, by_user=user.pk if user else None)
     return marked

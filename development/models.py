@@ -7,6 +7,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from companyos.foundation.console.history import tracked
+from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -84,8 +85,29 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
         PullRequestReviewStatus.CHANGES_REQUESTED: "warning",
     }
 
-    # Saves changing these publish events (development/events.py).
-    tracked_fields = ("state", "title", "body", "head_sha", "labels", "is_draft", "base_branch")
+    # Real-time events (companyos.foundation.events), published by any save.
+    state_events = StateEvents(
+        topic="pull_request",
+        category="development",
+        state_field="state",
+        states={
+            PullRequestState.OPEN: "pull_request.opened",
+            PullRequestState.MERGED: "pull_request.merged",
+            PullRequestState.CLOSED: "pull_request.closed",
+        },
+        # An open pull request changing one of these is `pull_request.updated`.
+        content_fields=("title", "body", "head_sha", "labels", "is_draft", "base_branch"),
+        content_states=(PullRequestState.OPEN,),
+        snapshot=(
+            "id", "repository", "number", "title", "state", "is_draft", "author_login", "author", "head_branch",
+            "base_branch", "head_sha", "url", "labels", "additions", "deletions", "changed_files",
+            "agent_review_status", "opened_at", "merged_at", "closed_at",
+        ),
+        organization=lambda pull_request: pull_request.repository.organization_id,
+        source="github",
+        actor_user=lambda pull_request: pull_request.author_id,
+        extra_data=lambda pull_request: {"repository_full_name": pull_request.repository.full_name},
+    )  # fmt: skip
 
     State = PullRequestState
 
@@ -191,8 +213,26 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
         DeploymentState.ERROR: "danger",
     }
 
-    # Saves changing the state publish events (development/events.py).
-    tracked_fields = ("state",)
+    # Real-time events (companyos.foundation.events), published by any save;
+    # a deployment created already finished publishes `created`, then its state.
+    state_events = StateEvents(
+        topic="deployment",
+        category="development",
+        state_field="state",
+        created="deployment.created",
+        states={
+            DeploymentState.READY: "deployment.ready",
+            DeploymentState.ERROR: "deployment.error",
+            DeploymentState.CANCELED: "deployment.canceled",
+        },
+        snapshot=(
+            "id", "repository", "pull_request", "external_id", "project_name", "url", "environment", "state",
+            "commit_sha", "branch", "creator", "error_message", "started_at", "ready_at", "build_duration_ms",
+            "created_at",
+        ),
+        source="vercel",
+        actor_user=lambda deployment: deployment.creator_id,
+    )  # fmt: skip
 
     Environment = DeploymentEnvironment
 

@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from companyos.foundation.console.history import tracked
+from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -69,8 +70,32 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
         SocialPostStatus.FAILED: "danger",
     }
 
-    # Saves changing the status publish events (social/events.py).
-    tracked_fields = ("status",)
+    # Real-time events (companyos.foundation.events), published by any save.
+    # Publishing is reported by the platform; scheduling, failing and canceling are ours.
+    state_events = StateEvents(
+        topic="social.post",
+        category="social",
+        state_field="status",
+        states={
+            SocialPostStatus.SCHEDULED: "social.post.scheduled",
+            SocialPostStatus.PUBLISHED: "social.post.published",
+            SocialPostStatus.FAILED: "social.post.failed",
+            SocialPostStatus.CANCELED: "social.post.canceled",
+        },
+        snapshot=(
+            "id", "account", "author", "agent", "content", "media_urls", "status", "scheduled_at", "published_at",
+            "external_id", "url", "is_agent_generated", "error_message", "created_at",
+        ),
+        organization=lambda post: post.account.organization_id,
+        source=lambda post: (
+            post.account.platform
+            if post.status == SocialPostStatus.PUBLISHED
+            else ("agent" if post.agent_id else "user")
+        ),
+        actor_user=lambda post: post.author_id,
+        actor_agent=lambda post: post.agent_id,
+        extra_data=lambda post: {"platform": post.account.platform, "handle": post.account.handle},
+    )  # fmt: skip
 
     Status = SocialPostStatus
 

@@ -290,6 +290,9 @@ CHANNEL_LAYER = env.str("CHANNEL_LAYER", default="pubsub")
 CHANNEL_LAYERS = {"default": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER]}
 # Group names start with this (Redis keys/channels also carry the prefix above).
 EVENTS_GROUP_PREFIX = "events"
+# The model events are stored in (the outbox and the replay source), named
+# like AUTH_USER_MODEL so the platform imports no domain app.
+EVENTS_MODEL = "analytics.Event"
 # How long a commit may wait for the channel layer to accept an event (seconds).
 EVENTS_SEND_TIMEOUT = env.float("EVENTS_SEND_TIMEOUT", default=2.0)
 # Client frames above this size are refused with an `frame_too_large` error.

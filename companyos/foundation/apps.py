@@ -9,7 +9,12 @@ class FoundationConfig(AppConfig):
     verbose_name = "Foundation"
 
     def ready(self) -> None:
-        from companyos.foundation import checks, crypto  # noqa: F401  (registers the start-up checks)
+        from django.db.models.signals import post_save
+
+        from companyos.foundation import checks, crypto, events  # noqa: F401  (checks registers the start-up checks)
+
+        # Every model that declares `state_events` publishes from its saves.
+        post_save.connect(events.publish_saved, dispatch_uid="foundation.events.publish_saved")
 
         # A missing or malformed FIELD_ENCRYPTION_KEYS stops the process here,
         # at start, not on the first read of an encrypted column.

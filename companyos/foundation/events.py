@@ -1,18 +1,36 @@
-"""Publishing real-time events: the one way events leave the application.
+"""Real-time events: declared on each model, published one way, stored as an outbox.
 
-:func:`publish_on_commit` writes the ``analytics.Event`` row in the caller's
-transaction (an outbox: the row commits with the change, a rollback leaves
-nothing) and, once the transaction commits, sends the websocket envelope to
+A model that has events declares them next to its fields, as a class
+attribute ``state_events = StateEvents(...)``: the topic and analytics
+category, the state field and which of its values are which event types, an
+optional event on creation, content fields whose change on a live object is
+``<topic>.updated``, the fields of the ``data`` snapshot, and the facts that
+need the instance (organization, source, actors, extra data). Nothing else
+registers a model: one ``post_save`` receiver, connected by
+``FoundationConfig.ready``, publishes for every model with a declaration, and
+:func:`declared_topics` lists the topics from the app registry's models.
+
+Models with events mix in :class:`~companyos.foundation.tracking.TrackedFieldsMixin`;
+the declaration tells it which fields to remember (the state field and the
+content fields), so a save knows what changed. Writes that bypass ``save()``
+(the task queue's ``UPDATE … RETURNING``, a ``QuerySet.update``) call
+:func:`publish_state_change` with each changed instance and its previous
+state, which publishes through the same code.
+
+Each event is an ``EVENTS_MODEL`` row (``analytics.Event``) inserted in the
+caller's transaction (an outbox: the row commits with the change, a rollback
+leaves nothing); once the transaction commits, the websocket envelope goes to
 the organization's topic group on the channel layer. Consumers
-(``companyos.realtime.consumers``) forward it to their clients.
+(``companyos.realtime.consumers``) forward it to their clients and replay the
+stored rows (:func:`events_to_replay`) to clients that reconnect with ``since``.
 
 A failed send (Redis down) is logged, rate-limited, and never raises into the
 code that made the change: the row is already committed, and a reconnecting
-client replays it with ``since`` (docs/realtime.md).
+client replays it (docs/realtime.md).
 
-The 11 event types of ``events.md`` are not published by hand: the ``post_save``
-receivers in ``development/events.py``, ``social/events.py`` and
-``agents/events.py`` publish them from state changes.
+Control messages are not events: :func:`control_on_commit` tells every open
+connection of one user something (a revoked membership, a revoked token),
+stores nothing and is never replayed.
 """
 
 from __future__ import annotations
@@ -25,40 +43,211 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any
 
 from channels.layers import get_channel_layer
+from django.apps import apps
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
 logger = logging.getLogger(__name__)
 
-# Topic → analytics.Event category. A topic is the event type without its
-# last word ("agent.task.started" → "agent.task"). Add a line to publish a new family.
-TOPICS: dict[str, str] = {
-    "deployment": "development",
-    "pull_request": "development",
-    "agent.task": "agents",
-    "social.post": "social",
-    # design.component.outdated, from design.services.components_mark_outdated.
-    "design.component": "design",
-}
 ALL_TOPICS = "*"
 
 # Messages on the channel layer, handled by EventsConsumer.events_deliver / events_control.
 DELIVER = "events.deliver"
 CONTROL = "events.control"
 
+# The class attribute a model declares its events in.
+DECLARATION = "state_events"
 
-def topic_of(event_type: str) -> str:
-    """The topic an event type belongs to; ValueError for an unknown family."""
-    topic = event_type.rpartition(".")[0]
-    if topic not in TOPICS:
-        raise ValueError(f"Unknown event family {event_type!r}: add its topic to companyos.foundation.events.TOPICS.")
-    return topic
+InstanceFact = Callable[[models.Model], Any]
+
+
+def _no_actor(instance: models.Model) -> None:
+    return None
+
+
+def _no_extra_data(instance: models.Model) -> dict[str, Any]:
+    return {}
+
+
+class StateEvents:
+    """The events of one model, declared as its ``state_events`` class attribute.
+
+    ``states`` maps values of ``state_field`` to full event types
+    (``"deployment.ready"``); a save that moves the state to one of them
+    publishes that type. ``created`` is published first when a row is
+    created, then the event of the state it was created in. A save that
+    changes ``content_fields`` without changing the state publishes
+    ``<topic>.updated`` while the state is one of ``content_states``, with the
+    changed names in ``data.changed``.
+
+    ``data`` is the snapshot of ``snapshot`` fields, then ``extra_data``, then
+    ``previous_<state_field>`` (None on creation), then ``changed`` for models
+    with content fields. The callables take the instance: ``organization``
+    (its organization's id), ``source`` (or a string), ``actor_user`` and
+    ``actor_agent`` (ids or None).
+    """
+
+    def __init__(
+        self,
+        *,
+        topic: str,
+        category: str,
+        state_field: str,
+        states: Mapping[str, str],
+        snapshot: tuple[str, ...],
+        created: str | None = None,
+        content_fields: tuple[str, ...] = (),
+        content_states: tuple[str, ...] = (),
+        organization: InstanceFact = lambda instance: instance.organization_id,
+        source: str | InstanceFact = "system",
+        actor_user: InstanceFact = _no_actor,
+        actor_agent: InstanceFact = _no_actor,
+        extra_data: Callable[[models.Model], dict[str, Any]] = _no_extra_data,
+    ) -> None:
+        for event_type in [*states.values(), *([created] if created else [])]:
+            if event_type.rpartition(".")[0] != topic:
+                raise ValueError(f"Event type {event_type!r} is not of topic {topic!r}.")
+        if bool(content_fields) != bool(content_states):
+            raise ValueError("Content fields need the states in which their changes are published, and vice versa.")
+        self.topic = topic
+        self.category = category
+        self.state_field = state_field
+        self.states = dict(states)
+        self.snapshot = snapshot
+        self.created = created
+        self.content_fields = content_fields
+        self.content_states = content_states
+        self.organization = organization
+        self.source = source if callable(source) else lambda instance: source
+        self.actor_user = actor_user
+        self.actor_agent = actor_agent
+        self.extra_data = extra_data
+
+    @property
+    def tracked_fields(self) -> tuple[str, ...]:
+        """The fields whose saved values tell what a save changed."""
+        return (self.state_field, *self.content_fields)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        from companyos.foundation.tracking import TrackedFieldsMixin
+
+        if name != DECLARATION or not issubclass(owner, TrackedFieldsMixin):
+            raise TypeError(
+                f"{owner.__name__}: declare events as `{DECLARATION} = StateEvents(...)` on a model "
+                "that mixes in TrackedFieldsMixin."
+            )
+        # The mixin remembers exactly what the declaration compares.
+        owner.tracked_fields = self.tracked_fields
+
+    def event_types(
+        self, instance: models.Model, *, created: bool, previous: str | None, changed: Iterable[str]
+    ) -> list[str]:
+        """What a change of ``instance`` from state ``previous`` means, in publishing order."""
+        state = getattr(instance, self.state_field)
+        event_types = [self.created] if created and self.created else []
+        if created or previous != state:
+            if state in self.states:
+                event_types.append(self.states[state])
+        elif any(name in self.content_fields for name in changed) and state in self.content_states:
+            event_types.append(f"{self.topic}.updated")
+        return event_types
+
+    def data(self, instance: models.Model, *, previous: str | None, changed: Iterable[str]) -> dict[str, Any]:
+        """The ``data`` of an event about ``instance``."""
+        data = {**model_data(instance, self.snapshot), **self.extra_data(instance)}
+        data[f"previous_{self.state_field}"] = previous
+        if self.content_fields:
+            data["changed"] = sorted(name for name in changed if name in self.content_fields)
+        return data
+
+
+def declaration_of(model: type[models.Model]) -> StateEvents | None:
+    """The events ``model`` declares, or None."""
+    declaration = getattr(model, DECLARATION, None)
+    return declaration if isinstance(declaration, StateEvents) else None
+
+
+def declared_topics() -> dict[str, str]:
+    """Every topic a model declares, with its analytics category."""
+    declared = (declaration_of(model) for model in apps.get_models())
+    return {declaration.topic: declaration.category for declaration in declared if declaration is not None}
+
+
+def publish_state_change(
+    instance: models.Model, *, previous: str | None, by_user: uuid.UUID | str | None = None
+) -> None:
+    """Publish what moving ``instance`` from state ``previous`` to its current one means, as a save would.
+
+    For writes that bypass ``save()`` (``UPDATE … RETURNING``,
+    ``QuerySet.update``): call it inside the transaction that changed the row,
+    with the instance holding the values written. Nothing is published when
+    the state did not move to a declared one. Afterwards the instance's values
+    count as saved, so a later ``save()`` does not publish the change again.
+    ``by_user``, when the caller knows who acted, is the events' actor and
+    makes their source ``user``.
+    """
+    declaration = declaration_of(type(instance))
+    if declaration is None:
+        raise TypeError(f"{type(instance).__name__} declares no events ({DECLARATION} = StateEvents(...)).")
+    _publish(declaration, instance, created=False, previous=previous, changed=(), by_user=by_user)
+    instance.remember_tracked()
+
+
+def publish_saved(sender, instance: models.Model, created: bool, raw: bool, update_fields=None, **kwargs) -> None:
+    """Publish what a save means, for any model that declares events.
+
+    The one ``post_save`` receiver, connected for all senders by
+    ``FoundationConfig.ready``: a model needs no registration beyond its
+    declaration, and other models' saves return at once.
+    """
+    declaration = declaration_of(sender)
+    if raw or declaration is None:  # raw: fixtures load silently
+        return
+    changes = instance.tracked_changes(update_fields)
+    if created or changes:
+        state = declaration.state_field
+        previous = changes.get(state, None if created else getattr(instance, state))
+        _publish(declaration, instance, created=created, previous=previous, changed=tuple(changes), by_user=None)
+
+
+def _publish(
+    declaration: StateEvents,
+    instance: models.Model,
+    *,
+    created: bool,
+    previous: str | None,
+    changed: tuple[str, ...],
+    by_user: uuid.UUID | str | None,
+) -> None:
+    event_types = declaration.event_types(instance, created=created, previous=previous, changed=changed)
+    if not event_types:
+        return
+    data = declaration.data(instance, previous=None if created else previous, changed=changed)
+    row = {
+        "organization_id": declaration.organization(instance),
+        "category": declaration.category,
+        "source": "user" if by_user else declaration.source(instance),
+        "actor_user_id": by_user or declaration.actor_user(instance),
+        "actor_agent_id": declaration.actor_agent(instance),
+        "subject_type": instance._meta.label_lower,
+        "subject_id": instance.pk,
+        # Store exactly what clients receive: one JSON round trip normalises the types.
+        "payload": json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
+    }
+    for event_type in event_types:
+        _record_and_send(declaration.topic, event_type=event_type, **row)
+
+
+def get_event_model() -> type[models.Model]:
+    """The model of stored events, ``settings.EVENTS_MODEL`` (as ``get_user_model`` for users)."""
+    return apps.get_model(settings.EVENTS_MODEL, require_ready=False)
 
 
 def topic_group(organization_id: uuid.UUID | str, topic: str) -> str:
@@ -119,39 +308,9 @@ def event_frame(event, *, replay: bool = False) -> str:
     return json.dumps(frame, separators=(",", ":"))
 
 
-def publish_on_commit(
-    *,
-    organization_id: uuid.UUID | str,
-    event_type: str,
-    subject: models.Model | None,
-    data: dict[str, Any],
-    source: str = "system",
-    actor_user_id: uuid.UUID | str | None = None,
-    actor_agent_id: uuid.UUID | str | None = None,
-) -> None:
-    """Record ``event_type`` now and send it to websocket clients after commit.
-
-    The ``analytics.Event`` row is inserted in the current transaction; the
-    websocket message follows ``transaction.on_commit``, so a rollback sends
-    and stores nothing. ``data`` must be JSON-serialisable (UUIDs, datetimes
-    and Decimals are converted); it is stored as the row's payload.
-    """
-    from analytics.models import Event
-
-    topic = topic_of(event_type)
-    # Store exactly what clients receive: one JSON round trip normalises the types.
-    payload = json.loads(json.dumps(data, cls=DjangoJSONEncoder))
-    event = Event.objects.create(
-        organization_id=organization_id,
-        event_type=event_type,
-        category=TOPICS[topic],
-        source=source,
-        actor_user_id=actor_user_id,
-        actor_agent_id=actor_agent_id,
-        subject_type=subject._meta.label_lower if subject is not None else "",
-        subject_id=subject.pk if subject is not None else None,
-        payload=payload,
-    )
+def _record_and_send(topic: str, **row: Any) -> None:
+    """Insert the event ``row`` in the current transaction; send it to ``topic``'s group after commit."""
+    event = get_event_model().objects.create(**row)
     message = {
         "type": DELIVER,
         "id": str(event.id),
@@ -159,7 +318,7 @@ def publish_on_commit(
         # Serialised once here rather than once per connected client.
         "text": event_frame(event),
     }
-    transaction.on_commit(partial(_send, topic_group(organization_id, topic), message))
+    transaction.on_commit(partial(_send, topic_group(event.organization_id, topic), message))
 
 
 def control_on_commit(*, user_id: uuid.UUID | str, **message: Any) -> None:

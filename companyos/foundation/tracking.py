@@ -2,14 +2,16 @@
 
 Real-time events fire on state changes ("the deployment became ready"),
 whichever code path saved the model. A ``post_save`` receiver only sees the
-new values, so models that publish events mix in :class:`TrackedFieldsMixin`
-and name their ``tracked_fields``: the values loaded from the database are
-kept, compared in ``post_save`` through :meth:`TrackedFieldsMixin.tracked_changes`,
+new values, so models that publish events mix in :class:`TrackedFieldsMixin`;
+their ``state_events`` declaration (:class:`companyos.foundation.events.StateEvents`)
+sets ``tracked_fields``. The values loaded from the database are kept,
+compared in ``post_save`` through :meth:`TrackedFieldsMixin.tracked_changes`,
 and refreshed once the save is done, so a second save with no change reports
 nothing.
 
 ``QuerySet.update()`` and ``bulk_update()`` write without ``save()``: they
-bypass this (and the events), which is documented in ``docs/realtime.md``.
+bypass this, so code changing states that way publishes with
+:func:`companyos.foundation.events.publish_state_change` (``docs/realtime.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class TrackedFieldsMixin:
     """Keeps the last known database values of ``tracked_fields``.
 
     Put it before the model base: ``class Deployment(TrackedFieldsMixin, ExternalModel)``.
+    A model's ``state_events`` declaration sets ``tracked_fields``.
     """
 
     tracked_fields: tuple[str, ...] = ()
@@ -34,10 +37,15 @@ class TrackedFieldsMixin:
     @classmethod
     def from_db(cls, db, field_names, values):
         instance = super().from_db(db, field_names, values)
-        instance._remember_tracked()
+        instance.remember_tracked()
         return instance
 
-    def _remember_tracked(self, fields: Iterable[str] | None = None) -> None:
+    def remember_tracked(self, fields: Iterable[str] | None = None) -> None:
+        """Take the current values of ``fields`` (default: all tracked) as the database's.
+
+        Done after loading and saving; code that wrote the row without
+        ``save()`` calls it so that a later save does not report that write again.
+        """
         snapshot = self.__dict__.setdefault(_SNAPSHOT, {})
         for name in self.tracked_fields if fields is None else fields:
             if name not in self.tracked_fields:
@@ -91,8 +99,8 @@ class TrackedFieldsMixin:
         with transaction.atomic(using=using, savepoint=False):
             self._remember_unloaded(using)
             super().save(*args, **kwargs)
-        self._remember_tracked(kwargs.get("update_fields"))
+        self.remember_tracked(kwargs.get("update_fields"))
 
     def refresh_from_db(self, *args, **kwargs) -> None:
         super().refresh_from_db(*args, **kwargs)
-        self._remember_tracked(kwargs.get("fields"))
+        self.remember_tracked(kwargs.get("fields"))
