@@ -24,6 +24,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 
+from companyos.foundation.batches import delete_in_batches
 from companyos.foundation.console.history import history_source
 from companyos.foundation.ids import uuid7
 from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
@@ -232,11 +233,4 @@ def webhook_deliveries_prune(*, older_than: timedelta | None = None, batch_size:
         older_than = timedelta(days=settings.WEBHOOK_DELIVERY_RETENTION_DAYS)
     if older_than < timedelta(0) or batch_size < 1:
         raise ValidationError("The retention period and the batch size must be positive.")
-    cutoff = timezone.now() - older_than
-    total = 0
-    while True:
-        batch = WebhookDelivery.objects.filter(created_at__lt=cutoff).values("pk")[:batch_size]
-        deleted, _ = WebhookDelivery.objects.filter(pk__in=batch).delete()
-        total += deleted
-        if deleted < batch_size:
-            return total
+    return delete_in_batches(WebhookDelivery.objects.filter(created_at__lt=timezone.now() - older_than), batch_size)

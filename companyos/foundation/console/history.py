@@ -154,14 +154,10 @@ def tracked_models() -> list[type[Model]]:
 
 def history_prune(*, before: datetime, batch_size: int = 10_000) -> int:
     """Delete the history recorded before ``before``, in batches (short locks); returns the count."""
+    from companyos.foundation.batches import delete_in_batches
     from companyos.foundation.console.models import Change
 
-    deleted = 0
-    while True:
-        batch = list(Change.objects.filter(at__lt=before).order_by("id").values_list("id", flat=True)[:batch_size])
-        if not batch:
-            return deleted
-        deleted += Change.objects.filter(id__in=batch).delete()[0]
+    return delete_in_batches(Change.objects.filter(at__lt=before), batch_size)
 
 
 # The transaction-local setting console_record_change() reads the context from.
