@@ -75,9 +75,7 @@ class Replica:
         if now < self.down_until:
             return False
         age = now - self.checked_at
-        if age >= settings.DATABASE_REPLICA_CHECK_SECONDS or (
-            self.replayed < min_lsn and age >= RECHECK_MIN_SECONDS
-        ):
+        if age >= settings.DATABASE_REPLICA_CHECK_SECONDS or (self.replayed < min_lsn and age >= RECHECK_MIN_SECONDS):
             self.refresh()
         return self.lag <= settings.DATABASE_REPLICA_MAX_LAG_SECONDS and self.replayed >= min_lsn
 
@@ -135,11 +133,3 @@ def replica(alias: str) -> Replica:
             state = _replicas.setdefault(alias, Replica(alias=alias, lock=threading.Lock()))
     return state
 
-
-def close_connections() -> None:
-    """Close the status connections (tests that stop a replica server call this)."""
-    for state in list(_replicas.values()):
-        with state.lock:
-            if state.connection is not None:
-                state.connection.close()
-                state.connection = None

@@ -1,0 +1,288 @@
+"""Past one machine, proven on a started topology (companyos.foundation.topology).
+
+One topology for the module: PostgreSQL primary + synchronous standby +
+replica, PgBouncer, Redis master + 2 replicas + 3 sentinels, and uvicorn
+processes of CompanyOS on it. The tests talk to those processes over HTTP
+and read the servers' own logs to see which one ran a query. The failovers
+are the last tests: they leave the topology changed.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from companyos.foundation.tests.support import uvicorn_server
+from companyos.foundation.topology import running_topology, wait_for
+from integrations.tests.webhook_helpers import github_payload
+from integrations.webhooks.signatures import github_signature
+
+pytestmark = pytest.mark.slow
+OPENED = github_payload("pull_request/opened.payload.json")
+
+SETUP = """
+import json
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.cached_db import SessionStore
+from core.tests.factories import AdminUserFactory, OrganizationFactory
+from integrations.models import Integration
+from integrations.tests.factories import IntegrationFactory, WebhookFactory
+from integrations.tests.webhook_helpers import endpoint
+
+user = AdminUserFactory()
+session = SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+organization = OrganizationFactory()
+webhook = WebhookFactory(integration=IntegrationFactory(service=Integration.Service.GITHUB), events=[])
+print(json.dumps({"session": session.session_key, "organization": str(organization.pk),
+                  "endpoint": endpoint(webhook), "secret": webhook.secret}))
+"""
+
+
+class FormFields(html.parser.HTMLParser):
+    """The values a browser would submit for the page's change form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        name = attrs.get("name")
+        if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
+            if attrs.get("type") in ("checkbox", "radio") and "checked" not in attrs:
+                return
+            self.fields.append((name, attrs.get("value") or ""))
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and "selected" in attrs:
+            self.fields.append((self._select, attrs.get("value") or ""))
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields.append((name, ""))
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            name, value = self.fields[-1]
+            self.fields[-1] = (name, value + data)
+
+
+class Browser:
+    """HTTP to one server process with the cookies a browser would keep."""
+
+    def __init__(self, port: int, cookies: dict[str, str]) -> None:
+        self.port = port
+        self.cookies = dict(cookies)
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
+            conn.request(method, path, body=body, headers={"Cookie": cookie, "Host": "localhost", **(headers or {})})
+            response = conn.getresponse()
+            text = response.read().decode(errors="replace")
+            for header, value in response.getheaders():
+                if header.lower() == "set-cookie":
+                    name, _, rest = value.partition("=")
+                    self.cookies[name] = rest.partition(";")[0]
+            return response.status, text
+        finally:
+            conn.close()
+
+    def save_change_form(self, path: str, **changes: str) -> int:
+        status, page = self.request("GET", path)
+        assert status == 200, page[:500]
+        form = FormFields()
+        form.feed(page)
+        fields = [(name, changes.get(name, value)) for name, value in form.fields if name != "_continue"]
+        body = urlencode([*fields, ("_save", "Save")]).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", "Referer": f"http://localhost{path}"}
+        return self.request("POST", path, body, headers)[0]
+
+
+def server_log(topology, name: str) -> str:
+    return (topology.postgres[name].data / "server.log").read_text(errors="replace")
+
+
+def child_environment(topology, **overrides: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **topology.environment(),
+        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        # Plain HTTP and static files without a collectstatic manifest.
+        "DEBUG": "True",
+        # Each test reads the replica's state afresh.
+        "DATABASE_REPLICA_CHECK_SECONDS": "0.2",
+        "DATABASE_CONNECT_TIMEOUT": "2",
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="module")
+def topology():
+    with running_topology() as topology:
+        env = child_environment(topology)
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], check=True, env=env, cwd=settings.BASE_DIR)
+        made = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", SETUP],
+            check=True, env=env, cwd=settings.BASE_DIR, capture_output=True, text=True,
+        )  # fmt: skip
+        topology.data = json.loads(made.stdout.strip().splitlines()[-1])
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def web(topology):
+    """A uvicorn process on the topology (multi-host primary URL, replica, Sentinel)."""
+    with uvicorn_server(env=child_environment(topology), args=["--lifespan", "off"]) as port:
+        yield port
+
+
+def test_a_save_in_the_admin_is_in_its_changelist_even_while_the_replica_replays_nothing(topology, web):
+    browser = Browser(web, {"sessionid": topology.data["session"]})
+    organization = topology.data["organization"]
+    token = uuid.uuid4().hex[:8]
+    name = f"Renamed {token}"
+    with topology.postgres["replica1"].connect() as replica:
+        replica.execute("SELECT pg_wal_replay_pause()")
+        try:
+            assert browser.save_change_form(f"/admin/core/organization/{organization}/change/", name=name) == 302
+            assert "companyos_wrote_lsn" in browser.cookies
+
+            status, page = browser.request("GET", f"/admin/core/organization/?q={token}")
+
+            assert status == 200 and name in page
+            # The primary ran the changelist's search; the paused replica did not.
+            assert searched(token) in server_log(topology, "primary")
+            assert searched(token) not in server_log(topology, "replica1")
+        finally:
+            replica.execute("SELECT pg_wal_replay_resume()")
+
+        # Replay running: the replica catches up and serves the next changelist.
+        wait_for(lambda: name in str(replica.execute("SELECT name FROM core_organization").fetchall()), "replay")
+        status, page = browser.request("GET", f"/admin/core/organization/?q={token.upper()}")
+
+        assert status == 200 and name in page
+        assert searched(token.upper()) in server_log(topology, "replica1")
+        assert searched(token.upper()) not in server_log(topology, "primary")
+
+
+def searched(term: str) -> str:
+    """How the admin's search for ``term`` appears in a server's statement log."""
+    return f"LIKE UPPER('%{term}%')"
+
+
+def test_the_web_path_through_pgbouncer_in_transaction_mode_serves_the_admin_and_webhooks(topology):
+    env = child_environment(topology, **topology.environment(pgbouncer=True))
+    with uvicorn_server(env=env, args=["--lifespan", "off"]) as port:
+        browser = Browser(port, {"sessionid": topology.data["session"]})
+        for _ in range(3):  # several transactions, on whichever server connections PgBouncer hands out
+            status, page = browser.request("GET", "/admin/core/organization/")
+            assert status == 200, page[:500]
+        assert deliver_webhook(port, topology, f"bouncer-{uuid.uuid4()}") == 202
+
+
+def deliver_webhook(port: int, topology, delivery_id: str) -> int:
+    body = OPENED
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": delivery_id,
+        "X-Hub-Signature-256": github_signature(topology.data["secret"], body),
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("POST", topology.data["endpoint"], body=body, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_killing_the_redis_master_costs_the_cache_seconds_and_nobody_their_session(topology, web):
+    browser = Browser(web, {"sessionid": topology.data["session"]})
+
+    def cache_answers() -> bool:
+        status, page = browser.request("GET", "/healthz")
+        return status == 200 and json.loads(page)["checks"]["cache"]["status"] == "ok"
+
+    assert cache_answers()
+    old_master = topology.kill_redis_master()
+    killed = time.monotonic()
+    logged_out = 0
+    while not (topology.redis_master_port() != old_master and cache_answers()):
+        status, page = browser.request("GET", "/admin/")
+        logged_out += status != 200
+        assert time.monotonic() - killed < 30, "the cache did not come back within 30 s"
+        time.sleep(0.05)
+    recovered = time.monotonic() - killed
+    print(f"\nRedis master kill -9: cache back after {recovered:.1f} s")
+
+    assert logged_out == 0
+    assert recovered < 10
+    assert browser.request("GET", "/admin/")[0] == 200
+
+
+def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(topology, web):
+    acknowledged, failed_after_kill = [], 0
+    killed = recovered = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        delivery_id = f"failover-{uuid.uuid4()}"
+        status = deliver_webhook(web, topology, delivery_id)
+        if status == 202:
+            acknowledged.append(delivery_id)
+            if killed and recovered is None:
+                recovered = time.monotonic() - killed
+        elif killed:
+            failed_after_kill += 1
+        else:
+            pytest.fail(f"a delivery failed before the primary was killed: {status}")
+        if killed is None and len(acknowledged) >= 200:
+            topology.kill_postgres("primary")
+            killed = time.monotonic()
+            # The failover tooling's part: promote the synchronous standby.
+            topology.promote("standby1")
+        if recovered is not None and len(acknowledged) >= 300:
+            break
+    print(
+        f"\nPostgreSQL primary kill -9 + promotion: writes served again after {recovered:.1f} s, "
+        f"{failed_after_kill} deliveries refused meanwhile, {len(acknowledged)} acknowledged"
+    )
+
+    assert recovered is not None, "no write was acknowledged after the promotion"
+    with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
+        stored = {
+            row[0]
+            for row in new_primary.execute(
+                "SELECT delivery_id FROM integrations_webhookdelivery WHERE delivery_id LIKE 'failover-%'"
+            )
+        }
+    assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged writes lost"
+    assert recovered < 15
