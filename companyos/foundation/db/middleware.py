@@ -22,11 +22,11 @@ import re
 
 from django.conf import settings
 from django.core.exceptions import MiddlewareNotUsed
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 
 from companyos.foundation.db import replica_aliases
 from companyos.foundation.db.replicas import format_lsn, parse_lsn
-from companyos.foundation.db.router import read_after, replica_reads
+from companyos.foundation.db.router import primary_position, read_after, replica_reads
 
 logger = logging.getLogger("companyos.db")
 
@@ -54,9 +54,7 @@ class ReadYourWritesMiddleware:
             response = self.get_response(request)
         if not lag_tolerant:
             try:
-                with connections["default"].cursor() as cursor:
-                    cursor.execute("SELECT pg_current_wal_lsn()::text")
-                    position = parse_lsn(cursor.fetchone()[0])
+                position = primary_position()
             except DatabaseError as exc:
                 # Without it, this browser's next reads may miss the request's
                 # writes until the replicas catch up: say so.

@@ -6,7 +6,7 @@ A read goes to a replica only when all of these hold:
 * the code around it said lag is fine: a GET or HEAD request
   (:class:`~companyos.foundation.db.middleware.ReadYourWritesMiddleware`:
   admin changelists and dashboards, selectors behind views) or a block in
-  :func:`replica_reads` (event replay, analytics outside requests);
+  :func:`replica_reads` / :func:`current_replica_reads` (event replay);
 * its model is neither ``AUTH_USER_MODEL`` nor in ``DATABASE_PRIMARY_MODELS``
   (auth, sessions, the queues: what decides who someone is or who owns a task);
 * no transaction is open on the primary (a read inside one belongs to it);
@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import connections
 
 from companyos.foundation.db import DIRECT_ALIAS, replica_aliases
-from companyos.foundation.db.replicas import replica
+from companyos.foundation.db.replicas import parse_lsn, replica
 
 _lag_tolerant: ContextVar[bool] = ContextVar("companyos_replica_reads", default=False)
 _min_lsn: ContextVar[int] = ContextVar("companyos_min_lsn", default=0)
@@ -54,6 +54,28 @@ def read_after(lsn: int) -> Iterator[None]:
         yield
     finally:
         _min_lsn.reset(token)
+
+
+@contextmanager
+def current_replica_reads() -> Iterator[None]:
+    """Within the block, reads go to a replica only once it has replayed everything committed before it.
+
+    For reads that must miss nothing yet are heavy (an event replay after a
+    reconnect): one ``pg_current_wal_lsn()`` on the primary buys the replica
+    the rest of the work. Without replicas it costs nothing.
+    """
+    if not replica_aliases():
+        yield
+        return
+    with replica_reads(), read_after(primary_position()):
+        yield
+
+
+def primary_position() -> int:
+    """The primary's WAL position now: everything committed so far is at or before it."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        return parse_lsn(cursor.fetchone()[0])
 
 
 @cache
