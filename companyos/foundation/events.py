@@ -43,7 +43,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import Any
@@ -53,6 +53,10 @@ from django.apps import apps
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
+from django.db.models import Q
+
+from companyos.foundation.db.router import current_replica_reads
+from companyos.foundation.ids import uuid7_floor
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +252,44 @@ def _publish(
 def get_event_model() -> type[models.Model]:
     """The model of stored events, ``settings.EVENTS_MODEL`` (as ``get_user_model`` for users)."""
     return apps.get_model(settings.EVENTS_MODEL, require_ready=False)
+
+
+# --- Replay: the stored events a client missed ---------------------------------
+
+
+def events_to_replay(
+    *, organization_id: uuid.UUID, topics: Iterable[str], since: uuid.UUID, limit: int
+) -> list[models.Model]:
+    """The organization's events of ``topics`` after event id ``since``, oldest first, at most ``limit``.
+
+    Ids are UUIDv7 taken at INSERT, but transactions commit in any order: an
+    event inserted just before ``since`` may have committed (and been
+    published) after the client saw ``since``. So the window opens
+    ``EVENTS_REPLAY_OVERLAP_SECONDS`` earlier (this also absorbs clock skew
+    between hosts); clients drop the ids they already have.
+    """
+    overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
+    floor = uuid7_floor((since.int >> 80) - overlap_ms)
+    return [
+        event
+        for event in events_from(organization_id=organization_id, topics=topics, floor=floor, limit=limit + 1)
+        if event.id != since
+    ][:limit]
+
+
+def events_from(
+    *, organization_id: uuid.UUID, topics: Collection[str], floor: uuid.UUID, limit: int
+) -> list[models.Model]:
+    """The organization's events of ``topics`` with an id from ``floor`` on, oldest first, at most ``limit``."""
+    if not topics:
+        return []
+    of_topics = Q()
+    for topic in topics:
+        of_topics |= Q(event_type__startswith=f"{topic}.")
+    # A replica serves the replay only once it has everything committed before it: nothing is missed.
+    with current_replica_reads():
+        events = get_event_model().objects.filter(of_topics, organization_id=organization_id, id__gte=floor)
+        return list(events.order_by("id")[:limit])
 
 
 def topic_group(organization_id: uuid.UUID | str, topic: str) -> str:

@@ -35,10 +35,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from companyos.foundation.events import ALL_TOPICS, declared_topics, event_frame, topic_group, user_group
+from companyos.foundation.events import (
+    ALL_TOPICS,
+    declared_topics,
+    event_frame,
+    events_to_replay,
+    topic_group,
+    user_group,
+)
 from companyos.foundation.ids import uuid7_floor
 from companyos.realtime.feed import StoredEvent, current_feed, id_milliseconds
-from companyos.realtime.selectors import events_to_replay, organization_of_member
+from companyos.realtime.selectors import organization_of_member
 
 logger = logging.getLogger(__name__)
 

@@ -35,9 +35,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from companyos.foundation.events import event_frame
+from companyos.foundation.events import event_frame, events_from
 from companyos.foundation.ids import uuid7_floor
-from companyos.realtime.selectors import events_from
 
 logger = logging.getLogger(__name__)
 
