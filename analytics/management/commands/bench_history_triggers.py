@@ -26,12 +26,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from companyos.foundation.console.history import UPDATE_TRIGGER, WRITE_TRIGGER
-
-ATTACH_TO_METRICS = (
-    f"CREATE TRIGGER {WRITE_TRIGGER} AFTER INSERT OR DELETE ON analytics_metric "
-    "FOR EACH ROW EXECUTE FUNCTION console_record_change('analytics.metric', '', 'updated_at')"
-)
+from companyos.foundation.console.history import history_triggers, tracked
 
 
 class Command(BaseCommand):
@@ -68,7 +63,11 @@ class Command(BaseCommand):
         now = datetime.now(UTC)
         with transaction.atomic(), connection.cursor() as cursor:
             if with_trigger:
-                cursor.execute(ATTACH_TO_METRICS)
+                from analytics.models import Metric
+
+                # What declaring tracked() on Metric would install.
+                for trigger in tracked():
+                    cursor.execute(trigger.compile(Metric).install_sql)
             started = time.perf_counter()
             columns = "id, created_at, updated_at, organization_id, name, value, unit, dimensions, timestamp, source"
             with cursor.cursor.copy(f"COPY analytics_metric ({columns}) FROM STDIN") as copy:
@@ -86,8 +85,8 @@ class Command(BaseCommand):
 
         with transaction.atomic(), connection.cursor() as cursor:
             if not with_trigger:
-                for trigger in (WRITE_TRIGGER, UPDATE_TRIGGER):
-                    cursor.execute(f"ALTER TABLE agents_agenttask DISABLE TRIGGER {trigger}")
+                for trigger in history_triggers(AgentTask):
+                    cursor.execute(trigger.compile(AgentTask).disable_sql)
             agent = Agent.objects.create(
                 organization=organization,
                 name="Bench",
