@@ -1,7 +1,7 @@
 """Routing without replicas, and the WAL positions the routing compares.
 
 The routing to real replicas (read-your-writes with replay paused, skipped
-replicas) is exercised against a started topology in test_topology.py.
+replicas) is exercised against a started topology in companyos/config/tests/test_topology.py.
 """
 
 import pytest
