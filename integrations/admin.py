@@ -6,7 +6,6 @@ renders the stored value back. Only holders of ``console.manage_secrets``
 (the admin role) see those fields or run the rotation actions.
 """
 
-import json
 
 from django import forms
 from django.contrib import admin, messages
@@ -24,13 +23,15 @@ from companyos.foundation.console.toolkit import (
     subquery_count,
 )
 from companyos.foundation.fields import masked
+from companyos.foundation.jsonbounds import load_bounded_json
 from integrations.models import Integration, Webhook, WebhookDelivery
+from integrations.selectors import REFUSAL_DAYS, webhook_refusals
 
 MANAGE_SECRETS = "console.manage_secrets"
 
 
 def parse_credentials(text: str) -> dict:
-    value = json.loads(text)
+    value = load_bounded_json(text)
     if not isinstance(value, dict):
         raise ValueError("credentials must be a JSON object")
     return value
@@ -192,10 +193,28 @@ class WebhookAdmin(ModelAdmin):
     list_filter = ("is_active", "integration__service", "last_delivery_status")
     search_fields = ("name", "integration__name", "=endpoint_token")
     autocomplete_fields = ("integration",)
-    readonly_fields = ("endpoint_token", "last_delivery_at", "last_delivery_status", "delivery_count", "failure_count")
+    readonly_fields = (
+        "endpoint_token",
+        "last_delivery_at",
+        "last_delivery_status",
+        "delivery_count",
+        "failure_count",
+        "refused_requests",
+    )
     fieldsets = (
         (None, {"fields": ("integration", "name", "is_active", "events", "endpoint_token")}),
-        ("Deliveries", {"fields": ("last_delivery_at", "last_delivery_status", "delivery_count", "failure_count")}),
+        (
+            "Deliveries",
+            {
+                "fields": (
+                    "last_delivery_at",
+                    "last_delivery_status",
+                    "delivery_count",
+                    "failure_count",
+                    "refused_requests",
+                )
+            },
+        ),
         ("Other", {"fields": ("metadata", "created_at", "updated_at")}),
     )
     inlines = (DeliveryInline,)
@@ -203,6 +222,12 @@ class WebhookAdmin(ModelAdmin):
 
     def has_manage_secrets_permission(self, request):
         return request.user.has_perm(MANAGE_SECRETS)
+
+    @admin.display(description=f"refused requests (last {REFUSAL_DAYS} days)")
+    def refused_requests(self, webhook: Webhook) -> str:
+        """Unsigned, wrongly signed (401) and oversized (413) requests: counted in Redis, never stored as deliveries."""
+        counts = webhook_refusals(webhook=webhook) if webhook.pk else {}
+        return ", ".join(f"{count} × {code}" for code, count in counts.items()) or "none"
 
     @admin.action(description="Rotate the signing secret of the selected webhooks", permissions=["manage_secrets"])
     def rotate_secret(self, request, queryset):

@@ -19,15 +19,18 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
+from django_redis import get_redis_connection
 
 from companyos.foundation.batches import delete_in_batches
 from companyos.foundation.console.history import history_source
 from companyos.foundation.ids import uuid7
 from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
+from integrations.selectors import REFUSAL_DAYS, refusals_key
 from integrations.webhooks.providers import PROVIDERS, Identity
 
 logger = logging.getLogger(__name__)
@@ -140,6 +143,17 @@ def webhook_delivery_record(
         cursor.execute(_RECORD_SQL, params)
         row = cursor.fetchone()
     return row[0] if row else None
+
+
+def webhook_refusal_count(*, webhook: Webhook, code: int) -> None:
+    """Count an unverified request refused with ``code``, in Redis only (skipped while Redis is down)."""
+    key = refusals_key(webhook_pk=webhook.pk, day=timezone.now().date())
+    client = get_redis_connection("default")
+    try:
+        if client.hincrby(key, str(code), 1) == 1:
+            client.expire(key, (REFUSAL_DAYS + 1) * 86400)
+    except redis.RedisError:
+        logger.debug("Redis is down: a refused request to webhook %s was not counted", webhook.pk)
 
 
 def _locked_received(**lookup: Any) -> WebhookDelivery | None:

@@ -8,9 +8,16 @@ is a 4xx or a 2xx, never a 500:
 
 - 404 unknown or inactive endpoint (nothing stored: there is no webhook to
   attach it to);
-- 413 body over ``WEBHOOK_MAX_BODY_BYTES``, 401 missing or wrong signature,
-  400 malformed body: stored as a ``rejected`` delivery without payload and
-  counted as a failure on the webhook;
+- 429 with ``Retry-After`` past ``WEBHOOK_RATE_LIMIT_PER_ADDRESS`` requests a
+  minute from one address or ``WEBHOOK_RATE_LIMIT_PER_ENDPOINT`` to one
+  webhook (``companyos.foundation.ratelimit``);
+- 413 body over ``WEBHOOK_MAX_BODY_BYTES``, 401 missing or wrong signature:
+  counted in Redis per webhook and code, nothing written to the database
+  (anyone holding the URL can send these);
+- 400 a signed body that is not JSON we may store (over the bounds of
+  ``companyos.foundation.jsonbounds``) or not a delivery: stored as a
+  ``rejected`` delivery without payload and counted as a failure on the
+  webhook, the answer saying what was wrong and nothing of our internals;
 - 202 accepted (``received``), or accepted and ``ignored`` for events we do
   not handle or the webhook does not take;
 - 200 for a delivery id already stored (a redelivery), which changes nothing.
@@ -18,7 +25,6 @@ is a 4xx or a 2xx, never a 500:
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -28,10 +34,13 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from companyos.foundation.jsonbounds import load_bounded_json
+from companyos.foundation.network import client_address
+from companyos.foundation.ratelimit import hit, too_many_requests
 from integrations.jobs import defer_delivery_processing
 from integrations.models import Webhook, WebhookDelivery
 from integrations.selectors import webhook_get_for_endpoint
-from integrations.services import webhook_delivery_record
+from integrations.services import webhook_delivery_record, webhook_refusal_count
 from integrations.webhooks.providers import PROVIDERS, Provider
 
 logger = logging.getLogger(__name__)
@@ -46,84 +55,64 @@ def _declared_length(request: HttpRequest) -> int:
         return 0
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON.")
-
-
-def _jsonb_storable(value: Any) -> bool:
-    """Whether PostgreSQL's JSONB takes ``value``: it refuses NUL and unpaired surrogates, which JSON allows."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, dict):
-        return all(_jsonb_storable(key) and _jsonb_storable(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_jsonb_storable(item) for item in value)
-    return True
-
-
 def _parse(body: bytes) -> tuple[dict[str, Any], str]:
-    """The body as a JSON object and as text; ValueError when PostgreSQL's JSONB could not hold it."""
-    text = body.decode("utf-8")
-    try:
-        payload = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise ValueError("The JSON is nested too deeply.") from exc
+    """The body as a JSON object and as text; ValueError when it is not one we may store."""
+    payload = load_bounded_json(body, max_bytes=settings.WEBHOOK_MAX_BODY_BYTES)
     if not isinstance(payload, dict):
         raise ValueError("The body must be a JSON object.")
-    # Only \u escapes can smuggle in what JSONB refuses (the text itself is valid UTF-8).
-    try:
-        storable = "\\u" not in text or _jsonb_storable(payload)
-    except RecursionError:
-        storable = False
-    if not storable:
-        raise ValueError("The JSON holds characters that cannot be stored (NUL or unpaired surrogates).")
-    return payload, text
+    return payload, body.decode("utf-8")
 
 
-def _reject(
-    *, webhook: Webhook, provider: Provider, request: HttpRequest, code: int, reason: str, signature_valid: bool = False
-) -> JsonResponse:
-    """Answer a 4xx and log it as a rejected delivery, keeping nothing the caller sent but headers."""
-    logger.info("Webhook %s rejected a delivery (%s): %s", webhook.pk, code, reason)
+def _refuse_unverified(*, webhook: Webhook, code: int, reason: str) -> JsonResponse:
+    """Answer a request nobody signed (or too large to check) with a 4xx, counted in Redis only.
+
+    Anyone who knows the URL can send these, so each must stay cheap: no
+    database write, no log line (the counts are on the webhook's admin page).
+    """
+    webhook_refusal_count(webhook=webhook, code=code)
+    return JsonResponse({"error": reason}, status=code)
+
+
+def _reject(*, webhook: Webhook, provider: Provider, request: HttpRequest, reason: str) -> JsonResponse:
+    """Answer a signed but malformed delivery 400 and log it as rejected, keeping nothing of it but headers.
+
+    Only the webhook's sender can sign, so these are rare and worth a row.
+    """
+    logger.info("Webhook %s rejected a signed delivery: %s", webhook.pk, reason)
     webhook_delivery_record(
         webhook=webhook,
         identity=provider.claimed_identity(headers=request.headers),
         status=Status.REJECTED,
-        response_code=code,
+        response_code=400,
         payload_json=None,
         headers=provider.stored_headers(request.headers),
-        signature_valid=signature_valid,
+        signature_valid=True,
         error=reason,
     )
-    return JsonResponse({"error": reason}, status=code)
+    return JsonResponse({"error": reason}, status=400)
 
 
 @csrf_exempt
 @require_POST
 def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     """Verify, store and acknowledge one delivery."""
+    retry_after = hit("webhook-address", client_address(request), limit=settings.WEBHOOK_RATE_LIMIT_PER_ADDRESS)
+    if retry_after:
+        return too_many_requests(retry_after)
     webhook = webhook_get_for_endpoint(endpoint_token=endpoint_token)
     provider = PROVIDERS.get(webhook.integration.service) if webhook else None
     if webhook is None or provider is None:
         return JsonResponse({"error": "Unknown webhook endpoint."}, status=404)
+    retry_after = hit("webhook-endpoint", str(webhook.pk), limit=settings.WEBHOOK_RATE_LIMIT_PER_ENDPOINT)
+    if retry_after:
+        return too_many_requests(retry_after)
 
     limit = settings.WEBHOOK_MAX_BODY_BYTES
-    too_large = f"The body is larger than {limit} bytes."
     # Refuse a declared oversize without reading it, then bound what is read.
-    if _declared_length(request) > limit:
-        return _reject(webhook=webhook, provider=provider, request=request, code=413, reason=too_large)
-    body = request.read(limit + 1)
-    if len(body) > limit:
-        return _reject(webhook=webhook, provider=provider, request=request, code=413, reason=too_large)
-
+    if _declared_length(request) > limit or len(body := request.read(limit + 1)) > limit:
+        return _refuse_unverified(webhook=webhook, code=413, reason=f"The body is larger than {limit} bytes.")
     if not provider.signature_valid(secret=webhook.secret, body=body, headers=request.headers):
-        return _reject(
-            webhook=webhook, provider=provider, request=request, code=401, reason="Missing or wrong signature."
-        )
+        return _refuse_unverified(webhook=webhook, code=401, reason="Missing or wrong signature.")
 
     try:
         payload, text = _parse(body)
@@ -140,21 +129,22 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
             signature_valid=True,
             error=reason,
         )
-    # Not UTF-8, not JSON, not storable, a MalformedDelivery, or (DataError) a
-    # value PostgreSQL refuses that the checks above did not foresee.
-    except (ValueError, DataError) as exc:
-        return _reject(
-            webhook=webhook,
-            provider=provider,
-            request=request,
-            code=400,
-            reason=f"Malformed delivery: {exc}",
-            signature_valid=True,
-        )
-
-    if delivery_pk is None:
-        return JsonResponse({"status": "duplicate", "delivery_id": identity.delivery_id}, status=200)
-    answer = {"status": status, "delivery": str(delivery_pk)}
-    if status == Status.RECEIVED:
-        defer_delivery_processing(delivery_pk)
-    return JsonResponse(answer, status=202)
+    # Not JSON we may store (JSONRefused) or a MalformedDelivery: the message
+    # says what the caller did wrong.
+    except UnicodeDecodeError:
+        reason = "Malformed delivery: the body is not UTF-8."
+    except ValueError as exc:
+        reason = f"Malformed delivery: {exc}"
+    # A value PostgreSQL refuses that the checks above did not foresee: its
+    # message quotes our SQL, so it goes to the log, not to the caller.
+    except DataError:
+        logger.warning("Webhook %s: PostgreSQL refused a signed delivery", webhook.pk, exc_info=True)
+        reason = "Malformed delivery: a value in it cannot be stored."
+    else:
+        if delivery_pk is None:
+            return JsonResponse({"status": "duplicate", "delivery_id": identity.delivery_id}, status=200)
+        answer = {"status": status, "delivery": str(delivery_pk)}
+        if status == Status.RECEIVED:
+            defer_delivery_processing(delivery_pk)
+        return JsonResponse(answer, status=202)
+    return _reject(webhook=webhook, provider=provider, request=request, reason=reason)

@@ -7,6 +7,7 @@ production: DEBUG is off, secrets have no default, cookies are secure.
 from datetime import timedelta
 from pathlib import Path
 
+import csp.constants
 import environ
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
@@ -37,6 +38,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "channels",
+    # Login throttling, TOTP two-factor and the Content-Security-Policy (docs/security.md).
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
     # Triggers declared in model Meta and written into migrations: the change history.
     "pgtrigger",
     # System jobs and their schedule on PostgreSQL (issue 12, docs/jobs.md);
@@ -60,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # GET/HEAD may read from replicas that replayed this browser's last write (docs/scaling.md).
     "companyos.foundation.db.middleware.ReadYourWritesMiddleware",
@@ -67,10 +74,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # request.user.is_verified(): whether this session passed a TOTP token.
+    "django_otp.middleware.OTPMiddleware",
     # Attributes every change a request makes to its user and source (issue 6).
     "companyos.foundation.console.history.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "companyos.config.urls"
@@ -88,6 +99,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                # {{ CSP_NONCE }} for the rare inline <script>/<style> a page needs.
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -367,6 +380,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes refuses a locked-out login before the password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Login throttling (django-axes, docs/security.md): after LOGIN_FAILURE_LIMIT
+# wrong passwords for one account, or from one address, logins from there are
+# refused (429) for LOGIN_LOCKOUT_MINUTES, even with the right password.
+# Attempts live in PostgreSQL, so admins see them (Access attempts) and unlock
+# by deleting the row or with `manage.py axes_reset_username` / `axes_reset_ip`.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "companyos.foundation.network.client_address"
+# Emails are case-insensitive: ADMIN@ and admin@ share one failure count.
+AXES_USERNAME_CALLABLE = "companyos.foundation.console.login.attempted_username"
+# TOTP two-factor (django-otp): a staff member with a confirmed device must
+# give its code at login; with ADMIN_REQUIRE_2FA, members of the `admin` role
+# must have one (they set it up under "TOTP devices" before it is turned on).
+ADMIN_REQUIRE_2FA = env.bool("ADMIN_REQUIRE_2FA", default=False)
+OTP_TOTP_ISSUER = "CompanyOS"
 
 # --- Internationalisation -------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -391,6 +424,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 # Load balancers probe /healthz over plain HTTP (issue 3).
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Addresses (CIDR) whose /healthz answer lists each check with its error
+# (hosts, ports); everyone else but logged-in staff gets the status only.
+HEALTHZ_DETAIL_NETWORKS = env.list("HEALTHZ_DETAIL_NETWORKS", default=[])
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
@@ -399,7 +435,26 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (django-csp): scripts and styles
+# from our own origin, or inline only with the response's nonce; no plugins,
+# no framing, forms and websockets (CSP3 'self' covers ws:/wss:) to us only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [csp.constants.SELF],
+        "script-src": [csp.constants.SELF, csp.constants.NONCE],
+        "style-src": [csp.constants.SELF, csp.constants.NONCE],
+        # The admin's icons are SVG files; its widgets draw some as data: URIs.
+        "img-src": [csp.constants.SELF, "data:"],
+        "connect-src": [csp.constants.SELF],
+        "object-src": [csp.constants.NONE],
+        "base-uri": [csp.constants.SELF],
+        "form-action": [csp.constants.SELF],
+        "frame-ancestors": [csp.constants.NONE],
+    }
+}
 SESSION_COOKIE_HTTPONLY = True
+# Debug pages and error reports hide secrets, passwords inside URLs included.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "companyos.foundation.errors.SecretsFilter"
 
 # --- Analytics (issue 8, docs/analytics.md) -----------------------------------------
 # Time ranges longer than this read rollups instead of raw rows.
@@ -414,6 +469,22 @@ ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Delivery log rows older than this are removed by `prune_webhook_deliveries`.
 WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=30)
+# Requests a minute taken from one address and by one webhook; more are
+# answered 429 with Retry-After (companyos.foundation.ratelimit; 0 = unlimited).
+# GitHub sends an organisation's deliveries from a few addresses, hence equal limits.
+WEBHOOK_RATE_LIMIT_PER_ADDRESS = env.int("WEBHOOK_RATE_LIMIT_PER_ADDRESS", default=1200)
+WEBHOOK_RATE_LIMIT_PER_ENDPOINT = env.int("WEBHOOK_RATE_LIMIT_PER_ENDPOINT", default=1200)
+
+# --- Input bounds (docs/security.md) ----------------------------------------------
+# JSON from outside (the admin's JSON fields; webhooks use WEBHOOK_MAX_BODY_BYTES)
+# is refused above this size, and above this nesting depth: far below the ~1,000
+# levels Python can load back, so whatever was stored can be shown again
+# (companyos.foundation.jsonbounds).
+JSON_MAX_BYTES = env.int("JSON_MAX_BYTES", default=256 * 1024)
+JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
+# Reverse proxies in front of the app that append the client's address to
+# X-Forwarded-For; 0 trusts only the socket's address (companyos.foundation.network).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
 # --- Social platforms (issue 12, docs/jobs.md) --------------------------------------
 # The APIs scheduled posts are published through (tests point them at a local server).

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from companyos.foundation import crypto
+from companyos.foundation.jsonbounds import BoundedJSONFormField
 
 
 class _StoredStr(str):
@@ -140,7 +140,7 @@ class EncryptedJSONField(EncryptedTextField):
         return value
 
     def formfield(self, **kwargs):
-        return super().formfield(**{"form_class": forms.JSONField, **kwargs})
+        return super().formfield(**{"form_class": BoundedJSONFormField, **kwargs})
 
 
 def masked(value: str | None, visible: int = 4) -> str:

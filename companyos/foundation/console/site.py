@@ -26,6 +26,22 @@ class CompanyOSAdminSite(admin.AdminSite):
     site_header = "CompanyOS console"
     site_title = "CompanyOS"
     index_title = "Run the company"
+    # Throttled by django-axes; asks for a TOTP code (companyos.foundation.console.login).
+    login_template = "admin/companyos/login.html"
+
+    @property
+    def login_form(self):
+        from companyos.foundation.console.login import LoginForm
+
+        return LoginForm
+
+    def has_permission(self, request):
+        """Staff, and verified with a TOTP code when ``ADMIN_REQUIRE_2FA`` asks it of their role."""
+        from companyos.foundation.console.login import two_factor_required
+
+        if not super().has_permission(request):
+            return False
+        return not two_factor_required(request.user) or request.user.is_verified()
 
     def get_app_list(self, request, app_label=None):
         app_list = super().get_app_list(request, app_label)

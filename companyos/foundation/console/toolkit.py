@@ -26,6 +26,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from companyos.foundation.fields import masked
+from companyos.foundation.jsonbounds import BoundedJSONFormField
 
 
 def tone(model: type[models.Model] | models.Model, value: str) -> str:
@@ -220,22 +221,52 @@ def action_form(
     return TemplateResponse(request, "admin/companyos/action_form.html", context)
 
 
+class ConstraintsCheckedForm(forms.ModelForm):
+    """A model form that checks every constraint of the model before saving, not only its own fields'.
+
+    Django skips a constraint naming a field the form leaves out (a task's
+    read-only status), and the database's IntegrityError is then a 500; here
+    it is a form error instead. Errors on fields the form lacks are shown
+    above the form.
+    """
+
+    def _post_clean(self):
+        super()._post_clean()
+        if self._errors:
+            return
+        try:
+            self.instance.validate_constraints()
+        except ValidationError as exc:
+            for field, errors in exc.error_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+
+
 class ModelAdmin(admin.ModelAdmin):
     """The base of every CompanyOS ModelAdmin.
 
     Timestamps are read-only everywhere, lists are paginated in pages staff
     can scan, and the history page shows the trigger-recorded history
     (``companyos.foundation.console.history``) instead of Django's LogEntry list, which
-    misses every change made outside the admin.
+    misses every change made outside the admin. Every form checks all the
+    model's constraints (:class:`ConstraintsCheckedForm`, whichever form an
+    admin declares) and parses JSON within the platform's bounds
+    (``companyos.foundation.jsonbounds``).
     """
 
     list_per_page = 50
     list_max_show_all = 200
     timestamps = ("created_at", "updated_at")
     show_facets = admin.ShowFacets.NEVER
+    formfield_overrides = {models.JSONField: {"form_class": BoundedJSONFormField}}
 
     def get_readonly_fields(self, request, obj=None):
         return (*super().get_readonly_fields(request, obj), *self.timestamps)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if issubclass(form, ConstraintsCheckedForm):
+            return form
+        return type(form.__name__, (ConstraintsCheckedForm, form), {"__module__": form.__module__})
 
     def history_view(self, request, object_id, extra_context=None):
         from companyos.foundation.console.views import object_history_view
@@ -253,6 +284,7 @@ class RecentRowsInline(admin.TabularInline):
     extra = 0
     max_rows = 10
     show_change_link = True
+    formfield_overrides = ModelAdmin.formfield_overrides
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-created_at")

@@ -26,8 +26,10 @@ def caches_at(url: str) -> dict:
 
 
 @pytest.fixture
-def fresh(db):
-    """No healthy answer cached by an earlier test, and a fresh channel-layer client."""
+def fresh(db, settings):
+    """No healthy answer cached by an earlier test, a fresh channel-layer client, and the
+    test client's address (127.0.0.1) allowed the details."""
+    settings.HEALTHZ_DETAIL_NETWORKS = ["127.0.0.0/8"]
     get_layer("api").delete(health.CACHE_KEY)
     health._channel_layer_client.cache_clear()
     yield
@@ -91,3 +93,22 @@ def test_healthz_is_served_over_plain_http_when_ssl_is_forced(client, fresh):
 
 def test_healthz_only_answers_get(client, fresh):
     assert client.post("/healthz").status_code == 405
+
+
+def test_public_answer_is_the_status_only(client, fresh, settings):
+    settings.HEALTHZ_DETAIL_NETWORKS = ["10.0.0.0/8"]
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0")):
+        response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "fail"}
+
+
+def test_staff_get_the_details_from_anywhere(client, fresh, settings):
+    from core.tests.factories import UserFactory
+
+    settings.HEALTHZ_DETAIL_NETWORKS = []
+    client.force_login(UserFactory(is_staff=True))
+    body = client.get("/healthz").json()
+
+    assert set(body["checks"]) == {"database", "cache", "channel_layer"}

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.tests.factories import AgentCollaborationFactory, AgentFactory, AgentTaskFactory
@@ -94,6 +96,24 @@ def _changes(p, n):
     # Change rows are written by the triggers: n updates of one organization.
     for index in range(n):
         Organization.objects.filter(pk=p.organization.pk).update(name=f"Renamed {index}")
+
+
+def _login_rows(model: type[models.Model], n: int, **fields: Any) -> None:
+    # Rows django-axes writes for login attempts, one account and address each.
+    stamp = timezone.now().timestamp()
+    model.objects.bulk_create(
+        [
+            model(
+                username=f"user-{i}-{stamp}@example.com",
+                ip_address=f"192.0.2.{i % 250 + 1}",
+                user_agent="pytest",
+                path_info="/admin/login/",
+                http_accept="text/html",
+                **fields,
+            )
+            for i in range(n)
+        ]
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,9 +235,31 @@ CASES = [
         lambda o: f"organization__id__exact={o.organization_id}",
     ),
     Case(Change, _changes, lambda o: str(o.object_id), lambda o: f"operation__exact={o.operation}"),
+    # Login throttling (django-axes) and two-factor devices (django-otp): their own admins.
+    Case(
+        AccessAttempt,
+        lambda p, n: _login_rows(AccessAttempt, n, failures_since_start=1, get_data="", post_data=""),
+        lambda o: o.username,
+        lambda o: f"path_info={o.path_info}",
+    ),
+    Case(AccessLog, lambda p, n: _login_rows(AccessLog, n), lambda o: o.username, lambda o: f"path_info={o.path_info}"),
+    Case(
+        AccessFailureLog,
+        lambda p, n: _login_rows(AccessFailureLog, n, locked_out=False),
+        lambda o: o.username,
+        lambda o: "locked_out__exact=0",
+    ),
+    Case(
+        TOTPDevice,
+        lambda p, n: TOTPDevice.objects.bulk_create(
+            [TOTPDevice(user=UserFactory(), name=f"phone {i}", confirmed=True) for i in range(n)]
+        ),
+        lambda o: o.user.email,
+        lambda o: "confirmed__exact=1",
+    ),
 ]
 
 # Written only by the system (logs, history): nobody has an add page.
-NO_ADD = {Event, Metric, Change, WebhookDelivery}
+NO_ADD = {Event, Metric, Change, WebhookDelivery, AccessAttempt, AccessLog, AccessFailureLog}
 # Read-only for everyone: no change either.
 NO_CHANGE = {Event, Metric, Change}

@@ -1,0 +1,145 @@
+"""JSON from outside, bounded before it is parsed and storable once it is.
+
+Every place that takes JSON from a caller (the webhook intake, the admin's
+JSON fields) parses it with :func:`load_bounded_json`, so one rule decides
+what is refused:
+
+- larger than ``JSON_MAX_BYTES`` (or the caller's own, smaller limit);
+- arrays and objects nested deeper than ``JSON_MAX_DEPTH``. The bound sits
+  far below what Python's recursion limit lets ``json`` load back (about
+  1,000 levels, less inside a deep call stack such as an admin page
+  rendering a JSONB column) and what PostgreSQL's ``max_stack_depth`` lets
+  JSONB take: a value that was accepted can always be read again. The depth
+  is measured on the text before parsing, so a refused body never reaches
+  the recursive parser;
+- ``NaN``/``Infinity`` (not JSON), numbers longer than
+  ``MAX_NUMBER_CHARACTERS`` or beyond a float's range (JSONB's numeric
+  would refuse the exponent, Python would read infinity), and strings JSONB
+  refuses (NUL, unpaired surrogates).
+
+A refusal is a :class:`JSONRefused` (a ValueError) whose message tells the
+caller what to change and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from itertools import accumulate
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.forms.fields import InvalidJSONInput
+
+__all__ = ["BoundedJSONFormField", "JSONRefused", "json_depth", "load_bounded_json"]
+
+# A JSON string literal (escapes included): brackets inside one do not nest.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_NESTING = str.maketrans({"[": "+", "{": "+", "]": "-", "}": "-"})
+# Ids and amounts fit easily; Python refuses integers over 4,300 digits with a bare ValueError.
+MAX_NUMBER_CHARACTERS = 100
+
+
+class JSONRefused(ValueError):
+    """JSON input over a bound or holding what JSONB cannot store."""
+
+
+def json_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON ``text`` nest (0 for a scalar), without parsing it.
+
+    Regular expressions drop the strings and everything but brackets, so a
+    megabyte of ordinary JSON costs a few milliseconds. Invalid JSON gets
+    some number; the parser refuses it afterwards anyway.
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_NESTING)
+    return max(accumulate(1 if sign == "+" else -1 for sign in brackets), default=0)
+
+
+def _reject_constant(name: str) -> Any:
+    raise JSONRefused(f"{name} is not JSON.")
+
+
+def _number_literal(literal: str) -> str:
+    if len(literal) > MAX_NUMBER_CHARACTERS:
+        raise JSONRefused(f"Numbers are limited to {MAX_NUMBER_CHARACTERS} characters.")
+    return literal
+
+
+def _parse_int(literal: str) -> int:
+    return int(_number_literal(literal))
+
+
+def _parse_float(literal: str) -> float:
+    value = float(_number_literal(literal))
+    if not math.isfinite(value):
+        raise JSONRefused(f"The number {literal} is out of range.")
+    return value
+
+
+def _storable(value: Any) -> bool:
+    """Whether PostgreSQL's JSONB takes ``value``: it refuses NUL and unpaired surrogates, which JSON allows."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def load_bounded_json(data: str | bytes, *, max_bytes: int | None = None) -> Any:
+    """Parse JSON from a caller, refusing with :class:`JSONRefused` what is too large, too deep or unstorable.
+
+    ``max_bytes`` replaces ``JSON_MAX_BYTES`` for a caller with a size limit
+    of its own (the webhook intake's). Bytes must be UTF-8 (a
+    UnicodeDecodeError, also a ValueError, otherwise).
+    """
+    limit = max_bytes or settings.JSON_MAX_BYTES
+    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise JSONRefused(f"The JSON is larger than {limit} bytes.")
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if json_depth(text) > settings.JSON_MAX_DEPTH:
+        raise JSONRefused(f"The JSON nests arrays and objects deeper than {settings.JSON_MAX_DEPTH} levels.")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except json.JSONDecodeError as exc:
+        raise JSONRefused(f"The JSON is not valid: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
+    # Only \u escapes can smuggle in what JSONB refuses (valid UTF-8 text cannot).
+    if "\\u" in text and not _storable(value):
+        raise JSONRefused("The JSON holds characters that cannot be stored (NUL or unpaired surrogates).")
+    return value
+
+
+class BoundedJSONFormField(forms.JSONField):
+    """The admin's JSON field: what :func:`load_bounded_json` refuses is a form error, never a 500.
+
+    Django's own field parses without bounds both when cleaning and when
+    showing the typed text back, so a deeply nested value would raise
+    RecursionError on either path.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        if self.disabled or not isinstance(value, str) or value in self.empty_values:
+            return super().to_python(value)
+        try:
+            load_bounded_json(value)
+        except JSONRefused as exc:
+            raise ValidationError(str(exc), code="invalid") from exc
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        if self.disabled or data is None:
+            return super().bound_data(data, initial)
+        try:
+            return load_bounded_json(data)
+        except ValueError:
+            return InvalidJSONInput(data)
