@@ -1,5 +1,6 @@
 """Admin for Figma files and the design components generated into code."""
 
+from django import forms
 from django.contrib import admin, messages
 
 from companyos.foundation.console.toolkit import (
@@ -11,7 +12,7 @@ from companyos.foundation.console.toolkit import (
     subquery_count,
 )
 from design.models import DesignComponent, FigmaFile
-from design.services import components_mark_outdated
+from design.services import code_status_refusal, components_mark_outdated
 
 
 class ComponentInline(ReadOnlyInline):
@@ -51,8 +52,19 @@ class FigmaFileAdmin(ModelAdmin):
     )
 
 
+class DesignComponentForm(forms.ModelForm):
+    """Checks a hand-edited code status against design.services' rule; the save publishes its event."""
+
+    def clean_code_status(self):
+        code_status = self.cleaned_data["code_status"]
+        if refusal := code_status_refusal(component=self.instance, code_status=code_status):
+            raise forms.ValidationError(f"Cannot set the code status: {refusal}.")
+        return code_status
+
+
 @admin.register(DesignComponent)
 class DesignComponentAdmin(ModelAdmin):
+    form = DesignComponentForm
     list_display = (
         "name",
         fk_link("figma_file"),

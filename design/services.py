@@ -17,6 +17,17 @@ CodeStatus = DesignComponent.CodeStatus
 HAS_CODE = (CodeStatus.GENERATED, CodeStatus.IN_REVIEW, CodeStatus.SYNCED)
 
 
+def code_status_refusal(*, component: DesignComponent, code_status: str) -> str | None:
+    """Why ``component``'s code may not get ``code_status`` (None when it may).
+
+    The rule :func:`components_mark_outdated` applies, for the admin form that
+    edits the field: only code that exists can become outdated.
+    """
+    if code_status == CodeStatus.OUTDATED and component.code_status not in (*HAS_CODE, CodeStatus.OUTDATED):
+        return f"a component whose code is {component.get_code_status_display().lower()} has no code to fall behind"
+    return None
+
+
 def components_mark_outdated(
     *, components: Iterable[DesignComponent], user: User | None = None
 ) -> list[DesignComponent]:

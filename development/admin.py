@@ -1,16 +1,21 @@
 """Admin for repositories, pull requests and deployments (mirrors of GitHub and Vercel)."""
 
+from django import forms
 from django.contrib import admin
+from django.utils import timezone
 
 from companyos.foundation.console.toolkit import (
     ModelAdmin,
     ReadOnlyInline,
+    action_form,
     count_link,
     fk_link,
+    run_action,
     status_badge,
     subquery_count,
 )
 from development.models import Deployment, PullRequest, Repository
+from development.services import deployment_set_state
 
 
 class PullRequestInline(ReadOnlyInline):
@@ -79,8 +84,17 @@ class PullRequestAdmin(ModelAdmin):
     search_fields = ("title", "=number", "author_login", "head_branch", "=head_sha")
     autocomplete_fields = ("repository", "author", "reviewed_by_agent")
     date_hierarchy = "opened_at"
+    # The state mirrors GitHub and moves only through its webhooks, under the
+    # rules of development.services (a merged pull request stays merged).
+    readonly_fields = ("state",)
     fieldsets = (
-        (None, {"fields": ("repository", "number", "title", "body", "state", "is_draft", "labels")}),
+        (
+            None,
+            {
+                "fields": ("repository", "number", "title", "body", "state", "is_draft", "labels"),
+                "description": "The state mirrors GitHub: it changes when GitHub reports it, never by hand.",
+            },
+        ),
         (
             "Author and branches",
             {"fields": ("author_login", "author", "head_branch", "base_branch", "head_sha", "url")},
@@ -90,6 +104,11 @@ class PullRequestAdmin(ModelAdmin):
         ("Dates", {"fields": ("opened_at", "merged_at", "closed_at", "created_at", "updated_at")}),
         ("Other", {"classes": ("collapse",), "fields": ("external_id", "metadata")}),
     )
+
+
+class DeploymentStateForm(forms.Form):
+    state = forms.ChoiceField(choices=Deployment.State.choices)
+    error_message = forms.CharField(required=False, widget=forms.Textarea, help_text="Kept when the state is error.")
 
 
 @admin.register(Deployment)
@@ -111,16 +130,46 @@ class DeploymentAdmin(ModelAdmin):
     search_fields = ("=external_id", "project_name", "branch", "=commit_sha")
     autocomplete_fields = ("organization", "repository", "integration", "pull_request", "creator")
     date_hierarchy = "created_at"
+    # A deployment only moves forward; the "Set the state" action goes through
+    # deployment_set_state, the rule Vercel's webhooks obey, so staff cannot
+    # move it back by editing the field.
+    readonly_fields = ("state",)
     fieldsets = (
         (
             None,
-            {"fields": ("organization", "project_name", "external_id", "url", "environment", "state", "error_message")},
+            {
+                "fields": (
+                    "organization", "project_name", "external_id", "url", "environment", "state", "error_message",
+                ),
+                "description": "The state only moves forward: change it with the “Set the state” action.",
+            },
         ),
         ("Source", {"fields": ("repository", "integration", "pull_request", "branch", "commit_sha", "creator")}),
         ("Timing", {"fields": ("started_at", "ready_at", "build_duration_ms", "created_at", "updated_at")}),
         ("Other", {"classes": ("collapse",), "fields": ("metadata",)}),
     )
 
+    actions = ("set_state",)
+
     @admin.display(description="commit", ordering="commit_sha")
     def short_sha(self, obj):
         return obj.commit_sha[:7]
+
+    @admin.action(description="Set the state of the selected deployments", permissions=["change"])
+    def set_state(self, request, queryset):
+        return action_form(
+            self,
+            request,
+            queryset,
+            DeploymentStateForm,
+            title="Set the state",
+            apply=lambda data: run_action(
+                self,
+                request,
+                queryset,
+                lambda deployment: deployment_set_state(
+                    deployment=deployment, state=data["state"], at=timezone.now(), error_message=data["error_message"]
+                ),
+                verb="Updated",
+            ),
+        )

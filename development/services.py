@@ -3,10 +3,10 @@
 Webhook processing, the admin and workers all change these rows through
 here, in field values: what a provider's payload means is worked out by
 the caller (``integrations/webhooks``). Every change is a plain ``save()``
-(with ``update_fields``), so the ``post_save`` receivers in
-``development/events.py`` publish the real-time events of ``events.md``;
-nothing here publishes them itself. A save happens
-only when a field really changed, so a repeated delivery writes nothing.
+(with ``update_fields``), so the save publishes the real-time events that
+``PullRequest`` and ``Deployment`` declare (``state_events``); nothing here
+publishes them itself. A save happens only when a field really changed, so a
+repeated delivery writes nothing.
 
 Providers do not promise to deliver in order. Each row keeps
 ``last_event_at``, the provider's time of the newest event applied to it; an
