@@ -9,7 +9,7 @@ keep the rollup tables current, both built on the same upsert:
   in the rollups the moment it is committed;
 * ``rollups_refresh`` (``manage.py refresh_rollups``) recomputes every bucket
   from a point in time on from raw rows. It picks up rows written by other
-  paths (single ``Event`` rows from ``publish_on_commit``, the ORM) and is
+  paths (single ``Event`` rows published on state changes, the ORM) and is
   idempotent; run it every few minutes.
 
 The two must not interleave: a refresh that replaced a bucket while an ingest

@@ -1,9 +1,15 @@
-"""Real-time consequences of membership changes.
+"""The control message of a removed membership (control messages are not events).
 
-A user removed from an organization stops receiving its events at once: a
-control message tells that user's open websocket connections, which drop
-their subscriptions (connections also re-check memberships periodically, in
-case the message is lost).
+Events (``deployment.ready``…) are declared on their models and stored as
+rows (``companyos.foundation.events``). A control message is different: it
+tells one user's open websocket connections something at once, through
+``control_on_commit``, after commit; it stores nothing, belongs to no topic
+and is never replayed. Two exist: ``token_revoked`` (``core.services.api_token_revoke``)
+and ``membership_revoked``, sent below from ``post_delete`` so that a
+membership deleted any way (the admin, a cascade, a shell) cuts that user's
+live events of the organization: the connections drop their subscriptions.
+Connections also re-check their memberships periodically, in case the
+message is lost.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Write paths for social posts.
 
-Status changes are saved with ``save(update_fields=[...])`` so the
-``post_save`` receiver in ``social/events.py`` publishes the
-``social.post.*`` events; nothing here publishes them itself.
+Status changes are saved with ``save(update_fields=[...])``, so the save
+publishes the ``social.post.*`` events ``SocialPost`` declares; nothing here
+publishes them itself.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 One connection subscribes to topics of the organizations its user belongs
 to; each (organization, topic) is a channel-layer group that
-``companyos.foundation.events.publish_on_commit`` sends to. Frames are JSON text;
+``companyos.foundation.events`` publishes to. Frames are JSON text;
 bad input answers an ``error`` frame and keeps the connection open.
 
 Delivery is at least once, and every event is sent at most once per
@@ -305,7 +305,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
     # --- Channel-layer messages ------------------------------------------------
 
     async def events_deliver(self, message: dict[str, Any]) -> None:
-        """A published event (``companyos.foundation.events.publish_on_commit``)."""
+        """A published event (``companyos.foundation.events``)."""
         organization_id = message["organization"]
         if organization_id not in self.subscriptions or self.closing:
             return  # unsubscribed while the message was on its way
