@@ -30,7 +30,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+
+from dev import free_port, port_open, process_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -52,24 +53,12 @@ SERVER_ACCOUNT = "postgres"
 SENTINEL_DOWN_AFTER_MS = 1000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(ready, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not ready():
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not become ready within {timeout:g} s")
         time.sleep(0.05)
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
 
 
 @dataclass
@@ -351,18 +340,8 @@ class Topology:
                     os.kill(pid, signal.SIGQUIT)  # immediate shutdown: the data is thrown away anyway
         for server in self.postgres.values():
             with contextlib.suppress(TypeError):
-                wait_for(lambda server=server: not _alive(server.pid()), f"{server.name} to stop", timeout=30)
+                wait_for(lambda server=server: not process_alive(server.pid()), f"{server.name} to stop", timeout=30)
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

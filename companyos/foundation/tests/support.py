@@ -16,6 +16,8 @@ from urllib.parse import quote
 from django.conf import settings
 from django.db import connection
 
+from dev import free_port
+
 
 def current_database_url() -> str:
     """The URL of the database this process uses (the test database under pytest).
@@ -28,13 +30,6 @@ def current_database_url() -> str:
     if db.get("PASSWORD"):
         credentials += ":" + quote(db["PASSWORD"], safe="")
     return f"postgres://{credentials}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
