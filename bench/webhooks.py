@@ -10,11 +10,10 @@ the two and the medians are printed, plus the in-process floor (HMAC + the
 raw INSERT in a loop on one connection, no HTTP).
 
     DATABASE_URL=postgres://.../companyos_hooks .venv/bin/python bench/webhooks.py
-    ... --requests 5000 --concurrency 32 --runs 5 --workers 2 --inline
+    ... --requests 5000 --concurrency 32 --runs 5 --workers 2
 
-Processing is off during the measurement (``WEBHOOK_PROCESS_INLINE=False``:
-deliveries stay ``received`` for the worker), so the figure is the
-acknowledge path; ``--inline`` adds processing after each response.
+No worker runs during the measurement: deliveries stay ``received`` with
+their jobs queued, so the figure is the acknowledge path (store and queue).
 """
 
 from __future__ import annotations
@@ -140,9 +139,6 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Concurrent connections (default 16).")
     parser.add_argument("--runs", type=int, default=3, help="Runs per server; medians are printed (default 3).")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes per server (default 1).")
-    parser.add_argument(
-        "--inline", action="store_true", help="Process each delivery after its response, as in production."
-    )
     args = parser.parse_args()
 
     organization = Organization.objects.create(name="Webhook bench", slug=f"bench-{uuid.uuid4().hex[:12]}")
@@ -154,7 +150,7 @@ def main() -> None:
     signature = github_signature(webhook.secret, BODY)
     # The project's default is psycopg's pool; without it, CONN_MAX_AGE=0 (a
     # persistent connection would be left open per ASGI request thread).
-    pooled_env = {"WEBHOOK_PROCESS_INLINE": str(args.inline), "LOG_LEVEL": "WARNING"}
+    pooled_env = {"LOG_LEVEL": "WARNING"}
     django_env = {**pooled_env, "DATABASE_POOL_MAX_SIZE": "0", "CONN_MAX_AGE": "0"}
     raw_env = {
         "BENCH_WEBHOOK_SECRET": webhook.secret,
@@ -189,7 +185,7 @@ def main() -> None:
     print(
         f"webhooks: {args.requests} signed deliveries x {args.runs} runs per server, concurrency {args.concurrency}, "
         f"{len(BODY)}-byte body (pull_request.opened), uvicorn --workers {args.workers}, "
-        f"processing {'inline after the response' if args.inline else 'off (acknowledge path only)'}; medians"
+        "acknowledge path only (no worker); medians"
     )
     print(f"{'':40}{'deliveries/s':>14}{'p50 ms':>10}{'p99 ms':>10}")
     labels = {

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from analytics.models import Event
 from development.models import PullRequest
+from integrations.jobs import process_pending_deliveries
 from integrations.models import WebhookDelivery
 from integrations.services import (
     integration_rotate_credentials,
@@ -20,7 +21,13 @@ from integrations.services import (
     webhook_delivery_redeliver,
     webhook_rotate_secret,
 )
-from integrations.tests.webhook_helpers import github_payload, post_github, post_vercel, vercel_event
+from integrations.tests.webhook_helpers import (
+    github_payload,
+    post_github,
+    post_vercel,
+    run_queued_deliveries,
+    vercel_event,
+)
 from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
 
 pytestmark = pytest.mark.django_db
@@ -44,27 +51,33 @@ def test_vercel_signature_is_hex_hmac_sha1():
     assert vercel_signature("Jefe", b"what do ya want for nothing?") == "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
 
 
-@pytest.mark.django_db(transaction=True)  # the command manages connections like a real worker
-def test_the_worker_processes_what_the_web_process_left(client, github_webhook, settings):
-    settings.WEBHOOK_PROCESS_INLINE = False
-    post_github(client, github_webhook, "pull_request", OPENED)
-    post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+def test_the_view_queues_one_job_per_received_delivery_and_the_job_applies_it(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", OPENED, process=False)
+    post_github(client, github_webhook, "ping", github_payload("ping/payload.json"), process=False)
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {Status.RECEIVED}
     assert not PullRequest.objects.exists()
 
-    out = StringIO()
-    call_command("process_webhook_deliveries", "--once", stdout=out)
+    assert run_queued_deliveries() == 2
 
-    assert "Processed 2" in out.getvalue()
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {Status.PROCESSED}
     assert PullRequest.objects.get().state == "open"
     assert webhook_deliveries_process_pending() == 0
 
 
-def test_pending_processing_respects_the_limit(client, github_webhook, settings):
-    settings.WEBHOOK_PROCESS_INLINE = False
+def test_the_sweep_applies_what_has_no_job(client, github_webhook):
+    post_github(client, github_webhook, "pull_request", OPENED, process=False)
+    with connection.cursor() as cursor:  # as if queueing had failed after the delivery was stored
+        cursor.execute("DELETE FROM procrastinate_jobs")
+
+    assert process_pending_deliveries(timestamp=0) == 1
+
+    assert WebhookDelivery.objects.get().status == Status.PROCESSED
+    assert PullRequest.objects.get().state == "open"
+
+
+def test_pending_processing_respects_the_limit(client, github_webhook):
     for _ in range(3):
-        post_github(client, github_webhook, "ping", github_payload("ping/payload.json"))
+        post_github(client, github_webhook, "ping", github_payload("ping/payload.json"), process=False)
 
     assert webhook_deliveries_process_pending(limit=2) == 2
     assert WebhookDelivery.objects.filter(status=Status.RECEIVED).count() == 1
@@ -93,16 +106,15 @@ def test_redeliver_of_an_applied_delivery_changes_nothing(client, github_webhook
 @pytest.mark.parametrize(
     ("post", "queries"),
     [
-        (lambda client, webhooks: post_github(client, webhooks[0], "pull_request", OPENED), 10),
-        (lambda client, webhooks: post_vercel(client, webhooks[1], vercel_event("deployment.created")), 8),
+        (lambda client, hooks: post_github(client, hooks[0], "pull_request", OPENED, process=False), 11),
+        (lambda client, hooks: post_vercel(client, hooks[1], vercel_event("deployment.created"), process=False), 9),
     ],
     ids=["pull request", "deployment"],
 )
 def test_processing_an_unchanged_payload_only_reads(
-    client, github_webhook, vercel_webhook, settings, django_assert_num_queries, post, queries
+    client, github_webhook, vercel_webhook, django_assert_num_queries, post, queries
 ):
     """Lock the delivery, read what it is about, write the outcome: no N+1, no writes to unchanged rows."""
-    settings.WEBHOOK_PROCESS_INLINE = False
     for _ in range(2):
         post(client, (github_webhook, vercel_webhook))
     first, second = WebhookDelivery.objects.order_by("created_at")
@@ -116,7 +128,7 @@ def test_processing_an_unchanged_payload_only_reads(
 
 
 def test_redeliver_refuses_a_rejected_delivery(client, github_webhook):
-    post_github(client, github_webhook, "pull_request", OPENED, secret="forged")
+    post_github(client, github_webhook, "pull_request", b"{not json")
 
     with pytest.raises(ValidationError, match="rejected"):
         webhook_delivery_redeliver(delivery=WebhookDelivery.objects.get())

@@ -13,9 +13,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
+from procrastinate.contrib.django.models import ProcrastinateJob
 
+from integrations.jobs import process_delivery
 from integrations.models import Webhook
 from integrations.webhooks.signatures import github_signature, vercel_signature
 
@@ -31,6 +34,21 @@ def endpoint(webhook: Webhook) -> str:
     return reverse("integrations:webhook_receive", args=[webhook.endpoint_token])
 
 
+def run_queued_deliveries() -> int:
+    """Do what a worker does with the ``process_delivery`` jobs the view queued: run each once, oldest first.
+
+    In the test's own transaction (a worker process would not see its rows);
+    returns how many jobs ran.
+    """
+    queued = ProcrastinateJob.objects.filter(task_name=process_delivery.name, status="todo").order_by("id")
+    jobs = list(queued.values_list("id", "args"))
+    for job_id, args in jobs:
+        process_delivery(**args)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT procrastinate_finish_job_v1(%s, 'succeeded', false)", [job_id])
+    return len(jobs)
+
+
 def post_github(
     client: Client,
     webhook: Webhook,
@@ -40,8 +58,12 @@ def post_github(
     delivery_id: str | None = None,
     secret: str | None = None,
     headers: dict[str, str] | None = None,
+    process: bool = True,
 ):
-    """POST ``body`` as GitHub would: signed, with its event and delivery headers."""
+    """POST ``body`` as GitHub would: signed, with its event and delivery headers.
+
+    Then, unless ``process`` is False, run the job the view queued, as the worker would.
+    """
     sent = {
         "X-GitHub-Event": event,
         "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
@@ -49,7 +71,10 @@ def post_github(
         "User-Agent": "GitHub-Hookshot/044aadd",
         **(headers or {}),
     }
-    return client.post(endpoint(webhook), data=body, content_type="application/json", headers=sent)
+    response = client.post(endpoint(webhook), data=body, content_type="application/json", headers=sent)
+    if process:
+        run_queued_deliveries()
+    return response
 
 
 def vercel_event(
@@ -96,10 +121,20 @@ def vercel_event(
     }
 
 
-def post_vercel(client: Client, webhook: Webhook, event: dict[str, Any] | bytes, *, secret: str | None = None):
-    """POST a Vercel event (a dict is encoded), signed with the webhook's secret."""
+def post_vercel(
+    client: Client,
+    webhook: Webhook,
+    event: dict[str, Any] | bytes,
+    *,
+    secret: str | None = None,
+    process: bool = True,
+):
+    """POST a Vercel event (a dict is encoded), signed with the webhook's secret; then as :func:`post_github`."""
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
     signature = vercel_signature(webhook.secret if secret is None else secret, body)
-    return client.post(
+    response = client.post(
         endpoint(webhook), data=body, content_type="application/json", headers={"x-vercel-signature": signature}
     )
+    if process:
+        run_queued_deliveries()
+    return response

@@ -72,3 +72,39 @@ def uvicorn_server(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextmanager
+def manage_py(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    """Run ``manage.py <args>`` on this process's database (the test database) for the block.
+
+    Its output goes to a temporary file, read with ``process.output()``. At
+    the end it gets SIGTERM (SIGKILL after 30 s) unless it already exited.
+    """
+    process_env = {**os.environ, "DATABASE_URL": current_database_url(), **(env or {})}
+    with tempfile.TemporaryDirectory() as directory:
+        log_path = os.path.join(directory, "output.log")
+        with open(log_path, "ab") as log:  # appending: reading it meanwhile moves no write offset
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                [sys.executable, "manage.py", *args],
+                cwd=settings.BASE_DIR,
+                env=process_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+        def read_output() -> str:
+            with open(log_path, "rb") as log:
+                return log.read().decode(errors="replace")
+
+        process.output = read_output
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
