@@ -2,11 +2,11 @@
 
 A delivery goes through two steps. ``webhook_delivery_record`` stores it
 (one statement, before the provider gets its answer), and
-``webhook_delivery_process`` applies it later: right after the response
-(see ``integrations.views``), from the ``process_webhook_deliveries``
-worker, or again on demand (``webhook_delivery_redeliver``). Processing
-locks the delivery row with ``SKIP LOCKED``, so each delivery is applied by
-exactly one of them.
+``webhook_delivery_process`` applies it later: in the worker's job the view
+queued, in the periodic sweep of what is still received (integrations/jobs.py),
+or again on demand (``webhook_delivery_redeliver``). Processing locks the
+delivery row with ``SKIP LOCKED``, so each delivery is applied by exactly one
+of them.
 """
 
 from __future__ import annotations

@@ -362,7 +362,6 @@ SCHEDULE_PRUNE_ANALYTICS = env.str("SCHEDULE_PRUNE_ANALYTICS", default="30 3 * *
 SCHEDULE_PRUNE_WEBHOOK_DELIVERIES = env.str("SCHEDULE_PRUNE_WEBHOOK_DELIVERIES", default="40 3 * * *")
 SCHEDULE_PRUNE_HISTORY = env.str("SCHEDULE_PRUNE_HISTORY", default="50 3 * * *")
 SCHEDULE_PRUNE_JOBS = env.str("SCHEDULE_PRUNE_JOBS", default="0 4 * * *")
-SCHEDULE_REQUEUE_AGENT_LEASES = env.str("SCHEDULE_REQUEUE_AGENT_LEASES", default="* * * * *")
 SCHEDULE_PUBLISH_DUE_POSTS = env.str("SCHEDULE_PUBLISH_DUE_POSTS", default="* * * * * */10")
 SCHEDULE_REFRESH_POST_ENGAGEMENT = env.str("SCHEDULE_REFRESH_POST_ENGAGEMENT", default="*/30 * * * *")
 # Finished jobs are kept this long for the admin, then pruned.

@@ -1,4 +1,7 @@
-"""Retention: delete raw events and metrics past an age, in small transactions."""
+"""Retention by hand: delete raw events and metrics past an age, in small transactions.
+
+The scheduler's daily ``prune_analytics`` job does it with the defaults.
+"""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand

@@ -1,4 +1,4 @@
-"""Recompute recent rollup buckets from raw rows (run every few minutes, e.g. from cron)."""
+"""Recompute rollup buckets from raw rows now; the scheduler's ``refresh_rollups`` job does the last 2 h every 5 min."""
 
 from django.core.management.base import BaseCommand
 

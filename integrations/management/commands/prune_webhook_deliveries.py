@@ -13,7 +13,10 @@ from integrations.services import webhook_deliveries_prune
 
 
 class Command(BaseCommand):
-    help = "Delete webhook deliveries older than WEBHOOK_DELIVERY_RETENTION_DAYS (run it daily, e.g. from cron)."
+    help = (
+        "Delete webhook deliveries older than WEBHOOK_DELIVERY_RETENTION_DAYS now (the scheduler's "
+        "prune_webhook_deliveries job does it daily)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

@@ -1,4 +1,7 @@
-"""Delete change history older than HISTORY_RETENTION_DAYS, in batches."""
+"""Delete change history older than HISTORY_RETENTION_DAYS, in batches, now.
+
+The scheduler's daily ``prune_history`` job does it with the setting.
+"""
 
 from datetime import timedelta
 
