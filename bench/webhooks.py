@@ -150,7 +150,12 @@ def main() -> None:
     signature = github_signature(webhook.secret, BODY)
     # The project's default is psycopg's pool; without it, CONN_MAX_AGE=0 (a
     # persistent connection would be left open per ASGI request thread).
-    pooled_env = {"LOG_LEVEL": "WARNING"}
+    # One client floods one webhook: the rate limits would measure themselves.
+    pooled_env = {
+        "LOG_LEVEL": "WARNING",
+        "WEBHOOK_RATE_LIMIT_PER_ADDRESS": "0",
+        "WEBHOOK_RATE_LIMIT_PER_ENDPOINT": "0",
+    }
     django_env = {**pooled_env, "DATABASE_POOL_MAX_SIZE": "0", "CONN_MAX_AGE": "0"}
     raw_env = {
         "BENCH_WEBHOOK_SECRET": webhook.secret,

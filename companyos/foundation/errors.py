@@ -25,7 +25,8 @@ class SecretsFilter(SafeExceptionReporterFilter):
 
     def _without_url_passwords(self, value: Any) -> Any:
         if isinstance(value, str):
-            return _URL_PASSWORD.sub(rf"\g<before>{self.cleansed_substitute}@", value)
+            # str() also resolves lazy strings (a CSP nonce in request.META).
+            return _URL_PASSWORD.sub(rf"\g<before>{self.cleansed_substitute}@", str(value))
         return value
 
     def cleanse_setting(self, key, value):

@@ -5,6 +5,7 @@ import datetime as dt
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.db import IntegrityError, transaction
+from django.test import RequestFactory
 from django.utils import timezone
 
 from core.models import Organization, OrganizationMember, User
@@ -39,13 +40,15 @@ class TestUserEmail:
     @pytest.mark.parametrize("typed", ["grace@example.com", "GRACE@example.com", "Grace@Example.Com"])
     def test_authenticate_by_email_in_any_case(self, typed):
         user = User.objects.create_user("grace@example.com", password="a-long-Passphrase-1906")
-        assert authenticate(email=typed, password="a-long-Passphrase-1906") == user
-        assert authenticate(email=typed, password="wrong") is None
+        # django-axes (settings.AUTHENTICATION_BACKENDS) counts attempts per request.
+        request = RequestFactory().post("/admin/login/")
+        assert authenticate(request, email=typed, password="a-long-Passphrase-1906") == user
+        assert authenticate(request, email=typed, password="wrong") is None
 
     def test_unusable_password_never_authenticates(self):
         user = UserFactory()
         assert not user.has_usable_password()
-        assert authenticate(email=user.email, password="") is None
+        assert authenticate(RequestFactory().post("/admin/login/"), email=user.email, password="") is None
 
     def test_role_check(self):
         user = UserFactory()

@@ -263,7 +263,8 @@ class ModelAdmin(admin.ModelAdmin):
         return (*super().get_readonly_fields(request, obj), *self.timestamps)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change, **kwargs)
+        # change by keyword: Django's UserAdmin.get_form takes it only that way.
+        form = super().get_form(request, obj, change=change, **kwargs)
         if issubclass(form, ConstraintsCheckedForm):
             return form
         return type(form.__name__, (ConstraintsCheckedForm, form), {"__module__": form.__module__})
