@@ -429,6 +429,32 @@ def ensure_admin(*, reset_password: bool) -> str | None:
     return password
 
 
+def sample_webhook_secrets() -> list[tuple[str, str]]:
+    """Give the sample webhooks signing secrets of this install; return (endpoint token, secret) pairs.
+
+    The fixture's secrets are published with the code, so anyone could sign
+    deliveries for them. These are derived from the install's SECRET_KEY
+    (generated into .env on the first run): unknown outside, and the same on
+    every run, although loaddata puts the fixture's values back each time.
+    """
+    import hmac
+
+    from django.conf import settings
+
+    from integrations.models import Webhook
+    from integrations.services import webhook_rotate_secret
+
+    fixture = json.loads((ROOT / "integrations" / "fixtures" / "integrations.json").read_text())
+    samples = [row["pk"] for row in fixture if row["model"] == "integrations.webhook"]
+    pairs = []
+    for webhook in Webhook.objects.filter(pk__in=samples).order_by("pk"):
+        secret = hmac.new(settings.SECRET_KEY.encode(), f"sample webhook {webhook.pk}".encode(), "sha256").hexdigest()
+        if webhook.secret != secret:
+            webhook_rotate_secret(webhook=webhook, secret=secret)
+        pairs.append((webhook.endpoint_token, secret))
+    return pairs
+
+
 def run_foreground(command: list[str]) -> int:
     """Run a child to its end. A terminal Ctrl-C reaches it directly (same process
     group) and it shuts down by itself; a SIGTERM to dev.py terminates it."""
@@ -518,6 +544,7 @@ def cmd_run(argv: list[str]) -> int:
 
         call_command("migrate", interactive=False, verbosity=1)
         call_command("loaddata", *FIXTURES, verbosity=1)  # fixed primary keys: loading again changes nothing
+        webhooks = sample_webhook_secrets()
         password = ensure_admin(reset_password=args.reset_admin_password)
         call_command("collectstatic", interactive=False, verbosity=0)
         connections.close_all()
@@ -538,6 +565,7 @@ def cmd_run(argv: list[str]) -> int:
             f"    Log in:      {login}\n"
             f"    Websocket:   ws://{args.host}:{args.port}/ws/events/\n"
             + "".join(f"    Services:    {line}\n" for line in server_lines)
+            + "".join(f"    Webhook:     {base}/webhooks/{token}/  secret {secret}\n" for token, secret in webhooks)
             + "    Background:  a worker (agent tasks, system jobs) and the scheduler of periodic jobs\n"
             + f"  Press Ctrl-C to stop.\n{rule}\n",
             flush=True,

@@ -1,0 +1,39 @@
+"""The sample data `dev.py run` loads signs nothing an outsider could forge."""
+
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+import dev
+from integrations.models import Webhook
+from integrations.tests.webhook_helpers import post_github
+
+pytestmark = pytest.mark.django_db
+
+FIXTURE = Path(dev.ROOT) / "integrations" / "fixtures" / "integrations.json"
+
+
+def published_secrets() -> dict[str, str]:
+    rows = json.loads(FIXTURE.read_text())
+    return {row["pk"]: row["fields"]["secret"] for row in rows if row["model"] == "integrations.webhook"}
+
+
+def test_sample_webhooks_get_secrets_of_this_install_stable_across_runs(client, settings):
+    call_command("loaddata", "core", "integrations", verbosity=0)
+    published = published_secrets()
+
+    first = dict(dev.sample_webhook_secrets())
+    call_command("loaddata", "core", "integrations", verbosity=0)  # the next run puts the fixture's back
+    assert dict(dev.sample_webhook_secrets()) == first
+
+    for webhook in Webhook.objects.filter(pk__in=published):
+        assert webhook.secret == first[webhook.endpoint_token] != published[str(webhook.pk)]
+    github = Webhook.objects.get(pk__in=published, integration__service="github")
+    body = b'{"zen": "Keep it logically awesome."}'
+    assert post_github(client, github, "ping", body, secret=published[str(github.pk)]).status_code == 401
+    assert post_github(client, github, "ping", body).status_code == 202
+
+    settings.SECRET_KEY = "another install's key, 50 characters or so, random enough"
+    assert dict(dev.sample_webhook_secrets()) != first
