@@ -5,19 +5,25 @@ A post is never published twice. ``publish_due_posts`` commits the move to
 first attempt posts; any later attempt (a retry after a 429 or a 5xx, or
 the retry of a job whose worker died, possibly between the platform's
 answer and our commit) first looks the post up on the platform and, if an
-earlier attempt published it, records that instead of posting again.
+earlier attempt published it, records that instead of posting again. The
+lookup takes only a post of the account with the same text created since
+the job's first attempt started (Procrastinate records that time when a
+worker takes the job, before any call), so an older post that happens to
+say the same is not mistaken for ours.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Min
 from django.utils import timezone
 from procrastinate import JobContext, RetryDecision
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.models import ProcrastinateEvent
 from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy
 
@@ -42,6 +48,14 @@ class PublishRetry(BaseRetryStrategy):
         return None
 
 
+def first_attempt_started_at(job_id: int) -> datetime:
+    """When a worker first took the job: the earliest of its ``started`` events."""
+    started = ProcrastinateEvent.objects.filter(job_id=job_id, type="started").aggregate(at=Min("at"))["at"]
+    if started is None:
+        raise LookupError(f"Job {job_id} has no start recorded.")
+    return started
+
+
 @app.task(queue="social", pass_context=True, retry=PublishRetry())
 def publish_post(context: JobContext, post_id: str) -> str:
     """Publish one ``publishing`` post on its platform; returns what became of it."""
@@ -51,7 +65,7 @@ def publish_post(context: JobContext, post_id: str) -> str:
     retrying = context.job.attempts > 0
     try:
         client = client_for(post.account)
-        published = client.find(post) if retrying else None
+        published = client.find(post, since=first_attempt_started_at(context.job.id)) if retrying else None
         if published is None:
             published = client.publish(post)
     except Rejected as error:

@@ -78,6 +78,7 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
         state_field="status",
         states={
             SocialPostStatus.SCHEDULED: "social.post.scheduled",
+            SocialPostStatus.PUBLISHING: "social.post.publishing",
             SocialPostStatus.PUBLISHED: "social.post.published",
             SocialPostStatus.FAILED: "social.post.failed",
             SocialPostStatus.CANCELED: "social.post.canceled",

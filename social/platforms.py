@@ -3,11 +3,17 @@
 - X API v2: ``POST /2/tweets`` with ``{"text": …}`` answers 201
   ``{"data": {"id", "text"}}``; ``GET /2/users/:id/tweets`` lists the
   account's recent posts; ``GET /2/tweets?ids=…&tweet.fields=public_metrics``
-  their counts. OAuth 2.0 user token as ``Authorization: Bearer``.
+  their counts. OAuth 2.0 user token as ``Authorization: Bearer``. The
+  timeline takes ``start_time`` and gives each post's ``created_at``.
 - LinkedIn Posts API: ``POST /rest/posts`` with the ``LinkedIn-Version`` and
   ``X-Restli-Protocol-Version: 2.0.0`` headers answers 201 with the new
   post's URN in ``x-restli-id``; ``GET /rest/posts?q=author&author=…`` lists
-  the author's posts; ``GET /rest/socialActions/:urn`` their likes and comments.
+  the author's posts, each with ``createdAt`` (epoch milliseconds);
+  ``GET /rest/socialActions/:urn`` their likes and comments.
+
+Neither API takes an idempotency key. :meth:`Client.find` is how a retry
+learns that an earlier attempt published: a post of the account with the
+same text, created since that attempt started.
 
 The base URLs come from ``SOCIAL_X_API_URL`` and ``SOCIAL_LINKEDIN_API_URL``;
 the token from the account's integration (``credentials["access_token"]``,
@@ -24,6 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -31,6 +38,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from social.models import Platform, SocialAccount, SocialPost
+
+# How far the platform's clock may run behind ours: a post it dates this much
+# before our attempt started may still be that attempt's.
+CLOCK_SKEW = timedelta(seconds=10)
 
 
 class PlatformError(Exception):
@@ -114,8 +125,8 @@ class Client:
     def publish(self, post: SocialPost) -> Published:
         raise NotImplementedError
 
-    def find(self, post: SocialPost) -> Published | None:
-        """The post on the platform if an earlier attempt published it (same text, recent), else None."""
+    def find(self, post: SocialPost, *, since: datetime) -> Published | None:
+        """The post if an attempt started at ``since`` published it: the account's, same text, created since."""
         raise NotImplementedError
 
     def engagement(self, post: SocialPost) -> Engagement:
@@ -134,12 +145,16 @@ class XClient(Client):
         answer, _ = self.request("POST", "/2/tweets", body={"text": post.content})
         return self._published(answer["data"]["id"])
 
-    def find(self, post: SocialPost) -> Published | None:
-        answer, _ = self.request(
-            "GET", f"/2/users/{self.account.external_id}/tweets", query={"max_results": 20, "exclude": "replies"}
-        )
+    def find(self, post: SocialPost, *, since: datetime) -> Published | None:
+        start = (since - CLOCK_SKEW).astimezone(UTC)
+        query = {
+            "max_results": 20, "exclude": "replies", "tweet.fields": "created_at",
+            "start_time": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }  # fmt: skip
+        answer, _ = self.request("GET", f"/2/users/{self.account.external_id}/tweets", query=query)
         for tweet in (answer or {}).get("data", []):
-            if tweet.get("text") == post.content:
+            created = datetime.fromisoformat(tweet["created_at"])
+            if tweet.get("text") == post.content and created >= start:
                 return self._published(tweet["id"])
         return None
 
@@ -189,10 +204,13 @@ class LinkedInClient(Client):
         _, headers = self.request("POST", "/rest/posts", body=body)
         return self._published(headers["x-restli-id"])
 
-    def find(self, post: SocialPost) -> Published | None:
-        answer, _ = self.request("GET", "/rest/posts", query={"q": "author", "author": self.author, "count": 20})
+    def find(self, post: SocialPost, *, since: datetime) -> Published | None:
+        start = since - CLOCK_SKEW
+        query = {"q": "author", "author": self.author, "count": 20, "sortBy": "CREATED"}
+        answer, _ = self.request("GET", "/rest/posts", query=query)
         for element in (answer or {}).get("elements", []):
-            if element.get("commentary") == post.content:
+            created = datetime.fromtimestamp(element["createdAt"] / 1000, tz=UTC)
+            if element.get("commentary") == post.content and created >= start:
                 return self._published(element["id"])
         return None
 

@@ -1,8 +1,10 @@
 """A local HTTP server speaking the documented requests and answers of X API v2 and LinkedIn's Posts API.
 
 Tests queue the answers to give (``server.fail_next(...)``) and read what was
-asked (``server.requests``); posts it accepted are listed back by the lookup
-endpoints, as the real platforms do.
+asked (``server.requests``); posts it accepted, and any the account already
+had (``server.posts``, dated by ``created_at`` / ``createdAt``), are listed
+back by the lookup endpoints, newest first, as the real platforms do (X's
+timeline honours ``start_time``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -41,6 +44,11 @@ class PlatformServer:
         return [r for r in self.requests if r.method == "POST"]
 
 
+def x_time(moment: datetime) -> str:
+    """A time as X API v2 writes ``created_at``: ``2026-12-01T10:00:00.000Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def _handler(server: PlatformServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:  # quiet test output
@@ -68,11 +76,13 @@ def _handler(server: PlatformServer) -> type[BaseHTTPRequestHandler]:
                 return self._answer(401, {"title": "Unauthorized", "detail": "Invalid or expired token"})
             if (self.command, parts.path) == ("POST", "/2/tweets"):
                 tweet = {"id": str(1_800_000_000 + len(server.posts)), "text": body["text"]}
-                server.posts.append(tweet)
+                server.posts.append({**tweet, "created_at": x_time(datetime.now(UTC))})
                 return self._answer(201, {"data": tweet})
             if self.command == "GET" and parts.path.startswith("/2/users/"):
-                meta = {"result_count": len(server.posts)}
-                return self._answer(200, {"data": list(reversed(server.posts)), "meta": meta})
+                start = parse_qs(parts.query).get("start_time", [""])[0]
+                since = datetime.fromisoformat(start) if start else datetime.min.replace(tzinfo=UTC)
+                tweets = [t for t in reversed(server.posts) if datetime.fromisoformat(t["created_at"]) >= since]
+                return self._answer(200, {"data": tweets, "meta": {"result_count": len(tweets)}})
             if (self.command, parts.path) == ("GET", "/2/tweets"):
                 metrics = {
                     "like_count": 7, "retweet_count": 2, "quote_count": 1, "reply_count": 3, "impression_count": 900,
@@ -83,7 +93,10 @@ def _handler(server: PlatformServer) -> type[BaseHTTPRequestHandler]:
                 if self.headers.get("X-Restli-Protocol-Version") != "2.0.0" or not self.headers.get("LinkedIn-Version"):
                     return self._answer(400, {"message": "Missing version headers", "status": 400})
                 urn = f"urn:li:share:{7_000_000 + len(server.posts)}"
-                server.posts.append({"id": urn, "commentary": body["commentary"], "author": body["author"]})
+                created = int(datetime.now(UTC).timestamp() * 1000)
+                server.posts.append(
+                    {"id": urn, "commentary": body["commentary"], "author": body["author"], "createdAt": created}
+                )
                 return self._answer(201, None, {"x-restli-id": urn})
             if (self.command, parts.path) == ("GET", "/rest/posts"):
                 return self._answer(200, {"elements": list(reversed(server.posts)), "paging": {"count": 20}})

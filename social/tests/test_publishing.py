@@ -6,6 +6,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
@@ -15,7 +16,7 @@ from social.jobs import PublishRetry, publish_due_posts, publish_post
 from social.models import Platform, SocialPost
 from social.platforms import RateLimited, Unavailable
 from social.tests.factories import SocialAccountFactory, SocialPostFactory
-from social.tests.platform_server import platform_server
+from social.tests.platform_server import platform_server, x_time
 
 Status = SocialPost.Status
 
@@ -43,8 +44,15 @@ def due_post(platform_name: str = Platform.TWITTER, token: str = USER_TOKEN) -> 
 
 
 def run_publish(post: SocialPost, *, attempts: int = 0) -> str:
-    """Run the job's function as the worker would, at the given attempt."""
-    return publish_post.func(SimpleNamespace(job=SimpleNamespace(attempts=attempts)), post_id=str(post.pk))
+    """Run the post's job as a worker would, at the given attempt.
+
+    Taking the job (``todo`` → ``doing``) is what makes Procrastinate record its start.
+    """
+    job = ProcrastinateJob.objects.get(task_name=publish_post.name, args={"post_id": str(post.pk)})
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %s AND status = 'todo'", [job.id])
+    context = SimpleNamespace(job=SimpleNamespace(id=job.id, attempts=attempts))
+    return publish_post.func(context, post_id=str(post.pk))
 
 
 def events(post: SocialPost) -> list[str]:
@@ -69,7 +77,7 @@ def test_a_due_post_is_claimed_with_its_job_then_published_on_x(platform, django
     assert post.status == Status.PUBLISHED and post.published_at is not None
     assert post.external_id == platform.posts[0]["id"]
     assert post.url == f"https://x.com/{post.account.handle}/status/{post.external_id}"
-    assert "social.post.published" in events(post)
+    assert events(post)[-2:] == ["social.post.publishing", "social.post.published"]
 
 
 def test_linkedin_gets_its_version_headers_and_the_urn_comes_from_x_restli_id(platform):
@@ -152,6 +160,31 @@ def test_a_retry_after_the_platform_answered_but_before_our_commit_does_not_post
     post.refresh_from_db()
     assert post.status == Status.PUBLISHED and post.external_id == platform.posts[0]["id"]
     assert len(platform.posted()) == 1, "published exactly once"
+
+
+@pytest.mark.parametrize("platform_name", [Platform.TWITTER, Platform.LINKEDIN])
+def test_a_retry_does_not_take_an_older_post_with_the_same_text_for_its_own(platform, platform_name):
+    post = due_post(platform_name)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    platform.posts.append(  # what the account said an hour ago, in each platform's shape
+        {"id": "1700000000", "text": post.content, "created_at": x_time(hour_ago)}
+        if platform_name == Platform.TWITTER
+        else {"id": "urn:li:share:6999999", "commentary": post.content, "createdAt": int(hour_ago.timestamp() * 1000)}
+    )
+    publish_due_posts.func(timestamp=0)
+    platform.fail_next(503)
+    with pytest.raises(Unavailable):
+        run_publish(post)  # the first attempt's POST is refused: nothing published
+
+    outcome = run_publish(post, attempts=1)
+
+    (lookup,) = [r for r in platform.requests if r.method == "GET"]
+    if platform_name == Platform.TWITTER:
+        assert lookup.query["start_time"], "X is asked only for posts since the first attempt"
+    assert len(platform.posted()) == 2, "the refused POST, then the real one"
+    assert outcome == f"published as {platform.posts[-1]['id']}"
+    post.refresh_from_db()
+    assert post.status == Status.PUBLISHED and post.external_id == platform.posts[-1]["id"] != platform.posts[0]["id"]
 
 
 def test_a_post_canceled_meanwhile_is_not_published(platform):

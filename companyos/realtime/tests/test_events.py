@@ -114,6 +114,11 @@ CASES: dict[str, tuple[Callable[[], Any], Callable[[Any], None], list[str]]] = {
         lambda p: _set(p, status="scheduled", scheduled_at=NOW() + dt.timedelta(hours=1)),
         ["social.post.scheduled"],
     ),
+    "social.post.publishing": (
+        lambda: SocialPostFactory(status="scheduled", scheduled_at=NOW()),
+        lambda p: _set(p, status="publishing"),
+        ["social.post.publishing"],
+    ),
     "social.post.published": (
         SocialPostFactory,
         lambda p: _set(p, status="published", published_at=NOW(), external_id="1"),
