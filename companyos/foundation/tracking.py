@@ -70,10 +70,6 @@ class TrackedFieldsMixin:
             stored = type(self)._base_manager.using(using).filter(pk=self.pk).values(*unloaded).first()
             snapshot.update(stored or {})
 
-    def loaded_value(self, name: str, default: Any = None) -> Any:
-        """The value ``name`` had in the database when last loaded or saved."""
-        return self.__dict__.get(_SNAPSHOT, {}).get(name, default)
-
     def tracked_changes(self, update_fields: Iterable[str] | None = None) -> dict[str, Any]:
         """``{field: value in the database before}`` for the tracked fields now different.
 
