@@ -9,8 +9,10 @@ timeline honours ``start_time``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,6 +38,8 @@ class PlatformServer:
     posts: list[dict] = field(default_factory=list)
     # (status, headers, body) answers to give before behaving normally.
     failures: list[tuple[int, dict, dict]] = field(default_factory=list)
+    # Seconds a POST takes before the post exists and is answered: time to kill its caller.
+    post_delay: float = 0.0
 
     def fail_next(self, status: int, *, headers: dict | None = None, body: dict | None = None) -> None:
         self.failures.append((status, headers or {}, body or {"title": "failure", "status": status}))
@@ -56,13 +60,15 @@ def _handler(server: PlatformServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, status: int, body: dict | None, headers: dict | None = None) -> None:
             raw = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(raw)))
-            self.end_headers()
-            self.wfile.write(raw)
+            # A caller killed while we took our time hangs up: the post exists all the same.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
 
         def _handle(self) -> None:
             parts = urlsplit(self.path)
@@ -74,6 +80,8 @@ def _handler(server: PlatformServer) -> type[BaseHTTPRequestHandler]:
                 return self._answer(status, failure, headers)
             if self.headers.get("Authorization", "").split(" ")[-1] in ("", "revoked"):
                 return self._answer(401, {"title": "Unauthorized", "detail": "Invalid or expired token"})
+            if self.command == "POST":
+                time.sleep(server.post_delay)
             if (self.command, parts.path) == ("POST", "/2/tweets"):
                 tweet = {"id": str(1_800_000_000 + len(server.posts)), "text": body["text"]}
                 server.posts.append({**tweet, "created_at": x_time(datetime.now(UTC))})

@@ -76,12 +76,17 @@ def uvicorn_server(
 
 @contextmanager
 def manage_py(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
-    """Run ``manage.py <args>`` on this process's database (the test database) for the block.
+    """Run ``manage.py <args>`` on this process's database and Redis prefix (the test run's) for the block.
 
     Its output goes to a temporary file, read with ``process.output()``. At
     the end it gets SIGTERM (SIGKILL after 30 s) unless it already exited.
     """
-    process_env = {**os.environ, "DATABASE_URL": current_database_url(), **(env or {})}
+    process_env = {
+        **os.environ,
+        "DATABASE_URL": current_database_url(),
+        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        **(env or {}),
+    }
     with tempfile.TemporaryDirectory() as directory:
         log_path = os.path.join(directory, "output.log")
         with open(log_path, "ab") as log:  # appending: reading it meanwhile moves no write offset
