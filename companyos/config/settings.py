@@ -516,4 +516,5 @@ LOGGING = {
 
 # The email's uniqueness is enforced case-insensitively by a UNIQUE index on
 # lower(email) (core_user_email_ci_unique), which this check cannot see.
-SILENCED_SYSTEM_CHECKS = ["auth.E003"]
+# (E003 with Django's default backend alone, W004 once AUTHENTICATION_BACKENDS lists django-axes too.)
+SILENCED_SYSTEM_CHECKS = ["auth.E003", "auth.W004"]
