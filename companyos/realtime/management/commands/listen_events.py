@@ -2,8 +2,10 @@
 
 A real websocket client: it connects to a running server (``--url``),
 subscribes, prints each event as it arrives, and on a dropped connection
-reconnects with ``since`` so that nothing is missed (ids already printed are
-skipped: the replay overlaps a little on purpose).
+(or a 4008 close for reading too slowly) reconnects with ``since``. Gap-free:
+while connected the server repairs what the channel layer lost, and the
+client prints each id once (delivery is at least once: the replay overlaps a
+little on purpose).
 """
 
 from __future__ import annotations
