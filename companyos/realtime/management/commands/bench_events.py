@@ -10,6 +10,11 @@ In one run, for each channel layer asked for (``--layers``):
   deliveries/s until every client has every event, and lost messages.
 Then the same with raw redis-py: PUBLISH → ``--clients`` SUBSCRIBE connections,
 same payload size. Throughput is the median of ``--runs`` bursts.
+
+``--repair on,off`` measures the websocket contenders with the gap repair
+(``EVENTS_POSITION_SECONDS``, ``--repair-seconds``) on and off, and the
+database transactions per second the server commits while idle with each
+(``pg_stat_database``): the queries the repair adds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import redis.asyncio as aioredis
 import websockets
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -50,6 +55,7 @@ class Result:
     latencies_ms: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
     lost: int = 0
+    idle_queries_per_second: float | None = None
 
     def row(self) -> str:
         lat = sorted(self.latencies_ms)
@@ -106,6 +112,9 @@ class Command(BaseCommand):
         parser.add_argument("--ws", default="websockets-sansio", help="uvicorn's websocket implementation (--ws).")
         parser.add_argument("--workers", type=int, default=2, help="uvicorn --workers (one per core).")
         parser.add_argument("--timeout", type=float, default=60.0, help="Seconds to wait for a burst's deliveries.")
+        parser.add_argument("--repair", default="on", help="Gap repair in the server: on, off or on,off.")
+        parser.add_argument("--repair-seconds", default="2", help="EVENTS_POSITION_SECONDS when the repair is on.")
+        parser.add_argument("--idle-seconds", type=float, default=10.0, help="Idle window for the queries/s figure.")
 
     def handle(self, *args, **options) -> None:
         n = options["clients"]
@@ -115,12 +124,14 @@ class Command(BaseCommand):
         try:
             organization, deployment, token = self._setup(tag)
             for layer in options["layers"].split(","):
-                # The publisher (this process) and the server must share the layer.
-                with (
-                    self._server(layer) as url,
-                    override_settings(CHANNEL_LAYERS={"default": settings.CHANNEL_LAYER_BACKENDS[layer]}),
-                ):
-                    results.append(asyncio.run(self._bench_websocket(url, token, organization, deployment, layer)))
+                for repair in options["repair"].split(","):
+                    # The publisher (this process) and the server must share the layer.
+                    with (
+                        self._server(layer, repair) as url,
+                        override_settings(CHANNEL_LAYERS={"default": settings.CHANNEL_LAYER_BACKENDS[layer]}),
+                    ):
+                        label = f"{layer} layer, repair {repair}"
+                        results.append(asyncio.run(self._bench_websocket(url, token, organization, deployment, label)))
             results.append(asyncio.run(self._bench_raw()))
         finally:
             Organization.objects.filter(slug=f"bench-events-{tag}").delete()
@@ -137,7 +148,8 @@ class Command(BaseCommand):
             ratio = result.rate / raw.rate if raw.rate else 0.0
             verdict = "meets" if ratio >= 0.25 and result.lost == 0 else "MISSES"
             self.stdout.write(
-                f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.25x goal, lost {result.lost})"
+                f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.25x goal, lost {result.lost}); "
+                f"database transactions/s while idle: {result.idle_queries_per_second:.1f}"
             )
 
     # --- Fixtures and the server ---------------------------------------------------------
@@ -157,15 +169,33 @@ class Command(BaseCommand):
         return organization, deployment, token
 
     @contextlib.contextmanager
-    def _server(self, layer: str):
+    def _server(self, layer: str, repair: str):
         args = ["--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
         args += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
-        with uvicorn_server(env={**os.environ, "CHANNEL_LAYER": layer}, args=args) as port:
+        position_seconds = self.options["repair_seconds"] if repair == "on" else "0"
+        env = {**os.environ, "CHANNEL_LAYER": layer, "EVENTS_POSITION_SECONDS": position_seconds}
+        with uvicorn_server(env=env, args=args) as port:
             yield f"ws://127.0.0.1:{port}/ws/events/"
+
+    def _idle_transactions_per_second(self) -> float:
+        """Transactions committed in this database per second while nothing is published (the server's reads)."""
+
+        def committed() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
+                cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+                return cursor.fetchone()[0]
+
+        before = committed()
+        time.sleep(self.options["idle_seconds"])
+        # Statistics reach pg_stat_database within a second of the commit.
+        time.sleep(1)
+        # This process's own three statements (two reads, one clear) commit too.
+        return (committed() - before - 3) / self.options["idle_seconds"]
 
     # --- Contenders ------------------------------------------------------------------------
 
-    async def _bench_websocket(self, url, token, organization, deployment, layer) -> Result:
+    async def _bench_websocket(self, url, token, organization, deployment, label) -> Result:
         receipts = Receipts()
         connections = []
 
@@ -192,7 +222,8 @@ class Command(BaseCommand):
         def publish(count: int) -> list[tuple[str, float]]:
             return self._publish_deployments(deployment, count)
 
-        result = await self._measure(f"websocket ({layer} layer)", receipts, publish)
+        result = await self._measure(f"websocket ({label})", receipts, publish)
+        result.idle_queries_per_second = await asyncio.to_thread(self._idle_transactions_per_second)
         for ws in connections:
             await ws.close()
         await asyncio.gather(*readers)
