@@ -243,7 +243,9 @@ class Topology:
             self._spawn(
                 f"redis-{port}",
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                 "--dir", str(directory), "--dbfilename", f"{port}.rdb", *replica_of],
+                 "--dir", str(directory), "--dbfilename", f"{port}.rdb",
+                 # Replicas get their first copy at once, not after the default 5 s wait for more of them.
+                 "--repl-diskless-sync-delay", "0", *replica_of],
                 log=directory / f"{port}.log",
             )  # fmt: skip
         self.sentinel_ports = [free_port() for _ in range(3)]
@@ -266,8 +268,11 @@ class Topology:
     def _redis_replicas_synced(self) -> bool:
         import redis
 
+        # Connected is not enough: a replica still waiting for its first copy
+        # holds nothing, and promoting it would lose every key.
         with redis.Redis(port=self.redis_ports[0], socket_timeout=1) as client:
-            return client.info("replication").get("connected_slaves") == 2
+            replication = client.info("replication")
+            return [replication.get(f"slave{n}", {}).get("state") for n in range(2)] == ["online", "online"]
 
     def _spawn(self, name: str, command: list[str], *, log: Path, env: dict[str, str] | None = None) -> None:
         with open(log, "ab") as output:
