@@ -24,10 +24,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from agents.models import AgentCollaboration, AgentTask
+from companyos.foundation.db import session_alias
 from companyos.foundation.events import publish_state_change
 
 Status = AgentTask.Status
@@ -152,7 +153,12 @@ def tasks_renew_leases(*, worker_id: str, task_ids: Iterable[uuid.UUID], lease_s
 
 
 class TaskListener:
-    """A dedicated autocommit connection LISTENing for newly queued tasks."""
+    """A dedicated autocommit connection LISTENing for newly queued tasks.
+
+    It connects past PgBouncer when ``DATABASE_DIRECT_URL`` is set: a
+    transaction-mode pooler hands the LISTEN to a server connection that
+    other clients then use, and the notifications never arrive.
+    """
 
     def __init__(self, *, agent_ids: Iterable[uuid.UUID] = ()) -> None:
         self._agent_ids = {str(agent_id) for agent_id in agent_ids}
@@ -160,7 +166,8 @@ class TaskListener:
 
     @staticmethod
     def _connect():
-        conn = connection.get_new_connection(connection.get_connection_params())
+        wrapper = connections[session_alias()]
+        conn = wrapper.get_new_connection(wrapper.get_connection_params())
         conn.autocommit = True
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
