@@ -15,4 +15,5 @@ urlpatterns = [
     # when asked: the manifest of collected files may not exist when URLs load).
     path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("companyos/favicon.ico"), permanent=True)),
     path("webhooks/", include("integrations.urls")),
+    path("api/", include("companyos.api.urls")),
 ]
