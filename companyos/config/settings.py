@@ -266,6 +266,10 @@ SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 # server process and fanned out in memory, where the classic layer writes one
 # Redis list entry per connection. Delivery is at most once in both; clients
 # catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
+# Through a Sentinel failover the pub/sub layer silently drops what is
+# published before it subscribes again, the classic layer raises instead;
+# the consumer's gap repair sends both from the stored rows, so the faster
+# layer stays the default (bench_layer_failover, docs/scaling.md).
 # Groups are spread over these Redis servers by channels-redis's own hashing
 # (comma-separated Redis URLs, or master names with REDIS_SENTINELS); by
 # default the one of REDIS_URL / REDIS_SENTINEL_MASTER. docs/benchmarks.md
