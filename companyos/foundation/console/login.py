@@ -48,8 +48,7 @@ def two_factor_required(user: Any) -> bool:
 class LoginForm(OTPAuthenticationFormMixin, AdminAuthenticationForm):
     """The admin login: email, password and, for accounts with an authenticator, its current code."""
 
-    otp_device = forms.CharField(required=False, widget=forms.HiddenInput)
-    otp_challenge = forms.CharField(required=False, widget=forms.HiddenInput)
+    # django-otp's otp_device and otp_challenge fields are left out: one code, checked against one device.
     otp_token = forms.CharField(
         required=False,
         label="Authenticator code",
@@ -60,8 +59,7 @@ class LoginForm(OTPAuthenticationFormMixin, AdminAuthenticationForm):
     def _chosen_device(self, user: Any) -> Any:
         # The form offers no device choice: a code is checked against the
         # user's first confirmed authenticator (django-otp tries none unasked).
-        first = TOTPDevice.objects.devices_for_user(user, confirmed=True).order_by("pk").first()
-        return super()._chosen_device(user) or first
+        return TOTPDevice.objects.devices_for_user(user, confirmed=True).order_by("pk").first()
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
