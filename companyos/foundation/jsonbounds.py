@@ -1,17 +1,17 @@
-"""JSON from outside, bounded before it is parsed and storable once it is.
+"""JSON from outside: bounded in size and nesting, and storable in JSONB.
 
 Every place that takes JSON from a caller (the webhook intake, the admin's
 JSON fields) parses it with :func:`load_bounded_json`, so one rule decides
 what is refused:
 
-- larger than ``JSON_MAX_BYTES`` (or the caller's own, smaller limit);
+- larger than ``JSON_MAX_BYTES`` (or the caller's own limit), before parsing;
 - arrays and objects nested deeper than ``JSON_MAX_DEPTH``. The bound sits
   far below what Python's recursion limit lets ``json`` load back (about
   1,000 levels, less inside a deep call stack such as an admin page
   rendering a JSONB column) and what PostgreSQL's ``max_stack_depth`` lets
-  JSONB take: a value that was accepted can always be read again. The depth
-  is measured on the text before parsing, so a refused body never reaches
-  the recursive parser;
+  JSONB take: a value that was accepted can always be read again. Deeper
+  text stops the C parser at the recursion limit (a RecursionError, caught);
+  what it parses is then measured by a walk without recursion;
 - ``NaN``/``Infinity`` (not JSON), numbers longer than
   ``MAX_NUMBER_CHARACTERS`` or beyond a float's range (JSONB's numeric
   would refuse the exponent, Python would read infinity), and strings JSONB
@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from itertools import accumulate
 from typing import Any
 
 from django import forms
@@ -34,12 +32,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.forms.fields import InvalidJSONInput
 
-__all__ = ["BoundedJSONFormField", "JSONRefused", "json_depth", "load_bounded_json"]
+__all__ = ["BoundedJSONFormField", "JSONRefused", "load_bounded_json"]
 
-# A JSON string literal (escapes included): brackets inside one do not nest.
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_NESTING = str.maketrans({"[": "+", "{": "+", "]": "-", "}": "-"})
+UNSTORABLE = "The JSON holds characters that cannot be stored (NUL or unpaired surrogates)."
+
 # Ids and amounts fit easily; Python refuses integers over 4,300 digits with a bare ValueError.
 MAX_NUMBER_CHARACTERS = 100
 
@@ -48,15 +44,26 @@ class JSONRefused(ValueError):
     """JSON input over a bound or holding what JSONB cannot store."""
 
 
-def json_depth(text: str) -> int:
-    """How deeply the arrays and objects of JSON ``text`` nest (0 for a scalar), without parsing it.
+def _check_nesting_and_strings(value: Any, *, max_depth: int, check_strings: bool) -> None:
+    """Refuse ``value`` nested deeper than ``max_depth``, or (``check_strings``) holding a string JSONB refuses.
 
-    Regular expressions drop the strings and everything but brackets, so a
-    megabyte of ordinary JSON costs a few milliseconds. Invalid JSON gets
-    some number; the parser refuses it afterwards anyway.
+    A walk with its own stack: no recursion, whatever the depth.
     """
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text)).translate(_NESTING)
-    return max(accumulate(1 if sign == "+" else -1 for sign in brackets), default=0)
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            if depth > max_depth:
+                raise JSONRefused(f"The JSON nests arrays and objects deeper than {max_depth} levels.")
+            if isinstance(item, dict):
+                if check_strings and not all(_storable(key) for key in item):
+                    raise JSONRefused(UNSTORABLE)
+                stack.extend((child, depth) for child in item.values())
+            else:
+                stack.extend((child, depth) for child in item)
+        elif check_strings and isinstance(item, str) and not _storable(item):
+            raise JSONRefused(UNSTORABLE)
 
 
 def _reject_constant(name: str) -> Any:
@@ -80,19 +87,13 @@ def _parse_float(literal: str) -> float:
     return value
 
 
-def _storable(value: Any) -> bool:
-    """Whether PostgreSQL's JSONB takes ``value``: it refuses NUL and unpaired surrogates, which JSON allows."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return "\x00" not in value
-    if isinstance(value, dict):
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL's JSONB takes the string: it refuses NUL and unpaired surrogates, which JSON allows."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
 
 
 def load_bounded_json(data: str | bytes, *, max_bytes: int | None = None) -> Any:
@@ -107,15 +108,15 @@ def load_bounded_json(data: str | bytes, *, max_bytes: int | None = None) -> Any
     if size > limit:
         raise JSONRefused(f"The JSON is larger than {limit} bytes.")
     text = data.decode("utf-8") if isinstance(data, bytes) else data
-    if json_depth(text) > settings.JSON_MAX_DEPTH:
-        raise JSONRefused(f"The JSON nests arrays and objects deeper than {settings.JSON_MAX_DEPTH} levels.")
+    too_deep = f"The JSON nests arrays and objects deeper than {settings.JSON_MAX_DEPTH} levels."
     try:
         value = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
     except json.JSONDecodeError as exc:
         raise JSONRefused(f"The JSON is not valid: {exc.msg} at line {exc.lineno} column {exc.colno}.") from exc
+    except RecursionError as exc:
+        raise JSONRefused(too_deep) from exc
     # Only \u escapes can smuggle in what JSONB refuses (valid UTF-8 text cannot).
-    if "\\u" in text and not _storable(value):
-        raise JSONRefused("The JSON holds characters that cannot be stored (NUL or unpaired surrogates).")
+    _check_nesting_and_strings(value, max_depth=settings.JSON_MAX_DEPTH, check_strings="\\u" in text)
     return value
 
 
