@@ -9,6 +9,7 @@ are the last tests: they leave the topology changed.
 
 from __future__ import annotations
 
+import asyncio
 import html.parser
 import http.client
 import json
@@ -25,6 +26,7 @@ from django.conf import settings
 
 from companyos.foundation.tests.support import uvicorn_server
 from companyos.foundation.topology import running_topology, wait_for
+from companyos.realtime.tests.test_delivery_e2e import Client, start_publisher
 from integrations.tests.webhook_helpers import github_payload
 from integrations.webhooks.signatures import github_signature
 
@@ -36,7 +38,9 @@ import json
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.cached_db import SessionStore
-from core.tests.factories import AdminUserFactory, OrganizationFactory
+from agents.tests.factories import AgentFactory
+from core.services import api_token_create
+from core.tests.factories import AdminUserFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
 from integrations.models import Integration
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 from integrations.tests.webhook_helpers import endpoint
@@ -48,8 +52,15 @@ session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
 organization = OrganizationFactory()
+# The websocket clients' organization, which the admin tests leave alone.
+watched = OrganizationFactory()
+member = UserFactory()
+OrganizationMemberFactory(organization=watched, user=member)
+_, token = api_token_create(user=member, name="topology")
 webhook = WebhookFactory(integration=IntegrationFactory(service=Integration.Service.GITHUB), events=[])
 print(json.dumps({"session": session.session_key, "organization": str(organization.pk),
+                  "watched": str(watched.pk), "slug": watched.slug, "token": token,
+                  "agent": str(AgentFactory(organization=watched).pk),
                   "endpoint": endpoint(webhook), "secret": webhook.secret}))
 """
 
@@ -164,7 +175,8 @@ def web(topology):
 def test_a_save_in_the_admin_is_in_its_changelist_even_while_the_replica_replays_nothing(topology, web):
     browser = Browser(web, {"sessionid": topology.data["session"]})
     organization = topology.data["organization"]
-    token = uuid.uuid4().hex[:8]
+    # A letter first, so that the upper-cased search differs from this one.
+    token = f"x{uuid.uuid4().hex[:8]}"
     name = f"Renamed {token}"
     with topology.postgres["replica1"].connect() as replica:
         replica.execute("SELECT pg_wal_replay_pause()")
@@ -225,28 +237,136 @@ def deliver_webhook(port: int, topology, delivery_id: str) -> int:
         conn.close()
 
 
-def test_killing_the_redis_master_costs_the_cache_seconds_and_nobody_their_session(topology, web):
-    browser = Browser(web, {"sessionid": topology.data["session"]})
+def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_and_no_client_an_event(
+    topology, tmp_path
+):
+    """Events flow to websocket clients on two ASGI processes while the Sentinel-watched master dies.
 
-    def cache_answers() -> bool:
-        status, page = browser.request("GET", "/healthz")
-        return status == 200 and json.loads(page)["checks"]["cache"]["status"] == "ok"
+    The layer drops what was in flight (docs/scaling.md measures how much);
+    each process's gap repair sends it from the stored rows.
+    """
+    env = child_environment(topology, EVENTS_POSITION_SECONDS="1", EVENTS_SEND_TIMEOUT="0.5")
+    with (
+        uvicorn_server(env=env, args=["--lifespan", "off"]) as port_1,
+        uvicorn_server(env=env, args=["--lifespan", "off"]) as port_2,
+    ):
+        browser = Browser(port_1, {"sessionid": topology.data["session"]})
 
-    assert cache_answers()
-    old_master = topology.kill_redis_master()
-    killed = time.monotonic()
-    logged_out = 0
-    while not (topology.redis_master_port() != old_master and cache_answers()):
-        status, page = browser.request("GET", "/admin/")
-        logged_out += status != 200
-        assert time.monotonic() - killed < 30, "the cache did not come back within 30 s"
-        time.sleep(0.05)
-    recovered = time.monotonic() - killed
-    print(f"\nRedis master kill -9: cache back after {recovered:.1f} s")
+        def cache_answers() -> bool:
+            status, page = browser.request("GET", "/healthz")
+            return status == 200 and json.loads(page)["checks"]["cache"]["status"] == "ok"
 
-    assert logged_out == 0
-    assert recovered < 10
-    assert browser.request("GET", "/admin/")[0] == 200
+        def kill_and_wait_for_the_cache() -> tuple[float, int]:
+            old_master = topology.kill_redis_master()
+            killed = time.monotonic()
+            logged_out = 0
+            while not (topology.redis_master_port() != old_master and cache_answers()):
+                logged_out += browser.request("GET", "/admin/")[0] != 200
+                assert time.monotonic() - killed < 30, "the cache did not come back within 30 s"
+                time.sleep(0.05)
+            return time.monotonic() - killed, logged_out
+
+        async def scenario():
+            urls = [f"ws://127.0.0.1:{port}/ws/events/" for port in (port_1, port_2)]
+            clients = [Client(urls[n % 2], topology.data["token"], topology.data["watched"]) for n in range(20)]
+            await asyncio.gather(*(client.connect() for client in clients))
+            readers = [asyncio.create_task(client.read()) for client in clients]
+            await asyncio.sleep(1)
+            publisher = await asyncio.to_thread(
+                start_publisher, env, tmp_path / "publisher.log", 20, 1, topology.data["slug"]
+            )
+            try:
+                await asyncio.sleep(2)
+                assert await asyncio.to_thread(cache_answers)
+                recovered, logged_out = await asyncio.to_thread(kill_and_wait_for_the_cache)
+                back_at = time.monotonic()
+                await asyncio.sleep(3)
+            finally:
+                publisher.kill()
+                publisher.wait()
+            expected = stored_event_ids(topology)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not all(expected <= set(client.ids) for client in clients):
+                await asyncio.sleep(0.2)
+            for client in clients:
+                await client.ws.close()
+            await asyncio.gather(*readers)
+            return clients, expected, recovered, logged_out, back_at
+
+        clients, expected, recovered, logged_out, back_at = asyncio.run(scenario())
+        repaired = [at - back_at for client in clients for at in client.repaired_at]
+        print(
+            f"\nRedis master kill -9: cache back after {recovered:.1f} s; {len(expected)} events to 20 clients "
+            f"on 2 processes, {len(repaired)} client-event pairs repaired from the store, the last "
+            f"{max(repaired, default=0):.1f} s after the cache was back"
+        )
+
+        assert len(expected) >= 60
+        for client in clients:
+            missed = expected - set(client.ids)
+            assert not missed, f"{len(missed)} events missed (connection closed with {client.ws.close_code})"
+        assert logged_out == 0
+        assert recovered < 10
+        assert browser.request("GET", "/admin/")[0] == 200
+
+
+def stored_event_ids(topology) -> set[str]:
+    """The ids of the deployment events stored for the test's organization (on whichever server is the primary)."""
+    with psycopg.connect(topology.primary_url(), autocommit=True, connect_timeout=5) as primary:
+        rows = primary.execute(
+            "SELECT id FROM analytics_event WHERE organization_id = %s AND event_type LIKE 'deployment.%%'",
+            [topology.data["watched"]],
+        )
+        return {str(row[0]) for row in rows}
+
+
+ENQUEUE_AND_TIME = """
+import json, os, time
+from agents import services
+from agents.models import Agent, AgentTask
+agent = Agent.objects.get(pk=os.environ["AGENT_ID"])
+waits = []
+for n in range(3):
+    task = services.task_enqueue(agent=agent, task_type="echo", title=f"wake-up {n}")
+    queued = time.monotonic()
+    while AgentTask.objects.get(pk=task.pk).status != AgentTask.Status.COMPLETED:
+        if time.monotonic() - queued > 20:
+            break
+        time.sleep(0.02)
+    waits.append(time.monotonic() - queued)
+print(json.dumps(waits))
+"""
+
+
+def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(topology, tmp_path):
+    """The worker's LISTEN goes to the primary directly: through the pooler it would hear nothing."""
+    env = child_environment(topology, **topology.environment(pgbouncer=True))
+    with open(tmp_path / "worker.log", "wb") as log:
+        # Polling once a minute: a task done within seconds was woken by its NOTIFY.
+        worker = subprocess.Popen(
+            [sys.executable, "manage.py", "run_agent_worker", "--poll-seconds", "60"],
+            env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        with topology.postgres["primary"].connect() as primary:
+            wait_for(
+                lambda: primary.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE query = 'LISTEN agents_task_queued'"
+                ).fetchone(),
+                "the worker's LISTEN on the primary",
+            )
+        timed = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", ENQUEUE_AND_TIME],
+            check=True, env={**env, "AGENT_ID": topology.data["agent"]}, cwd=settings.BASE_DIR,
+            capture_output=True, text=True,
+        )  # fmt: skip
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    waits = json.loads(timed.stdout.strip().splitlines()[-1])
+    print(f"\nThrough PgBouncer: queued → completed in {', '.join(f'{wait:.2f}' for wait in waits)} s")
+
+    assert max(waits) < 5, (tmp_path / "worker.log").read_text()[-2000:]
 
 
 def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(topology, web):
