@@ -1,0 +1,59 @@
+"""The fixed-window limiter and the client address it keys on."""
+
+import uuid
+
+import pytest
+from django.test import RequestFactory, override_settings
+
+from companyos.foundation.network import address_in, client_address
+from companyos.foundation.ratelimit import WINDOW_SECONDS, hit, too_many_requests
+from companyos.foundation.tests.test_health import caches_at, unused_port
+
+
+def test_requests_past_the_limit_are_told_when_the_window_ends():
+    key = uuid.uuid4().hex
+    assert [hit("test", key, limit=3) for _ in range(3)] == [None, None, None]
+
+    retry_after = hit("test", key, limit=3)
+    assert 1 <= retry_after <= WINDOW_SECONDS
+    assert hit("test", uuid.uuid4().hex, limit=3) is None, "another key has its own count"
+    response = too_many_requests(retry_after)
+    assert (response.status_code, response["Retry-After"]) == (429, str(retry_after))
+
+
+def test_the_counter_expires_with_its_window(raw, settings):
+    key = uuid.uuid4().hex
+    hit("test", key, limit=5)
+
+    [counter] = raw.keys(f"{settings.REDIS_KEY_PREFIX}:ratelimit:test:{key}:*")
+    assert 0 < raw.ttl(counter) <= WINDOW_SECONDS + 5
+
+
+def test_a_limit_of_zero_is_unlimited_and_an_unreachable_redis_lets_requests_through():
+    assert all(hit("test", "k", limit=0) is None for _ in range(100))
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0")):
+        assert all(hit("test", uuid.uuid4().hex, limit=1) is None for _ in range(3))
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "203.0.113.1", "10.0.0.2"),  # no proxy trusted: what the client wrote proves nothing
+        (1, "203.0.113.1", "203.0.113.1"),
+        (1, "198.51.100.9, 203.0.113.1", "203.0.113.1"),  # the client's own claim is left of ours
+        (2, "198.51.100.9, 203.0.113.1", "198.51.100.9"),
+        (2, "203.0.113.1", "10.0.0.2"),  # fewer hops than proxies: fall back to the socket
+    ],
+)
+def test_the_client_address_trusts_only_the_configured_proxies(settings, proxies, forwarded, expected):
+    settings.TRUSTED_PROXY_COUNT = proxies
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert client_address(request) == expected
+
+
+def test_address_in_networks():
+    assert address_in("10.1.2.3", ["10.0.0.0/8"])
+    assert address_in("::1", ["127.0.0.1", "::1"])
+    assert not address_in("192.0.2.1", ["10.0.0.0/8"])
+    assert not address_in("not an address", ["0.0.0.0/0"])
