@@ -66,3 +66,8 @@ async def prune_jobs(context: JobContext, timestamp: int) -> None:
     await context.app.job_manager.delete_old_jobs(
         nb_hours=settings.JOBS_RETENTION_DAYS * 24, include_failed=True, include_cancelled=True
     )
+
+
+@app.task(queue="bench")
+def bench_noop() -> None:
+    """Nothing: the unit of work of ``manage.py bench_worker``, so it measures the queue itself."""
