@@ -59,6 +59,9 @@ INSTALLED_APPS = [
     "analytics",
     # The websocket edge: listen_events and bench_events.
     "companyos.realtime",
+    # The HTTP API edge (docs/api.md); "ninja" serves its docs page's static files.
+    "ninja",
+    "companyos.api",
     # Change history and staff roles (issue 6); last, so its post_migrate
     # runs after every app's tables and permissions exist.
     "companyos.foundation.console",
@@ -477,6 +480,18 @@ WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", def
 # GitHub sends an organisation's deliveries from a few addresses, hence equal limits.
 WEBHOOK_RATE_LIMIT_PER_ADDRESS = env.int("WEBHOOK_RATE_LIMIT_PER_ADDRESS", default=1200)
 WEBHOOK_RATE_LIMIT_PER_ENDPOINT = env.int("WEBHOOK_RATE_LIMIT_PER_ENDPOINT", default=1200)
+
+# --- HTTP API (docs/api.md) ----------------------------------------------------------
+# Requests a minute per API token (or session user); more are answered 429 with
+# Retry-After (companyos.foundation.ratelimit; 0 = unlimited).
+API_RATE_LIMIT_PER_MINUTE = env.int("API_RATE_LIMIT_PER_MINUTE", default=600)
+# Larger bodies are answered 413; a full ingest batch of API_INGEST_MAX_ROWS fits.
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+API_INGEST_MAX_ROWS = env.int("API_INGEST_MAX_ROWS", default=5000)
+# How long an Idempotency-Key's answer is remembered (Redis).
+API_IDEMPOTENCY_SECONDS = env.int("API_IDEMPOTENCY_SECONDS", default=86400)
+# Unrevoked tokens one user may hold.
+API_MAX_TOKENS = env.int("API_MAX_TOKENS", default=100)
 
 # --- Input bounds (docs/security.md) ----------------------------------------------
 # JSON from outside (the admin's JSON fields; webhooks use WEBHOOK_MAX_BODY_BYTES)

@@ -9,4 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("webhooks/", include("integrations.urls")),
+    path("api/", include("companyos.api.urls")),
 ]

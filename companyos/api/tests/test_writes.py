@@ -1,0 +1,167 @@
+"""Writes: through the services (so events fire), roles, problems, idempotency, rate limits, ingest."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents.models import AgentTask
+from analytics.models import Event, Metric
+from companyos.api.tests.conftest import bearer, member_with_token
+from core.models import ApiToken
+from design.models import DesignComponent
+from social.models import SocialPost
+
+pytestmark = pytest.mark.django_db
+
+
+def post(client, url: str, token, body=None, **headers):
+    return client.post(url, json.dumps(body or {}), content_type="application/json", **bearer(token), **headers)
+
+
+def test_creating_a_task_queues_it_and_fires_its_event(client, org_a, objects_a, token_a):
+    agent = objects_a["agents"]
+    answer = post(
+        client,
+        f"/api/v1/orgs/{org_a.slug}/tasks/",
+        token_a,
+        {"agent": str(agent.pk), "task_type": "echo", "title": "Say hi", "input": {"text": "hi"}},
+    )
+    assert answer.status_code == 201, answer.content
+    task = AgentTask.objects.get(pk=answer.json()["id"])
+    assert (task.status, task.created_by_id) == (AgentTask.Status.QUEUED, token_a.user.pk)
+    assert Event.objects.filter(subject_id=task.pk, event_type="agent.task.queued").exists()
+
+
+def test_an_idempotency_key_creates_once_and_refuses_another_body(client, org_a, objects_a, token_a):
+    body = {"agent": str(objects_a["agents"].pk), "task_type": "echo", "title": "Once"}
+    url = f"/api/v1/orgs/{org_a.slug}/tasks/"
+    first = post(client, url, token_a, body, HTTP_IDEMPOTENCY_KEY="k-1")
+    again = post(client, url, token_a, body, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    assert AgentTask.objects.filter(title="Once").count() == 1
+    other = post(client, url, token_a, {**body, "title": "Twice"}, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert other.status_code == 422
+
+
+def test_a_task_of_another_organizations_agent_is_refused(client, org_a, objects_b, token_a):
+    answer = post(
+        client,
+        f"/api/v1/orgs/{org_a.slug}/tasks/",
+        token_a,
+        {"agent": str(objects_b["agents"].pk), "task_type": "echo", "title": "x"},
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "body.agent"
+
+
+def test_cancel_then_cancel_again_is_a_conflict(client, org_a, objects_a, token_a):
+    url = f"/api/v1/orgs/{org_a.slug}/tasks/{objects_a['tasks'].pk}/cancel/"
+    assert post(client, url, token_a).json()["status"] == AgentTask.Status.CANCELLED
+    again = post(client, url, token_a)
+    assert again.status_code == 409
+    assert again["Content-Type"] == "application/problem+json"
+
+
+def test_approve_and_reject_need_a_task_awaiting_approval(client, org_a, objects_a, token_a):
+    task = objects_a["tasks"]
+    assert post(client, f"/api/v1/orgs/{org_a.slug}/tasks/{task.pk}/approve/", token_a).status_code == 409
+    AgentTask.objects.filter(pk=task.pk).update(status=AgentTask.Status.AWAITING_APPROVAL, requires_approval=True)
+    refused = post(client, f"/api/v1/orgs/{org_a.slug}/tasks/{task.pk}/reject/", token_a, {"reason": ""})
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"].startswith("body")
+    rejected = post(client, f"/api/v1/orgs/{org_a.slug}/tasks/{task.pk}/reject/", token_a, {"reason": "Wrong"})
+    assert rejected.json()["status"] == AgentTask.Status.FAILED
+
+
+def test_a_viewer_and_a_member_without_a_console_role_change_nothing(client, org_a, objects_a):
+    for role in ("viewer", None):
+        token = member_with_token(org_a, role=role)
+        answer = post(client, f"/api/v1/orgs/{org_a.slug}/tasks/{objects_a['tasks'].pk}/cancel/", token)
+        assert answer.status_code == 403
+    assert AgentTask.objects.get(pk=objects_a["tasks"].pk).status == AgentTask.Status.QUEUED
+
+
+def test_an_operator_schedules_and_cancels_posts(client, org_a, objects_a):
+    operator = member_with_token(org_a, role="operator")
+    url = f"/api/v1/orgs/{org_a.slug}/posts/{objects_a['posts'].pk}"
+    past = post(client, f"{url}/schedule/", operator, {"at": (timezone.now() - timedelta(hours=1)).isoformat()})
+    assert past.status_code == 422
+    naive = post(client, f"{url}/schedule/", operator, {"at": "2030-01-01T10:00:00"})
+    assert naive.status_code == 422
+    at = (timezone.now() + timedelta(hours=1)).isoformat()
+    assert post(client, f"{url}/schedule/", operator, {"at": at}).json()["status"] == SocialPost.Status.SCHEDULED
+    assert post(client, f"{url}/cancel/", operator).json()["status"] == SocialPost.Status.CANCELED
+    assert post(client, f"{url}/cancel/", operator).status_code == 409
+
+
+def test_marking_a_component_outdated_fires_its_event_once(client, org_a, objects_a, token_a):
+    component = objects_a["components"]
+    url = f"/api/v1/orgs/{org_a.slug}/components/{component.pk}/outdated/"
+    assert post(client, url, token_a).json()["code_status"] == DesignComponent.CodeStatus.OUTDATED
+    assert Event.objects.filter(subject_id=component.pk, event_type="design.component.outdated").count() == 1
+    assert post(client, url, token_a).status_code == 409
+
+
+def test_ingest_writes_a_batch_or_names_each_bad_row(client, org_a, objects_b, token_a):
+    url = f"/api/v1/orgs/{org_a.slug}/metrics/"
+    now = timezone.now().isoformat()
+    good = {"name": "api.latency", "value": 12.5, "timestamp": now}
+    bad = post(client, url, token_a, {"rows": [good, {"name": "api.latency", "value": "x", "timestamp": now}]})
+    assert bad.status_code == 422
+    assert bad.json()["errors"] == [{"index": 1, "field": "value", "message": "not a number"}]
+    assert not Metric.objects.filter(organization=org_a, name="api.latency").exists()
+    assert post(client, url, token_a, {"rows": [good, good]}).json() == {"rows": 2}
+    assert Metric.objects.filter(organization=org_a, name="api.latency").count() == 2
+    foreign = post(
+        client,
+        f"/api/v1/orgs/{org_a.slug}/events/",
+        token_a,
+        {"rows": [{"event_type": "x", "category": "core", "actor_agent": str(objects_b["agents"].pk)}]},
+    )
+    assert foreign.status_code == 422
+    assert foreign.json()["errors"][0]["field"] == "actor_agent"
+
+
+def test_tokens_are_created_shown_once_and_revoked_by_their_owner_only(client, org_a, token_a):
+    created = post(client, "/api/v1/tokens/", token_a, {"name": "CI"}, HTTP_IDEMPOTENCY_KEY="tok")
+    assert created.status_code == 201
+    raw = created.json()["token"]
+    assert client.get("/api/v1/tokens/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 200
+    replay = post(client, "/api/v1/tokens/", token_a, {"name": "CI"}, HTTP_IDEMPOTENCY_KEY="tok")
+    assert replay.status_code == 409
+    assert raw not in replay.content.decode()
+    other = member_with_token(org_a)
+    assert post(client, f"/api/v1/tokens/{created.json()['id']}/revoke/", other).status_code == 404
+    assert post(client, f"/api/v1/tokens/{created.json()['id']}/revoke/", token_a).json()["revoked_at"]
+    assert ApiToken.objects.get(pk=created.json()["id"]).revoked_at is not None
+    assert client.get("/api/v1/tokens/", HTTP_AUTHORIZATION=f"Bearer {raw}").status_code == 401
+
+
+def test_bodies_over_the_limit_are_413_and_bad_json_400(client, settings, org_a, token_a):
+    settings.API_MAX_BODY_BYTES = 100
+    url = "/api/v1/tokens/"
+    assert post(client, url, token_a, {"name": "x" * 200}).status_code == 413
+    broken = client.post(url, "{nope", content_type="application/json", **bearer(token_a))
+    assert broken.status_code == 400
+    assert broken.json()["status"] == 400
+
+
+def test_the_rate_limit_answers_429_with_retry_after(client, settings, org_a, token_a):
+    settings.API_RATE_LIMIT_PER_MINUTE = 2
+    answers = [client.get("/api/v1/orgs/", **bearer(token_a)) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert 1 <= int(answers[-1]["Retry-After"]) <= 60
+
+
+def test_a_session_write_needs_the_csrf_token(org_a, objects_a, token_a):
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(token_a.user)
+    answer = browser.post(f"/api/v1/orgs/{org_a.slug}/tasks/{objects_a['tasks'].pk}/cancel/")
+    assert answer.status_code == 403
