@@ -93,7 +93,7 @@ class Worker:
         )
         listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
-            # History records each runner's changes as the worker's (issue 6).
+            # History records each runner's changes as the worker's.
             threading.Thread(
                 target=history_source("worker", worker_id=self.worker_id)(self._runner),
                 args=(index,),

@@ -29,7 +29,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
     "daphne",
-    # The staff console's admin site (issue 6): companyos.foundation.console.site.CompanyOSAdminSite.
+    # The staff console's admin site: companyos.foundation.console.site.CompanyOSAdminSite.
     "companyos.foundation.console.site.CompanyOSAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -45,7 +45,7 @@ INSTALLED_APPS = [
     "csp",
     # Triggers declared in model Meta and written into migrations: the change history.
     "pgtrigger",
-    # System jobs and their schedule on PostgreSQL (issue 12, docs/jobs.md);
+    # System jobs and their schedule on PostgreSQL (docs/jobs.md);
     # its admin shows what ran, when, how long, what failed and what is queued.
     "procrastinate.contrib.django",
     # The platform layer: start-up checks and the encryption-key commands.
@@ -62,7 +62,7 @@ INSTALLED_APPS = [
     # The HTTP API edge (docs/api.md); "ninja" serves its docs page's static files.
     "ninja",
     "companyos.api",
-    # Change history and staff roles (issue 6); last, so its post_migrate
+    # Change history and staff roles; last, so its post_migrate
     # runs after every app's tables and permissions exist.
     "companyos.foundation.console",
 ]
@@ -79,7 +79,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # request.user.is_verified(): whether this session passed a TOTP token.
     "django_otp.middleware.OTPMiddleware",
-    # Attributes every change a request makes to its user and source (issue 6).
+    # Attributes every change a request makes to its user and source.
     "companyos.foundation.console.history.HistoryMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -169,7 +169,7 @@ DATABASE_PRIMARY_MODELS = [
 PROCRASTINATE_DATABASE_ALIAS = session_alias(DATABASES)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Redis: cache layers, sessions, channel layer (owned by issue 3) --------
+# --- Redis: cache layers, sessions, channel layer --------
 REDIS_URL = env.str("REDIS_URL")
 # Redis behind Sentinel (docs/scaling.md): every Redis use asks these sentinels
 # (host:port, comma-separated) for the current master of REDIS_SENTINEL_MASTER;
@@ -338,7 +338,7 @@ EVENTS_MAX_SUBSCRIPTIONS = 50
 # Subscribes with `since` one connection may send a minute (each replays up to EVENTS_REPLAY_LIMIT).
 EVENTS_REPLAYS_PER_MINUTE = 10
 
-# --- Agent task queue (H-queue, docs/agents.md) ---------------------------------
+# --- Agent task queue (docs/agents.md) ---------------------------------
 # A claimed task's lease; the worker renews it every third of this while it
 # works, so it only bounds how long a dead worker's task waits to be retried.
 AGENT_TASK_LEASE_SECONDS = env.float("AGENT_TASK_LEASE_SECONDS", default=60.0)
@@ -348,7 +348,7 @@ AGENT_TASK_RETRY_MAX_SECONDS = env.float("AGENT_TASK_RETRY_MAX_SECONDS", default
 # Idle workers wake on NOTIFY at once; this poll only finds scheduled tasks.
 AGENT_WORKER_POLL_SECONDS = env.float("AGENT_WORKER_POLL_SECONDS", default=2.0)
 
-# --- Background worker and scheduler (issue 12, docs/jobs.md) ----------------------
+# --- Background worker and scheduler (docs/jobs.md) ----------------------
 # Apps declare their system jobs in <app>/jobs.py.
 PROCRASTINATE_AUTODISCOVER_MODULE_NAME = "jobs"
 # A worker proves it is alive this often; a job whose worker has been silent
@@ -428,7 +428,7 @@ STORAGES = {
 # --- Security (production defaults; a local .env relaxes them with DEBUG) ------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
-# Load balancers probe /healthz over plain HTTP (issue 3).
+# Load balancers probe /healthz over plain HTTP.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Addresses (CIDR) whose /healthz answer lists each check with its error
 # (hosts, ports); everyone else but logged-in staff gets the status only.
@@ -462,7 +462,7 @@ SESSION_COOKIE_HTTPONLY = True
 # Debug pages and error reports hide secrets, passwords inside URLs included.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "companyos.foundation.errors.SecretsFilter"
 
-# --- Analytics (issue 8, docs/analytics.md) -----------------------------------------
+# --- Analytics (docs/analytics.md) -----------------------------------------
 # Time ranges longer than this read rollups instead of raw rows.
 ANALYTICS_RAW_MAX_RANGE = timedelta(hours=env.int("ANALYTICS_RAW_MAX_RANGE_HOURS", default=6))
 # Seconds a dashboard read stays cached (ingest invalidates sooner).
@@ -470,7 +470,7 @@ ANALYTICS_CACHE_TTL = env.int("ANALYTICS_CACHE_TTL", default=60)
 # Raw events and metrics older than this are removed by `prune_analytics` (rollups stay).
 ANALYTICS_RETENTION_DAYS = env.int("ANALYTICS_RETENTION_DAYS", default=90)
 
-# --- Inbound webhooks (issue 7, docs/webhooks.md) --------------------------------
+# --- Inbound webhooks (docs/webhooks.md) --------------------------------
 # Larger bodies are answered 413 (GitHub caps payloads at 25 MB; ours are far smaller).
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=1024 * 1024)
 # Delivery log rows older than this are removed by `prune_webhook_deliveries`.
@@ -504,7 +504,7 @@ JSON_MAX_DEPTH = env.int("JSON_MAX_DEPTH", default=64)
 # X-Forwarded-For; 0 trusts only the socket's address (companyos.foundation.network).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 
-# --- Social platforms (issue 12, docs/jobs.md) --------------------------------------
+# --- Social platforms (docs/jobs.md) --------------------------------------
 # The APIs scheduled posts are published through (tests point them at a local server).
 SOCIAL_X_API_URL = env.str("SOCIAL_X_API_URL", default="https://api.x.com")
 SOCIAL_LINKEDIN_API_URL = env.str("SOCIAL_LINKEDIN_API_URL", default="https://api.linkedin.com")
@@ -516,7 +516,7 @@ SOCIAL_HTTP_TIMEOUT_SECONDS = env.float("SOCIAL_HTTP_TIMEOUT_SECONDS", default=1
 SOCIAL_PUBLISH_MAX_ATTEMPTS = env.int("SOCIAL_PUBLISH_MAX_ATTEMPTS", default=5)
 SOCIAL_PUBLISH_RETRY_BASE_SECONDS = env.float("SOCIAL_PUBLISH_RETRY_BASE_SECONDS", default=30.0)
 
-# --- Staff console: change history (issue 6, docs/admin.md) ---------------------
+# --- Staff console: change history (docs/admin.md) ---------------------
 # Triggers record every change (companyos.foundation.console.models.Change); write
 # requests attach who and from where (companyos.foundation.console.history).
 # History rows older than this are removed by `prune_history`.

@@ -1,4 +1,4 @@
-"""The ``/ws/events/`` consumer: the protocol of ``shared/design/events.md`` and docs/realtime.md.
+"""The ``/ws/events/`` consumer: the protocol of docs/realtime.md.
 
 One connection subscribes to topics of the organizations its user belongs
 to; each (organization, topic) is a channel-layer group that

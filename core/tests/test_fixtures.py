@@ -1,4 +1,4 @@
-"""The sample data: schema.md's exact counts, idempotent loading, nothing in plaintext."""
+"""The sample data: the data model's exact counts, idempotent loading, nothing in plaintext."""
 
 import pytest
 from django.apps import apps

@@ -9,7 +9,7 @@ from django.db import connection, models
 
 OUR_APPS = ("core", "integrations", "development", "design", "social", "agents", "analytics")
 
-# The 17 models of schema.md; models added later by other issues test their own constraints.
+# The 17 models of the original data model; models added later test their own constraints.
 SCHEMA_MODELS = (
     "core.User", "core.Organization", "core.OrganizationMember",
     "integrations.Integration", "integrations.Webhook",
