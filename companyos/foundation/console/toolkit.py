@@ -25,6 +25,14 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from companyos.foundation.console.live import (
+    VERSION_FIELD,
+    VersionCheckedForm,
+    feed_context,
+    model_live_config,
+    organization_model,
+    row_version,
+)
 from companyos.foundation.fields import masked
 from companyos.foundation.jsonbounds import BoundedJSONFormField
 
@@ -40,9 +48,13 @@ def tone(model: type[models.Model] | models.Model, value: str) -> str:
     return getattr(model, "status_tones", {}).get(value, "neutral")
 
 
-def badge(model: type[models.Model] | models.Model, value: str, label: str | None = None) -> str:
-    """A coloured pill for a value, in its model's tone (CSS in static/companyos/admin.css)."""
-    return format_html('<span class="cos-badge cos-badge-{}">{}</span>', tone(model, value), label or value)
+def badge(model: type[models.Model] | models.Model, value: str, label: str | None = None, *, field: str = "") -> str:
+    """A coloured pill for a value, in its model's tone (CSS in static/companyos/admin.css).
+
+    ``field`` names the field shown, so the live changelist (static/companyos/live.js) can update it.
+    """
+    pill = format_html('<span class="cos-badge cos-badge-{}">{}</span>', tone(model, value), label or value)
+    return format_html('<span data-cos-field="{}">{}</span>', field, pill) if field else pill
 
 
 def status_badge(field_name: str, *, description: str | None = None) -> Callable[[Any], str]:
@@ -50,7 +62,7 @@ def status_badge(field_name: str, *, description: str | None = None) -> Callable
 
     @admin.display(description=description or field_name.replace("_", " "), ordering=field_name)
     def column(obj: Any) -> str:
-        return badge(obj, getattr(obj, field_name), getattr(obj, f"get_{field_name}_display")())
+        return badge(obj, getattr(obj, field_name), getattr(obj, f"get_{field_name}_display")(), field=field_name)
 
     column.__name__ = f"{field_name}_badge"
     return column
@@ -221,6 +233,23 @@ def action_form(
     return TemplateResponse(request, "admin/companyos/action_form.html", context)
 
 
+def name_every_input(fields: dict[str, forms.Field]) -> None:
+    """Give each input its field's label as accessible name, where the admin leaves it without one.
+
+    A tabular inline names its inputs only by column headings, and a split
+    date-time field's label reaches its first input only; screen readers
+    (and the axe audit of the browser tests) need a name on each.
+    """
+    for name, field in fields.items():
+        label = str(field.label or name)
+        widget = getattr(field.widget, "widget", field.widget)  # inside a related-object wrapper
+        if isinstance(widget, forms.MultiWidget):
+            for part, subwidget in zip(("date", "time", *range(2, 9)), widget.widgets, strict=False):
+                subwidget.attrs.setdefault("aria-label", f"{label} ({part})")
+        else:
+            widget.attrs.setdefault("aria-label", label)
+
+
 class ConstraintsCheckedForm(forms.ModelForm):
     """A model form that checks every constraint of the model before saving, not only its own fields'.
 
@@ -250,8 +279,13 @@ class ModelAdmin(admin.ModelAdmin):
     misses every change made outside the admin. Every form checks all the
     model's constraints (:class:`ConstraintsCheckedForm`, whichever form an
     admin declares) and parses JSON within the platform's bounds
-    (``companyos.foundation.jsonbounds``).
+    (``companyos.foundation.jsonbounds``). Pages are live
+    (``companyos.foundation.console.live``): lists and change pages of models
+    with events follow them, an organization's page has its activity feed, and
+    a change form refuses to save over a row changed since it was opened.
     """
+
+    change_form_template = "admin/companyos/change_form.html"
 
     list_per_page = 50
     list_max_show_all = 200
@@ -265,9 +299,37 @@ class ModelAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         # change by keyword: Django's UserAdmin.get_form takes it only that way.
         form = super().get_form(request, obj, change=change, **kwargs)
-        if issubclass(form, ConstraintsCheckedForm):
-            return form
-        return type(form.__name__, (ConstraintsCheckedForm, form), {"__module__": form.__module__})
+        if not (issubclass(form, ConstraintsCheckedForm) and issubclass(form, VersionCheckedForm)):
+            bases = (VersionCheckedForm, ConstraintsCheckedForm, form)
+            form = type(form.__name__, bases, {"__module__": form.__module__})
+        name_every_input(form.base_fields)
+        return form
+
+    def get_formsets_with_inlines(self, request, obj=None):
+        for formset, inline in super().get_formsets_with_inlines(request, obj):
+            name_every_input(formset.form.base_fields)
+
+            class NamedFormSet(formset):
+                def add_fields(self, form, index):
+                    super().add_fields(form, index)
+                    name_every_input(form.fields)  # the "delete" box is added here
+
+            yield NamedFormSet, inline
+
+    def changelist_view(self, request, extra_context=None):
+        live_config = model_live_config(self.model, request.user)
+        return super().changelist_view(request, {"live_config": live_config, **(extra_context or {})})
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk is not None:
+            # A form sent back with errors keeps the version it was opened on: saving it again is still refused.
+            context["version_field"] = VERSION_FIELD
+            context["version"] = request.POST.get(VERSION_FIELD) or row_version(self.model, obj.pk)
+            if self.model is organization_model():
+                context.update(feed_context(self.admin_site, [obj.pk]))
+            else:
+                context["live_config"] = model_live_config(self.model, request.user, object_id=str(obj.pk))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def history_view(self, request, object_id, extra_context=None):
         from companyos.foundation.console.views import object_history_view

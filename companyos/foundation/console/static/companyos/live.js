@@ -1,0 +1,145 @@
+// The live console (companyos/foundation/console/live.py says what each page asks for):
+// an activity feed, status badges that follow events, "N new — show" on lists and a warning
+// on a change page whose object changed. Events come over /ws/events/ with the admin session;
+// after a reconnect each organization resumes with `since` (docs/realtime.md), and ids already
+// shown are dropped. Without this script the pages are the same, only not live.
+"use strict";
+
+(function () {
+  const configElement = document.getElementById("cos-live");
+  if (!configElement || !("WebSocket" in window)) return;
+  const config = JSON.parse(configElement.textContent);
+  const FEED_LENGTH = 50;
+  const SUMMARY_KEYS = ["title", "project_name", "name", "handle", "url"]; // as in live.py
+  const seen = new Set(config.seen || []);
+  const since = Object.assign({}, config.since || {}); // organization id -> last event id received
+  const newIds = new Set();
+  let retryDelay = 500;
+  let socket = null;
+
+  function setState(text) {
+    const state = document.getElementById("cos-feed-state");
+    if (state) state.textContent = text;
+  }
+
+  function summary(data) {
+    for (const key of SUMMARY_KEYS) {
+      if (typeof data[key] === "string" && data[key]) return data[key].slice(0, 80);
+    }
+    return "";
+  }
+
+  function addToFeed(event) {
+    const list = document.getElementById("cos-feed");
+    if (!list) return;
+    const empty = list.querySelector(".cos-feed-empty");
+    if (empty) empty.remove();
+    const item = document.createElement("li");
+    item.dataset.eventId = event.id;
+    item.className = "cos-feed-new";
+    const time = document.createElement("time");
+    time.dateTime = event.occurred_at;
+    time.textContent = event.occurred_at.slice(0, 19).replace("T", " ");
+    const template = config.adminUrls && config.adminUrls[event.subject.type];
+    const label = document.createElement(template && event.subject.id ? "a" : "span");
+    if (template && event.subject.id) label.href = template.replace("{id}", event.subject.id);
+    label.textContent = event.type;
+    const text = document.createElement("span");
+    text.className = "cos-feed-summary";
+    text.textContent = summary(event.data || {});
+    item.append(time, " ", label, " ", text);
+    list.prepend(item);
+    while (list.children.length > FEED_LENGTH) list.lastElementChild.remove();
+  }
+
+  function rowOf(id) {
+    const checkbox = document.querySelector(`#result_list input.action-select[value="${CSS.escape(id)}"]`);
+    return checkbox ? checkbox.closest("tr") : null;
+  }
+
+  function updateBadge(row, value) {
+    const holder = row.querySelector(`[data-cos-field="${CSS.escape(config.stateField)}"]`);
+    if (!holder) return;
+    const pill = holder.querySelector(".cos-badge");
+    pill.className = `cos-badge cos-badge-${config.tones[value] || "neutral"}`;
+    pill.textContent = config.labels[value] || value;
+    row.classList.remove("cos-row-changed");
+    void row.offsetWidth; // restart the highlight
+    row.classList.add("cos-row-changed");
+  }
+
+  function announceNew() {
+    let notice = document.getElementById("cos-new-rows");
+    if (!notice) {
+      notice = document.createElement("p");
+      notice.id = "cos-new-rows";
+      notice.className = "cos-live-notice";
+      notice.setAttribute("role", "status");
+      const changelist = document.getElementById("changelist") || document.getElementById("content-main");
+      changelist.parentNode.insertBefore(notice, changelist);
+    }
+    notice.textContent = `${newIds.size} new — `;
+    const show = document.createElement("a");
+    show.href = window.location.href;
+    show.textContent = "show";
+    notice.append(show);
+  }
+
+  function warnChanged(event) {
+    const warning = document.getElementById("cos-live-warning");
+    if (!warning) return;
+    const state = event.data ? event.data[config.stateField] : undefined;
+    warning.textContent =
+      `This ${config.verboseName} changed after you opened this page (${event.type}` +
+      `${state ? `, now ${config.labels[state] || state}` : ""}). Saving will be refused: reload to see the change.`;
+    warning.hidden = false;
+  }
+
+  function receive(event) {
+    if (seen.has(event.id)) return;
+    seen.add(event.id);
+    since[event.organization] = event.id;
+    if (config.mode === "feed") {
+      addToFeed(event);
+    } else if (config.mode === "changelist" && event.subject.type === config.model) {
+      const row = rowOf(event.subject.id);
+      if (row) {
+        updateBadge(row, event.data[config.stateField]);
+      } else if (!newIds.has(event.subject.id)) {
+        newIds.add(event.subject.id);
+        announceNew();
+      }
+    } else if (config.mode === "change" && event.subject.id === config.objectId) {
+      warnChanged(event);
+    }
+  }
+
+  function connect() {
+    const watched = config.organizations;
+    if (!watched.length) return;
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    socket = new WebSocket(`${scheme}//${window.location.host}/ws/events/`);
+    socket.addEventListener("open", () => {
+      retryDelay = 500;
+      for (const organization of watched) {
+        const request = { action: "subscribe", organization, topics: config.topics };
+        if (since[organization]) request.since = since[organization];
+        socket.send(JSON.stringify(request));
+      }
+    });
+    socket.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.type === "event") receive(frame.event);
+      else if (frame.type === "subscribed") setState("live");
+    });
+    socket.addEventListener("close", (closing) => {
+      setState("reconnecting…");
+      if (closing.code === 4401) return setState("signed out"); // the session ended: reconnecting cannot help
+      window.setTimeout(connect, retryDelay);
+      retryDelay = Math.min(retryDelay * 2, 10000);
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
+  else connect();
+})();
