@@ -56,6 +56,7 @@ class Bar:
     width: float
     height: float
     title: str
+    series: int = 0  # which series of a stacked chart: its colour
 
 
 def _nice_step(span: float, target: int) -> float:
@@ -140,3 +141,45 @@ def column_chart(counts: Sequence[tuple[datetime, int]], *, start: datetime, end
         for moment, count in counts
     ]
     return Chart(bars=bars, x_ticks=scale.x_ticks(), y_ticks=scale.y_ticks())
+
+
+def stacked_column_chart(
+    series: Sequence[Sequence[tuple[datetime, int]]], *, start: datetime, end: datetime, bucket: timedelta
+) -> Chart:
+    """One column per bucket, the series stacked in order (events per type per bucket)."""
+    totals: dict[datetime, int] = {}
+    for counts in series:
+        for moment, count in counts:
+            totals[moment] = totals.get(moment, 0) + count
+    if not totals:
+        return Chart()
+    scale = _Scale(start=start, end=end, low=0, high=max(totals.values()))
+    column = round(max(scale.x(start + bucket) - scale.x(start) - 1, 1), 1)
+    stacked: dict[datetime, int] = {}
+    bars = []
+    for index, counts in enumerate(series):
+        for moment, count in counts:
+            below = stacked.get(moment, 0)
+            stacked[moment] = below + count
+            top = scale.y(below + count)
+            bars.append(
+                Bar(
+                    x=scale.x(moment),
+                    y=top,
+                    width=column,
+                    height=round(scale.y(below) - top, 1),
+                    title=f"{moment:%Y-%m-%d %H:%M}: {count}",
+                    series=index,
+                )
+            )
+    return Chart(bars=bars, x_ticks=scale.x_ticks(), y_ticks=scale.y_ticks())
+
+
+def duration_label(width: timedelta) -> str:
+    """A bucket width as people say it: "15 min", "1 h", "6 h", "1 day"."""
+    seconds = int(width.total_seconds())
+    for unit, name in ((86_400, "day"), (3_600, "h"), (60, "min")):
+        if seconds >= unit and seconds % unit == 0:
+            count = seconds // unit
+            return f"{count} {name}{'s' if name == 'day' and count > 1 else ''}"
+    return f"{seconds} s"

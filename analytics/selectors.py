@@ -18,11 +18,14 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 
+from agents.models import AgentTask
 from analytics.cache import organization_cache
 from analytics.models import ROLLUP_ORIGIN, ROLLUP_WIDTHS
 from analytics.rollups import bucket_floor
 from core.models import Organization
+from integrations.models import WebhookDelivery
 
 ReadSource = Literal["auto", "raw", "rollup"]
 
@@ -188,24 +191,194 @@ def event_counts(
 
 
 def metric_names(*, organization: Organization | UUID) -> list[str]:
-    """The metric names an organization has rollups for (the dashboard's name filter)."""
+    """The metric names an organization has samples or rollups of (the dashboard's name filter).
+
+    Rollups outlive pruned samples; samples loaded outside ingest (the sample
+    data) have no rollups until ``refresh_rollups`` runs.
+    """
     organization_id = _organization_id(organization)
 
     def compute() -> list[str]:
-        # A loose index scan over the rollup primary key: one probe per name,
-        # not a scan of the organization's buckets.
-        sql = """
-        WITH RECURSIVE names(name) AS (
-            (SELECT name FROM analytics_metricrollup WHERE organization_id = %(org)s ORDER BY name LIMIT 1)
-            UNION ALL
-            SELECT (SELECT r.name FROM analytics_metricrollup r
-                    WHERE r.organization_id = %(org)s AND r.name > names.name ORDER BY r.name LIMIT 1)
-            FROM names WHERE names.name IS NOT NULL
-        )
-        SELECT name FROM names WHERE name IS NOT NULL
-        """
+        rollups, samples = _metric_names_sql("analytics_metricrollup"), _metric_names_sql("analytics_metric")
+        sql = f"({rollups}) UNION ({samples}) ORDER BY 1"
         with connection.cursor() as cursor:
             cursor.execute(sql, {"org": organization_id})
             return [row[0] for row in cursor.fetchall()]
 
     return _cached(organization_id, "metric-names", compute, True)
+
+
+def _metric_names_sql(table: str) -> str:
+    # A loose index scan over (organization_id, name, ...): one probe per name,
+    # not a scan of the organization's rows.
+    return f"""
+    WITH RECURSIVE names(name) AS (
+        (SELECT name FROM {table} WHERE organization_id = %(org)s ORDER BY name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT r.name FROM {table} r
+                WHERE r.organization_id = %(org)s AND r.name > names.name ORDER BY r.name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+    )
+    SELECT name FROM names WHERE name IS NOT NULL
+    """  # noqa: S608 - the table is one of two constants
+
+
+def newest_activity(*, organization: Organization | UUID) -> datetime | None:
+    """When the organization's newest event or metric sample happened, or None for neither.
+
+    The dashboard opens on a range that holds it. One probe of the events'
+    (organization, -occurred_at) index, and one of the metrics' series index
+    per metric name.
+    """
+    organization_id = _organization_id(organization)
+
+    def compute() -> list[datetime]:
+        sql = f"""
+        SELECT max(t) FROM (
+            (SELECT occurred_at AS t FROM analytics_event WHERE organization_id = %(org)s
+             ORDER BY occurred_at DESC LIMIT 1)
+            UNION ALL
+            SELECT (SELECT max("timestamp") FROM analytics_metric m
+                    WHERE m.organization_id = %(org)s AND m.name = names.name)
+            FROM ({_metric_names_sql("analytics_metric")}) names
+        ) newest
+        """  # noqa: S608 - composed of constants
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"org": organization_id})
+            newest = cursor.fetchone()[0]
+        return [newest] if newest else []
+
+    found = _cached(organization_id, "newest-activity", compute, True)
+    return found[0] if found else None
+
+
+class Outcome(NamedTuple):
+    """How many rows of one status (a task's, a webhook delivery's) fell in a range."""
+
+    status: str
+    count: int
+
+
+def task_outcomes(*, organization: Organization | UUID, start: datetime, end: datetime) -> list[Outcome]:
+    """The organization's agent tasks created in [start, end), per status, most first."""
+    organization_id = _organization_id(organization)
+
+    def compute() -> list[Outcome]:
+        rows = (
+            AgentTask.objects.filter(organization_id=organization_id, created_at__gte=start, created_at__lt=end)
+            .order_by()
+            .values_list("status")
+            .annotate(count=Count("*"))
+        )
+        return sorted((Outcome(status, count) for status, count in rows), key=lambda o: (-o.count, o.status))
+
+    return _cached(organization_id, f"task-outcomes:{start.isoformat()}:{end.isoformat()}", compute, True)
+
+
+# Task duration classes: (upper bound in ms, label); the last has no bound.
+DURATION_CLASSES: tuple[tuple[float, str], ...] = (
+    (10_000, "under 10 s"),
+    (60_000, "10 s – 1 min"),
+    (600_000, "1 – 10 min"),
+    (3_600_000, "10 min – 1 h"),
+    (float("inf"), "1 h or more"),
+)
+
+
+class DurationSummary(NamedTuple):
+    """How long finished tasks ran: a histogram over ``DURATION_CLASSES`` and percentiles in ms."""
+
+    histogram: list[tuple[str, int]]
+    median_ms: float | None
+    p90_ms: float | None
+
+
+def task_durations(*, organization: Organization | UUID, start: datetime, end: datetime) -> DurationSummary:
+    """Durations of the organization's tasks that finished (completed or failed) in [start, end)."""
+    organization_id = _organization_id(organization)
+
+    def compute() -> list:
+        sql = """
+        WITH finished AS (
+            SELECT duration_ms FROM agents_agenttask
+            WHERE organization_id = %(org)s AND completed_at >= %(start)s AND completed_at < %(end)s
+              AND duration_ms IS NOT NULL
+        )
+        SELECT width_bucket(duration_ms::float8, %(bounds)s::float8[]) AS class, count(*), NULL, NULL
+        FROM finished GROUP BY class
+        UNION ALL
+        SELECT -1, count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms),
+               percentile_cont(0.9) WITHIN GROUP (ORDER BY duration_ms)
+        FROM finished
+        """
+        bounds = [bound for bound, _ in DURATION_CLASSES[:-1]]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"org": organization_id, "start": start, "end": end, "bounds": bounds})
+            return cursor.fetchall()
+
+    rows = _cached(organization_id, f"task-durations:{start.isoformat()}:{end.isoformat()}", compute, True)
+    counts = {index: count for index, count, _, _ in rows if index >= 0}
+    median, p90 = next((m, p) for index, _, m, p in rows if index == -1)
+    histogram = [(label, counts.get(index, 0)) for index, (_, label) in enumerate(DURATION_CLASSES)]
+    return DurationSummary(histogram, median, p90)
+
+
+class DeploymentBucket(NamedTuple):
+    """Deployments that finished in one bucket: how many became ready or failed, and the median lead time."""
+
+    bucket: datetime
+    ready: int
+    failed: int
+    median_lead_seconds: float | None
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / (self.ready + self.failed) if self.ready + self.failed else 0.0
+
+
+def deployment_outcomes(
+    *, organization: Organization | UUID, start: datetime, end: datetime, bucket: timedelta
+) -> list[DeploymentBucket]:
+    """The organization's deployments created in [start, end) that finished, per ``bucket`` of creation.
+
+    Lead time is from the deployment's creation to ready; failed means the
+    ``error`` state (a canceled deployment is neither).
+    """
+    organization_id = _organization_id(organization)
+
+    def compute() -> list[DeploymentBucket]:
+        sql = """
+        SELECT date_part('epoch', date_bin(%(bucket)s, created_at, %(origin)s)) AS b,
+               count(*) FILTER (WHERE state = 'ready'), count(*) FILTER (WHERE state = 'error'),
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY date_part('epoch', ready_at - created_at))
+                   FILTER (WHERE state = 'ready')
+        FROM development_deployment
+        WHERE organization_id = %(org)s AND created_at >= %(start)s AND created_at < %(end)s
+          AND state IN ('ready', 'error')
+        GROUP BY b ORDER BY b
+        """
+        params = {"org": organization_id, "start": start, "end": end, "bucket": bucket, "origin": ROLLUP_ORIGIN}
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [DeploymentBucket(_moment(b), ready, failed, lead) for b, ready, failed, lead in cursor.fetchall()]
+
+    key = f"deployments:{start.isoformat()}:{end.isoformat()}:{bucket.total_seconds():g}"
+    return _cached(organization_id, key, compute, True)
+
+
+def webhook_outcomes(*, organization: Organization | UUID, start: datetime, end: datetime) -> list[Outcome]:
+    """The organization's webhook deliveries received in [start, end), per status, most first."""
+    organization_id = _organization_id(organization)
+
+    def compute() -> list[Outcome]:
+        rows = (
+            WebhookDelivery.objects.filter(
+                webhook__integration__organization_id=organization_id, created_at__gte=start, created_at__lt=end
+            )
+            .order_by()
+            .values_list("status")
+            .annotate(count=Count("*"))
+        )
+        return sorted((Outcome(status, count) for status, count in rows), key=lambda o: (-o.count, o.status))
+
+    return _cached(organization_id, f"webhook-outcomes:{start.isoformat()}:{end.isoformat()}", compute, True)

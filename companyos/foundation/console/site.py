@@ -57,12 +57,16 @@ class CompanyOSAdminSite(admin.AdminSite):
         return sorted(app_list, key=described_first)
 
     def index(self, request, extra_context=None):
+        from companyos.foundation.console.live import feed_context, organizations_of
+
         links = [
             (label, reverse(url_name))
             for config in apps.get_app_configs()
             for label, url_name in getattr(config, "console_links", ())
         ]
-        return super().index(request, {"console_links": links, **(extra_context or {})})
+        # The activity feed of the organizations the user may watch over the websocket.
+        feed = feed_context(self, list(organizations_of(request.user).values_list("pk", flat=True)))
+        return super().index(request, {"console_links": links, **feed, **(extra_context or {})})
 
 
 class CompanyOSAdminConfig(AdminConfig):
