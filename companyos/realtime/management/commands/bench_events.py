@@ -15,15 +15,22 @@ same payload size. Throughput is the median of ``--runs`` bursts.
 (``EVENTS_POSITION_SECONDS``, ``--repair-seconds``) on and off, and the
 database transactions per second the server commits while idle with each
 (``pg_stat_database``): the queries the repair adds.
+
+``--shards 1,2`` measures each contender with the channel layer over one and
+over two Redis servers (``CHANNEL_LAYER_SHARDS``): REDIS_URL's, and one more
+redis-server started on a free port for the run; the Redis commands each
+shard processed show where the layer's work went.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import os
 import statistics
+import subprocess
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +41,7 @@ import redis
 import redis.asyncio as aioredis
 import websockets
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -43,6 +50,7 @@ from analytics.models import Event
 from companyos.foundation.tests.support import uvicorn_server
 from core.models import Organization, OrganizationMember, User
 from core.services import api_token_create
+from dev import free_port, port_open
 from development.models import Deployment
 
 ROOT = Path(settings.BASE_DIR)
@@ -57,13 +65,15 @@ class Result:
     rates: list[float] = field(default_factory=list)
     lost: int = 0
     idle_queries_per_second: float | None = None
+    # Redis commands each channel-layer shard processed during the contender's run.
+    shard_commands: list[int] = field(default_factory=list)
 
     def row(self) -> str:
         lat = sorted(self.latencies_ms)
         p50 = statistics.median(lat) if lat else float("nan")
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan")
         rate = statistics.median(self.rates) if self.rates else 0.0
-        return f"{self.label:<32} {rate:>14,.0f} {p50:>9.1f} {p99:>9.1f} {self.lost:>6}"
+        return f"{self.label:<48} {rate:>14,.0f} {p50:>9.1f} {p99:>9.1f} {self.lost:>6}"
 
     @property
     def rate(self) -> float:
@@ -116,23 +126,39 @@ class Command(BaseCommand):
         parser.add_argument("--repair", default="on", help="Gap repair in the server: on, off or on,off.")
         parser.add_argument("--repair-seconds", default="2", help="EVENTS_POSITION_SECONDS when the repair is on.")
         parser.add_argument("--idle-seconds", type=float, default=10.0, help="Idle window for the queries/s figure.")
+        parser.add_argument(
+            "--shards",
+            default="1",
+            help="Channel-layer shard counts to measure: 1, 2 or 1,2 (Redis servers past REDIS_URL's are started).",
+        )
 
     def handle(self, *args, **options) -> None:
         n = options["clients"]
         self.options = options
         tag = uuid.uuid4().hex[:8]
+        shard_counts = [int(count) for count in options["shards"].split(",")]
+        if max(shard_counts) > 1 and settings.REDIS_SENTINELS:
+            raise CommandError("--shards starts plain Redis servers; run it without REDIS_SENTINELS.")
         results = []
         try:
             organization, deployment, token = self._setup(tag)
-            for layer in options["layers"].split(","):
-                for repair in options["repair"].split(","):
-                    # The publisher (this process) and the server must share the layer.
-                    with (
-                        self._server(layer, repair) as url,
-                        override_settings(CHANNEL_LAYERS={"default": settings.CHANNEL_LAYER_BACKENDS[layer]}),
-                    ):
-                        label = f"{layer} layer, repair {repair}"
-                        results.append(asyncio.run(self._bench_websocket(url, token, organization, deployment, label)))
+            with self._extra_redis_servers(max(shard_counts) - 1) as extra_urls:
+                for layer in options["layers"].split(","):
+                    for shards in shard_counts:
+                        urls = [settings.REDIS_URL, *extra_urls][:shards]
+                        for repair in options["repair"].split(","):
+                            # The publisher (this process) and the server must share the layer.
+                            with (
+                                self._server(layer, repair, urls) as url,
+                                override_settings(CHANNEL_LAYERS={"default": self._layer_backend(layer, urls)}),
+                            ):
+                                label = f"{layer} layer, {shards} shard{'s' if shards > 1 else ''}, repair {repair}"
+                                before = self._commands_processed(urls)
+                                results.append(
+                                    asyncio.run(self._bench_websocket(url, token, organization, deployment, label))
+                                )
+                                after = self._commands_processed(urls)
+                                results[-1].shard_commands = [b - a for a, b in zip(before, after, strict=True)]
             results.append(asyncio.run(self._bench_raw()))
         finally:
             Organization.objects.filter(slug=f"bench-events-{tag}").delete()
@@ -142,7 +168,7 @@ class Command(BaseCommand):
             f"\nFan-out to {n} clients; latency over {options['latency_events']} events, "
             f"throughput median of {options['runs']} bursts of {options['burst']} events"
         )
-        self.stdout.write(f"{'':<32} {'deliveries/s':>14} {'p50 ms':>9} {'p99 ms':>9} {'lost':>6}")
+        self.stdout.write(f"{'':<48} {'deliveries/s':>14} {'p50 ms':>9} {'p99 ms':>9} {'lost':>6}")
         for result in results:
             self.stdout.write(result.row())
         for result in results[:-1]:
@@ -150,7 +176,8 @@ class Command(BaseCommand):
             verdict = "meets" if ratio >= 0.25 and result.lost == 0 else "MISSES"
             self.stdout.write(
                 f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.25x goal, lost {result.lost}); "
-                f"database transactions/s while idle: {result.idle_queries_per_second:.1f}"
+                f"database transactions/s while idle: {result.idle_queries_per_second:.1f}; "
+                f"Redis commands per shard: {' / '.join(f'{count:,}' for count in result.shard_commands)}"
             )
 
     # --- Fixtures and the server ---------------------------------------------------------
@@ -170,11 +197,54 @@ class Command(BaseCommand):
         return organization, deployment, token
 
     @contextlib.contextmanager
-    def _server(self, layer: str, repair: str):
+    def _extra_redis_servers(self, count: int):
+        """``count`` throwaway redis-servers on free ports for the run; yields their URLs."""
+        ports = [free_port() for _ in range(count)]
+        servers = [
+            subprocess.Popen(  # noqa: S603 - a fixed program and arguments
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],  # noqa: S607 - the machine's redis-server
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            for port in ports
+        ]
+        try:
+            for port in ports:
+                deadline = time.monotonic() + 10
+                while not port_open(port):
+                    if time.monotonic() > deadline:
+                        raise CommandError(f"redis-server on {port} did not start")
+                    time.sleep(0.05)
+            yield [f"redis://127.0.0.1:{port}/0" for port in ports]
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=10)
+
+    @staticmethod
+    def _layer_backend(layer: str, urls: list[str]) -> dict:
+        """The layer's settings over ``urls``: what the server gets from CHANNEL_LAYER_SHARDS."""
+        backend = copy.deepcopy(settings.CHANNEL_LAYER_BACKENDS[layer])
+        hosts = backend["CONFIG"]["hosts"]
+        if len(urls) > 1:
+            backend["CONFIG"]["hosts"] = [{**hosts[0], "address": url} for url in urls]
+        return backend
+
+    @staticmethod
+    def _commands_processed(urls: list[str]) -> list[int]:
+        counts = []
+        for url in urls:
+            with redis.Redis.from_url(url) as client:
+                counts.append(client.info("stats")["total_commands_processed"])
+        return counts
+
+    @contextlib.contextmanager
+    def _server(self, layer: str, repair: str, shard_urls: list[str]):
         args = ["--log-level", "warning", "--no-access-log", "--ws", self.options["ws"]]
         args += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
         position_seconds = self.options["repair_seconds"] if repair == "on" else "0"
         env = {**os.environ, "CHANNEL_LAYER": layer, "EVENTS_POSITION_SECONDS": position_seconds}
+        if len(shard_urls) > 1:
+            env["CHANNEL_LAYER_SHARDS"] = ",".join(shard_urls)
         with uvicorn_server(env=env, args=args) as port:
             yield f"ws://127.0.0.1:{port}/ws/events/"
 
