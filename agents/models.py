@@ -10,6 +10,7 @@ from django.db.models.functions import Cast
 from companyos.foundation.console.history import tracked
 from companyos.foundation.events import StateEvents
 from companyos.foundation.models import BaseModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
@@ -34,6 +35,9 @@ class Agent(BaseModel):
     operators_may_change = True
 
     AgentType = AgentAgentType
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("name", "slug"))
 
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="agents", db_index=False
@@ -94,6 +98,9 @@ class Agent(BaseModel):
             models.Index(
                 fields=["organization", "agent_type"], name="agent_active_type_idx", condition=models.Q(is_active=True)
             ),
+            # The global search (global_search above).
+            trigram_index("name", name="agent_name_trgm"),
+            trigram_index("slug", name="agent_slug_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -156,6 +163,9 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
     Status = AgentTaskStatus
 
     Priority = AgentTaskPriority
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("title",))
 
     # The (organization, -created_at) index serves lookups by organization.
     organization = models.ForeignKey(
@@ -287,6 +297,8 @@ class AgentTask(TrackedFieldsMixin, BaseModel):
             models.Index(fields=["organization", "-created_at"], name="task_org_recent_idx"),
             # The tasks about one object ("reviews of this pull request").
             models.Index(fields=["target_content_type", "target_object_id"], name="task_target_idx"),
+            # The global search (global_search above).
+            trigram_index("title", name="task_title_trgm"),
         ]
 
     def __str__(self) -> str:

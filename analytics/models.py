@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from companyos.foundation.models import BaseModel, choices_check
+from companyos.foundation.search import Searchable
 
 
 class Category(models.TextChoices):
@@ -41,6 +42,9 @@ class Event(BaseModel):
 
     Category = Category
     Source = Source
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(exact=("id",))
 
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="events", db_index=False

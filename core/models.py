@@ -10,6 +10,7 @@ from django.utils import timezone as dj_timezone
 
 from companyos.foundation.console.history import tracked
 from companyos.foundation.models import BaseModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 
 
 class UserManager(BaseUserManager):
@@ -49,6 +50,9 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
 
     Role = UserRole
 
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("email", "name"))
+
     email = models.EmailField(max_length=254)
     name = models.CharField(max_length=200, blank=True)
     avatar_url = models.URLField(max_length=500, blank=True)
@@ -80,6 +84,9 @@ class User(BaseModel, AbstractBaseUser, PermissionsMixin):
                 name="core_user_github_idx",
                 condition=~models.Q(github_username=""),
             ),
+            # The global search (global_search above).
+            trigram_index("email", name="core_user_email_trgm"),
+            trigram_index("name", name="core_user_name_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -110,6 +117,9 @@ class Organization(BaseModel):
 
     Plan = OrganizationPlan
 
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(exact=("id", "slug"), text=("name",))
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, db_index=False)
     plan = models.CharField(max_length=16, choices=Plan, default=Plan.FREE)
@@ -130,6 +140,10 @@ class Organization(BaseModel):
             # A constraint rather than unique=True: no extra LIKE index nobody queries.
             models.UniqueConstraint(fields=["slug"], name="core_organization_slug_unique"),
             choices_check("plan", OrganizationPlan, "core_organization"),
+        ]
+        indexes = [
+            # The global search (global_search above).
+            trigram_index("name", name="core_org_name_trgm"),
         ]
 
     def __str__(self) -> str:

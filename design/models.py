@@ -8,6 +8,7 @@ from django.db import models
 from companyos.foundation.console.history import tracked
 from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
@@ -22,6 +23,9 @@ class FigmaFile(ExternalModel):
     operators_may_change = True
 
     EditorType = FigmaFileEditorType
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("name", "file_key"))
 
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="figma_files", db_index=False
@@ -49,6 +53,9 @@ class FigmaFile(ExternalModel):
         indexes = [
             # The sync job: files changed in Figma since we last looked, stalest first.
             models.Index(fields=["last_synced_at"], name="figma_sync_idx"),
+            # The global search (global_search above).
+            trigram_index("name", name="figma_name_trgm"),
+            trigram_index("file_key", name="figma_file_key_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -96,6 +103,9 @@ class DesignComponent(TrackedFieldsMixin, ExternalModel):
 
     CodeStatus = DesignComponentCodeStatus
 
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("name",))
+
     figma_file = models.ForeignKey(
         "design.FigmaFile", on_delete=models.CASCADE, related_name="components", db_index=False
     )
@@ -132,6 +142,8 @@ class DesignComponent(TrackedFieldsMixin, ExternalModel):
             GinIndex(fields=["properties"], name="component_properties_gin", opclasses=["jsonb_path_ops"]),
             # The most-used components first (design system dashboard).
             models.Index(fields=["-usage_count"], name="component_usage_idx"),
+            # The global search (global_search above).
+            trigram_index("name", name="component_name_trgm"),
         ]
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from django.db import models
 from companyos.foundation.console.history import tracked
 from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
@@ -16,6 +17,9 @@ class Repository(ExternalModel):
     """A GitHub repository."""
 
     operators_may_change = True
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("full_name", "url"))
 
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="repositories", db_index=False
@@ -51,6 +55,11 @@ class Repository(ExternalModel):
             models.UniqueConstraint(
                 fields=["organization", "external_id"], name="development_repository_external_id_unique"
             ),
+        ]
+        indexes = [
+            # The global search (global_search above).
+            trigram_index("full_name", name="repo_full_name_trgm"),
+            trigram_index("url", name="repo_url_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -112,6 +121,9 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
     State = PullRequestState
 
     ReviewStatus = PullRequestReviewStatus
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(exact=("id", "head_sha"), text=("title", "head_branch"))
 
     # The unique (repository, number) index serves lookups by repository.
     repository = models.ForeignKey(
@@ -182,6 +194,9 @@ class PullRequest(TrackedFieldsMixin, ExternalModel):
             GinIndex(fields=["labels"], name="pr_labels_gin"),
             # Deployments and webhooks find the pull request of a commit.
             models.Index(fields=["head_sha"], name="pr_head_sha_idx", condition=~models.Q(head_sha="")),
+            # The global search (global_search above).
+            trigram_index("title", name="pr_title_trgm"),
+            trigram_index("head_branch", name="pr_head_branch_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -237,6 +252,11 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
     Environment = DeploymentEnvironment
 
     State = DeploymentState
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(
+        exact=("id", "external_id", "commit_sha"), text=("external_id", "project_name", "url", "branch")
+    )
 
     # The (organization, -created_at) index serves lookups by organization.
     organization = models.ForeignKey(
@@ -306,6 +326,11 @@ class Deployment(TrackedFieldsMixin, ExternalModel):
             ),
             # Deployments of a commit (linking a push or a pull request to its previews).
             models.Index(fields=["commit_sha"], name="deploy_commit_idx", condition=~models.Q(commit_sha="")),
+            # The global search (global_search above).
+            trigram_index("external_id", name="deploy_external_id_trgm"),
+            trigram_index("project_name", name="deploy_project_trgm"),
+            trigram_index("url", name="deploy_url_trgm"),
+            trigram_index("branch", name="deploy_branch_trgm"),
         ]
 
     def __str__(self) -> str:

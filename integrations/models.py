@@ -11,6 +11,7 @@ from django.db import models
 from companyos.foundation.console.history import tracked
 from companyos.foundation.fields import EncryptedJSONField, EncryptedTextField
 from companyos.foundation.models import BaseModel, ExternalModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 
 
 class Service(models.TextChoices):
@@ -51,6 +52,9 @@ class Integration(ExternalModel):
 
     Status = IntegrationStatus
 
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("name", "external_account_id"))
+
     # The unique (organization, service, external_account_id) index serves
     # lookups by organization.
     organization = models.ForeignKey(
@@ -89,6 +93,9 @@ class Integration(ExternalModel):
             ),
             # The "needs attention" list: integrations in error, per organization.
             models.Index(fields=["organization"], name="int_error_idx", condition=models.Q(status="error")),
+            # The global search (global_search above).
+            trigram_index("name", name="int_name_trgm"),
+            trigram_index("external_account_id", name="int_account_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -99,6 +106,9 @@ class Webhook(ExternalModel):
     """An endpoint through which a provider pushes events to us."""
 
     operators_may_change = True
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("name",))
 
     integration = models.ForeignKey("integrations.Integration", on_delete=models.CASCADE, related_name="webhooks")
     name = models.CharField(max_length=200)
@@ -134,6 +144,10 @@ class Webhook(ExternalModel):
                 name="integrations_webhook_failures_lte_deliveries",
             ),
         ]
+        indexes = [
+            # The global search (global_search above).
+            trigram_index("name", name="webhook_name_trgm"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -165,6 +179,9 @@ class WebhookDelivery(BaseModel):
     }
 
     Status = WebhookDeliveryStatus
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(exact=("id",))
 
     # The (webhook, -created_at) index serves lookups by webhook.
     webhook = models.ForeignKey(

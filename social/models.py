@@ -8,6 +8,7 @@ from django.db import models
 from companyos.foundation.console.history import tracked
 from companyos.foundation.events import StateEvents
 from companyos.foundation.models import ExternalModel, choices_check
+from companyos.foundation.search import Searchable, trigram_index
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
@@ -22,6 +23,9 @@ class SocialAccount(ExternalModel):
     operators_may_change = True
 
     Platform = Platform
+
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(text=("handle", "display_name", "external_id"))
 
     organization = models.ForeignKey(
         "core.Organization", on_delete=models.CASCADE, related_name="social_accounts", db_index=False
@@ -44,6 +48,12 @@ class SocialAccount(ExternalModel):
             models.UniqueConstraint(fields=["platform", "external_id"], name="social_account_external_unique"),
             models.UniqueConstraint(fields=["organization", "platform", "handle"], name="social_account_handle_unique"),
             choices_check("platform", Platform, "social_account"),
+        ]
+        indexes = [
+            # The global search (global_search above).
+            trigram_index("handle", name="account_handle_trgm"),
+            trigram_index("display_name", name="account_display_trgm"),
+            trigram_index("external_id", name="account_external_trgm"),
         ]
 
     def __str__(self) -> str:
@@ -100,6 +110,9 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
 
     Status = SocialPostStatus
 
+    # What the console's global search looks in (companyos.foundation.search).
+    global_search = Searchable(exact=("id", "external_id"), text=("url",))
+
     # The (account, -created_at) index serves lookups by account.
     account = models.ForeignKey("social.SocialAccount", on_delete=models.CASCADE, related_name="posts", db_index=False)
     author = models.ForeignKey(
@@ -148,6 +161,8 @@ class SocialPost(TrackedFieldsMixin, ExternalModel):
             ),
             # A post found by the platform's id (engagement callbacks).
             models.Index(fields=["external_id"], name="post_external_idx", condition=~models.Q(external_id="")),
+            # The global search (global_search above).
+            trigram_index("url", name="post_url_trgm"),
         ]
 
     def __str__(self) -> str:

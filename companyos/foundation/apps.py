@@ -11,7 +11,7 @@ class FoundationConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
-        from companyos.foundation import checks, crypto, events  # noqa: F401  (checks registers the start-up checks)
+        from companyos.foundation import checks, crypto, events, search  # noqa: F401  (checks and search register checks)
 
         # Every model that declares `state_events` publishes from its saves.
         post_save.connect(events.publish_saved, dispatch_uid="foundation.events.publish_saved")

@@ -10,6 +10,9 @@ the apps lands on it. The site reads what each app declares on its AppConfig:
 - ``console_links``: the app's own console pages, as (label, URL name)
   pairs, linked at the top of the index.
 
+Every page's header holds the global search box; its page is ``search/``
+(companyos.foundation.console.search).
+
 This module is imported while INSTALLED_APPS is read: it must not import
 models at module level.
 """
@@ -55,6 +58,18 @@ class CompanyOSAdminSite(admin.AdminSite):
             return (1, 0, app["name"])
 
         return sorted(app_list, key=described_first)
+
+    def get_urls(self):
+        from django.urls import path
+
+        # Before the admin's own: its catch-all would read "search" as an app label.
+        return [path("search/", self.admin_view(self.search), name="search"), *super().get_urls()]
+
+    def search(self, request):
+        """The global search page (companyos.foundation.console.search)."""
+        from companyos.foundation.console.search import search_view
+
+        return search_view(self, request)
 
     def index(self, request, extra_context=None):
         from companyos.foundation.console.live import feed_context, organizations_of
