@@ -175,6 +175,12 @@ def test_every_page_loads_without_console_errors_and_passes_the_accessibility_au
     for model in admin.site._registry:
         meta = model._meta
         page.goto(f"{base}/admin/{meta.app_label}/{meta.model_name}/")
+    # The global search, from the header box of the page last opened.
+    page.fill("#cos-search-query", "acme-web")
+    page.press("#cos-search-query", "Enter")
+    page.wait_for_url("**/admin/search/?q=acme-web")
+    assert page.locator(".cos-search-list a[href*='/admin/development/deployment/']").count() == 2
+    page.screenshot(path=str(ARTIFACTS / "admin-global-search.png"), full_page=True)
     assert errors == []
 
     audited = {
@@ -182,6 +188,7 @@ def test_every_page_loads_without_console_errors_and_passes_the_accessibility_au
         "changelist": "/admin/agents/agenttask/",
         "change page": f"/admin/agents/agenttask/{task.pk}/change/",
         "dashboard": "/admin/analytics/dashboard/",
+        "search": "/admin/search/?q=acme",
     }
     violations = {}
     for name, path in audited.items():
