@@ -13,7 +13,8 @@ A model opts in with a class attribute next to its fields::
   ``icontains``, ``UPPER(col) LIKE UPPER('%q%')``): each needs the trigram
   index :func:`trigram_index` builds, in the model's ``Meta.indexes``. A
   query that is a UUID skips them (it is an id, not words), and so does one
-  shorter than a trigram, which no index can serve.
+  shorter than a trigram, which no index can serve, and so does a model
+  where the query matched a whole field.
 
 The system check :func:`check_search_indexes` refuses a declared field no
 index serves, so the search stays fast at millions of rows. Each model is
@@ -91,23 +92,23 @@ def _text_condition(declaration: Searchable, query: str) -> models.Q | None:
 
 
 def matches(model: type[models.Model], declaration: Searchable, query: str, limit: int) -> list[models.Model]:
-    """Up to ``limit + 1`` rows of ``model`` matching ``query``, whole-field matches first.
+    """Up to ``limit + 1`` rows of ``model`` matching ``query``: its whole-field matches, else its text matches.
 
-    The extra row tells the caller there are more, without a COUNT. No ORDER
-    BY: sorting by anything but the index's own order would read every match
-    before the first row (and the model's default ordering could lead the
-    planner to walk another index); text matches are sorted by name here.
+    A whole-field match (an id, an external id) is the object asked for: the
+    text search, whose trigrams of a long id are in every row (``dpl``), is
+    not run then. The extra row tells the caller there are more, without a
+    COUNT. No ORDER BY: sorting by anything but the index's own order would
+    read every match before the first row (and the model's default ordering
+    could lead the planner to walk another index); text matches are sorted
+    by name here.
     """
     query = query.strip()
-    exact, text = _exact_condition(model, declaration, query), _text_condition(declaration, query)
-    found: dict = {}
-    if exact is not None:
-        for row in model._default_manager.filter(exact).order_by()[: limit + 1]:
-            found[row.pk] = row
-    if text is not None and len(found) <= limit:
-        for row in sorted(model._default_manager.filter(text).order_by()[: limit + 1], key=str):
-            found.setdefault(row.pk, row)
-    return list(found.values())[: limit + 1]
+    exact = _exact_condition(model, declaration, query)
+    if exact is not None and (found := list(model._default_manager.filter(exact).order_by()[: limit + 1])):
+        return found
+    if (text := _text_condition(declaration, query)) is not None:
+        return sorted(model._default_manager.filter(text).order_by()[: limit + 1], key=str)
+    return []
 
 
 def _leads_btree_index(model: type[models.Model], name: str) -> bool:
