@@ -175,8 +175,10 @@ def test_every_page_loads_without_console_errors_and_passes_the_accessibility_au
     for model in admin.site._registry:
         meta = model._meta
         page.goto(f"{base}/admin/{meta.app_label}/{meta.model_name}/")
-    # The global search, from the header box of the page last opened.
+    # The global search, from the header box of the page last opened: results as you type, then the page.
     page.fill("#cos-search-query", "acme-web")
+    page.wait_for_selector("#cos-search-panel a[href*='/admin/development/deployment/']", state="visible")
+    page.screenshot(path=str(ARTIFACTS / "admin-global-search-as-you-type.png"))
     page.press("#cos-search-query", "Enter")
     page.wait_for_url("**/admin/search/?q=acme-web")
     assert page.locator(".cos-search-list a[href*='/admin/development/deployment/']").count() == 2
