@@ -398,6 +398,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_RESET_ON_SUCCESS = True
+# Lockouts are still logged as warnings; the INFO line per login and per start is noise.
+AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "companyos.foundation.network.client_address"
 # Emails are case-insensitive: ADMIN@ and admin@ share one failure count.
 AXES_USERNAME_CALLABLE = "companyos.foundation.console.login.attempted_username"
@@ -530,7 +532,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+        # Every process that imports the jobs registers the periodic ones; only the scheduler's word counts.
+        "procrastinate.periodic": {"level": "WARNING"},
+    },
 }
 
 # The email's uniqueness is enforced case-insensitively by a UNIQUE index on

@@ -66,14 +66,16 @@ async def subscribed_client(url: str, token: str, organization: str) -> websocke
 
 
 async def drain(ws: websockets.ClientConnection, seconds: float) -> list[dict]:
-    """Every frame received within ``seconds``."""
+    """Every frame but the periodic ``position`` frames received within ``seconds``."""
     frames = []
     deadline = asyncio.get_running_loop().time() + seconds
     while (left := deadline - asyncio.get_running_loop().time()) > 0:
         try:
-            frames.append(json.loads(await asyncio.wait_for(ws.recv(), left)))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
         except TimeoutError:
             break
+        if frame["type"] != "position":
+            frames.append(frame)
     return frames
 
 
@@ -110,10 +112,12 @@ def test_two_servers_deliver_a_change_made_by_a_third_process_once_and_only_to_m
         received, nothing = asyncio.run(scenario())
 
     event = Event.objects.get(subject_id=deployment.pk, event_type="deployment.ready")
+    created = Event.objects.get(subject_id=deployment.pk, event_type="deployment.created")
     for frames in received:
-        assert [(f["type"], f["event"]["type"], f["event"]["id"]) for f in frames] == [
-            ("event", "deployment.ready", str(event.id))
-        ]
+        # The gap repair may also hand out what committed just before the subscription
+        # (docs/realtime.md: at least once); the change itself arrives exactly once.
+        events = [(f["type"], f["event"]["type"], f["event"]["id"]) for f in frames]
+        assert [e for e in events if e[2] != str(created.id)] == [("event", "deployment.ready", str(event.id))]
     assert nothing == []
 
 
@@ -135,7 +139,10 @@ def test_listen_events_prints_events_as_they_arrive():
         )
         try:
             # Wait until it has subscribed (it says so on stderr), then change the deployment.
-            assert "Subscribed to deployment" in listener.stderr.readline()
+            said = []
+            while not any("Subscribed to deployment" in line for line in said):
+                said.append(listener.stderr.readline())
+                assert said[-1] and len(said) < 20, said
             deployment.state = Deployment.State.ERROR
             deployment.save()
             out, _ = listener.communicate(timeout=20)

@@ -17,6 +17,8 @@ from django.contrib.auth.models import Group
 from django.db import models
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from procrastinate.contrib.django import app as procrastinate_app
+from procrastinate.contrib.django.models import ProcrastinateJob
 
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.tests.factories import AgentCollaborationFactory, AgentFactory, AgentTaskFactory
@@ -114,6 +116,12 @@ def _login_rows(model: type[models.Model], n: int, **fields: Any) -> None:
             for i in range(n)
         ]
     )
+
+
+def _jobs(p, n):
+    # The worker's job rows, deferred as the application does (the model itself is read-only).
+    for index in range(n):
+        procrastinate_app.configure_task("companyos.tests.case", allow_unknown=True).defer(index=index)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,9 +265,11 @@ CASES = [
         lambda o: o.user.email,
         lambda o: "confirmed__exact=1",
     ),
+    # The worker's jobs: Procrastinate's own read-only admin.
+    Case(ProcrastinateJob, _jobs, lambda o: o.task_name, lambda o: f"status__exact={o.status}"),
 ]
 
 # Written only by the system (logs, history): nobody has an add page.
-NO_ADD = {Event, Metric, Change, WebhookDelivery, AccessAttempt, AccessLog, AccessFailureLog}
+NO_ADD = {Event, Metric, Change, WebhookDelivery, AccessAttempt, AccessLog, AccessFailureLog, ProcrastinateJob}
 # Read-only for everyone: no change either.
-NO_CHANGE = {Event, Metric, Change}
+NO_CHANGE = {Event, Metric, Change, ProcrastinateJob}

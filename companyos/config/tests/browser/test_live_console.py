@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,15 @@ def console(monkeypatch):
         browser.close()
 
 
+def wait_until(page, condition: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (a JS expression) from here: Playwright's wait_for_function evaluates
+    its predicate with eval() while polling, which the console's CSP rightly refuses."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(f"() => Boolean({condition})"):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {condition}"
+        page.wait_for_timeout(20)
+
+
 def watch(page, organization):
     OrganizationMemberFactory(organization=organization, user=page.staff)
 
@@ -91,7 +101,7 @@ def test_the_index_feed_shows_a_deployment_ready_saved_by_another_process_within
     deployment = DeploymentFactory(state=Deployment.State.BUILDING)
     watch(page, deployment.organization)
     page.goto(f"{base}/admin/")
-    page.wait_for_function("document.getElementById('cos-feed-state').textContent === 'live'")
+    wait_until(page, "document.getElementById('cos-feed-state').textContent === 'live'")
     page.evaluate("""() => new MutationObserver((changes, observer) => {
         const newest = document.querySelector('#cos-feed a[href*="/development/deployment/"]');
         if (newest?.textContent === 'deployment.ready') {
@@ -107,7 +117,7 @@ def test_the_index_feed_shows_a_deployment_ready_saved_by_another_process_within
         "deployment_set_state(deployment=deployment, state='ready', at=timezone.now())"
     )
 
-    page.wait_for_function("window.readyShownAt !== undefined", timeout=5_000)
+    wait_until(page, "window.readyShownAt !== undefined", timeout=5)
     latency_ms = page.evaluate("window.readyShownAt") - saved_at
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "admin-live-feed.png"), full_page=True)
@@ -135,7 +145,8 @@ def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console
         "task.save()"
     )
 
-    page.wait_for_function(
+    wait_until(
+        page,
         f"""document.querySelector("input.action-select[value='{task.pk}']")
             .closest('tr').querySelector('.cos-badge').textContent === 'Cancelled'"""
     )
