@@ -466,13 +466,18 @@ def run_foreground(command: list[str]) -> int:
         return process.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a child that is still running, SIGKILL it if it has not exited ``timeout`` seconds later."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def relay_output(name: str, stream, lock: threading.Lock) -> None:

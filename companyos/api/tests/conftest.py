@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
 
 from agents.tests.factories import AgentCollaborationFactory, AgentTaskFactory
 from analytics.tests.factories import EventFactory, MetricFactory
 from companyos.foundation.console.roles import ADMIN
+from companyos.foundation.tests.support import give_role
 from core.models import OrganizationMember
 from core.tests.factories import ApiTokenFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
 from design.models import DesignComponent
@@ -46,9 +46,7 @@ def populate(organization) -> dict[str, object]:
 
 def member_with_token(organization, *, role: str | None = ADMIN):
     """A member of ``organization`` in the console role ``role`` (None: no role), and their token."""
-    user = UserFactory()
-    if role is not None:
-        user.groups.add(Group.objects.get(name=role))
+    user = UserFactory() if role is None else give_role(UserFactory(), role)
     OrganizationMemberFactory(organization=organization, user=user, role=OrganizationMember.Role.OWNER)
     return ApiTokenFactory(user=user)
 

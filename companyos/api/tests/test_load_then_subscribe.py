@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import threading
 import urllib.request
 
 import pytest
 import websockets
-from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
 from companyos.api.tests.conftest import member_with_token
-from companyos.foundation.tests.support import current_database_url, uvicorn_server
+from companyos.foundation.tests.support import child_env, uvicorn_server
 from development.models import Deployment
 from development.services import deployment_set_state
 from development.tests.factories import DeploymentFactory
@@ -96,14 +94,7 @@ def test_a_client_that_lists_then_subscribes_with_the_position_ends_with_the_dat
     for _ in range(20):
         queued_deployment(org_a)
     token = member_with_token(org_a)
-    env = {
-        **os.environ,
-        "DATABASE_URL": current_database_url(),
-        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-        "API_RATE_LIMIT_PER_MINUTE": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    with uvicorn_server(env=env) as port:
+    with uvicorn_server(env=child_env(API_RATE_LIMIT_PER_MINUTE="0", LOG_LEVEL="WARNING")) as port:
         writer_done = threading.Event()
         writer = threading.Thread(target=keep_writing, args=(org_a, writer_done))
         writer.start()

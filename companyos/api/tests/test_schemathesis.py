@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from companyos.api.tests.conftest import member_with_token, populate
 from companyos.api.v1 import api
-from companyos.foundation.tests.support import current_database_url, uvicorn_server
+from companyos.foundation.tests.support import child_env, uvicorn_server
 
 # Examples per operation and phase: ~40 operations finish in a minute or two on two cores.
 EXAMPLES = 25
@@ -34,14 +32,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(org_a, tmp_p
         f'"path.post_id" = "{objects["posts"].pk}"\n'
         f'"path.component_id" = "{objects["components"].pk}"\n'
     )
-    env = {
-        **os.environ,
-        "DATABASE_URL": current_database_url(),
-        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-        "API_RATE_LIMIT_PER_MINUTE": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    with uvicorn_server(env=env) as port:
+    with uvicorn_server(env=child_env(API_RATE_LIMIT_PER_MINUTE="0", LOG_LEVEL="WARNING")) as port:
         run = subprocess.run(  # noqa: S603 - our own interpreter and arguments
             [
                 sys.executable, "-m", "schemathesis.cli", "--config-file", str(tmp_path / "schemathesis.toml"),

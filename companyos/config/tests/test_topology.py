@@ -10,7 +10,6 @@ are the last tests: they leave the topology changed.
 from __future__ import annotations
 
 import asyncio
-import html.parser
 import http.client
 import json
 import os
@@ -18,13 +17,12 @@ import subprocess
 import sys
 import time
 import uuid
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
 from django.conf import settings
 
-from companyos.foundation.tests.support import uvicorn_server
+from companyos.foundation.tests.support import Browser, uvicorn_server
 from companyos.foundation.topology import running_topology, wait_for
 from companyos.realtime.tests.test_delivery_e2e import Client, start_publisher
 from integrations.tests.webhook_helpers import github_payload
@@ -63,75 +61,6 @@ print(json.dumps({"session": session.session_key, "organization": str(organizati
                   "agent": str(AgentFactory(organization=watched).pk),
                   "endpoint": endpoint(webhook), "secret": webhook.secret}))
 """
-
-
-class FormFields(html.parser.HTMLParser):
-    """The values a browser would submit for the page's change form."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: list[tuple[str, str]] = []
-        self._select: str | None = None
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        name = attrs.get("name")
-        if tag == "input" and name and attrs.get("type") not in ("submit", "button", "file"):
-            if attrs.get("type") in ("checkbox", "radio") and "checked" not in attrs:
-                return
-            self.fields.append((name, attrs.get("value") or ""))
-        elif tag == "select" and name:
-            self._select = name
-        elif tag == "option" and self._select and "selected" in attrs:
-            self.fields.append((self._select, attrs.get("value") or ""))
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self.fields.append((name, ""))
-
-    def handle_endtag(self, tag):
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data):
-        if self._textarea:
-            name, value = self.fields[-1]
-            self.fields[-1] = (name, value + data)
-
-
-class Browser:
-    """HTTP to one server process with the cookies a browser would keep."""
-
-    def __init__(self, port: int, cookies: dict[str, str]) -> None:
-        self.port = port
-        self.cookies = dict(cookies)
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            cookie = "; ".join(f"{name}={value}" for name, value in self.cookies.items())
-            conn.request(method, path, body=body, headers={"Cookie": cookie, "Host": "localhost", **(headers or {})})
-            response = conn.getresponse()
-            text = response.read().decode(errors="replace")
-            for header, value in response.getheaders():
-                if header.lower() == "set-cookie":
-                    name, _, rest = value.partition("=")
-                    self.cookies[name] = rest.partition(";")[0]
-            return response.status, text
-        finally:
-            conn.close()
-
-    def save_change_form(self, path: str, **changes: str) -> int:
-        status, page = self.request("GET", path)
-        assert status == 200, page[:500]
-        form = FormFields()
-        form.feed(page)
-        fields = [(name, changes.get(name, value)) for name, value in form.fields if name != "_continue"]
-        body = urlencode([*fields, ("_save", "Save")]).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "Referer": f"http://localhost{path}"}
-        return self.request("POST", path, body, headers)[0]
 
 
 def server_log(topology, name: str) -> str:
@@ -181,7 +110,7 @@ def test_a_save_in_the_admin_is_in_its_changelist_even_while_the_replica_replays
     with topology.postgres["replica1"].connect() as replica:
         replica.execute("SELECT pg_wal_replay_pause()")
         try:
-            assert browser.save_change_form(f"/admin/core/organization/{organization}/change/", name=name) == 302
+            assert browser.submit(f"/admin/core/organization/{organization}/change/", name=name)[0] == 302
             assert "companyos_wrote_lsn" in browser.cookies
 
             status, page = browser.request("GET", f"/admin/core/organization/?q={token}")

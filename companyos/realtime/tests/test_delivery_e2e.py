@@ -19,15 +19,14 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import connections
 
 from analytics.models import Event
 from companyos.foundation.events import topic_group
 from companyos.foundation.ids import uuid7
 from companyos.foundation.tests.support import uvicorn_server
 from companyos.realtime.consumers import CLOSE_TOO_SLOW
+from companyos.realtime.tests.support import acme_and_globex, child_env, run
 from companyos.realtime.tests.test_outage import REDIS_SERVER, RedisServer
-from companyos.realtime.tests.test_websocket_e2e import child_env
 from core.services import api_token_create
 from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
 
@@ -139,18 +138,6 @@ class Client:
         await self.read()
 
 
-def run(scenario):
-    """Run an async scenario, closing the database connections its threads opened."""
-
-    async def main():
-        try:
-            return await scenario()
-        finally:
-            await database_sync_to_async(connections.close_all)()
-
-    return asyncio.run(main())
-
-
 def committed_ids(first_id: str) -> dict[str, set[str]]:
     """Per organization slug, the ids of the events committed from ``first_id`` on."""
     events = Event.objects.filter(id__gte=first_id).values_list("organization__slug", "id")
@@ -163,12 +150,7 @@ def committed_ids(first_id: str) -> dict[str, set[str]]:
 def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
     redis_server = RedisServer(tmp_path)
     redis_server.start()
-    acme, globex = OrganizationFactory(slug="acme"), OrganizationFactory(slug="globex")
-    alice, bob = UserFactory(), UserFactory()
-    OrganizationMemberFactory(organization=acme, user=alice)
-    OrganizationMemberFactory(organization=globex, user=bob)
-    _, alice_token = api_token_create(user=alice, name="e2e")
-    _, bob_token = api_token_create(user=bob, name="e2e")
+    acme, globex, alice_token, bob_token = acme_and_globex()
     env = servers_env(redis_server.url, EVENTS_POSITION_SECONDS="1")
     publisher = None
     try:

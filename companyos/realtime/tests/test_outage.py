@@ -6,8 +6,6 @@ ASGI server (uvicorn) pointed at it, then stops and restarts that Redis.
 
 from __future__ import annotations
 
-import html.parser
-import http.cookiejar
 import json
 import logging
 import os
@@ -16,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -28,6 +25,7 @@ from django.test import override_settings
 
 from companyos.foundation.cache import get_layer
 from companyos.foundation.locks import LockUnavailable, distributed_lock
+from companyos.foundation.tests.support import Browser
 from companyos.foundation.tests.test_health import caches_at, unused_port
 from core.models import Organization, User
 
@@ -163,82 +161,7 @@ def test_writes_skipped_during_an_outage_are_invalidated_on_recovery(redis_serve
         assert layer.get("profile") == "new"
 
 
-class FormParser(html.parser.HTMLParser):
-    """The fields of the first form with a CSRF token, with their default values."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fields: dict[str, str] = {}
-        self._select: str | None = None
-        self._textarea: str | None = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        name = attrs.get("name")
-        if tag == "input" and name and attrs.get("type") not in {"submit", "checkbox", "file"}:
-            self.fields.setdefault(name, attrs.get("value") or "")
-        elif tag == "input" and name and attrs.get("type") == "checkbox" and "checked" in attrs:
-            self.fields.setdefault(name, attrs.get("value") or "on")
-        elif tag == "select" and name:
-            self._select = name
-        elif tag == "option" and self._select and "selected" in attrs:
-            self.fields[self._select] = attrs.get("value") or ""
-        elif tag == "textarea" and name:
-            self._textarea = name
-            self.fields.setdefault(name, "")
-
-    def handle_endtag(self, tag):
-        if tag == "select":
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data):
-        if self._textarea:
-            self.fields[self._textarea] += data
-
-
-class Browser:
-    """Just enough of a browser for the admin: cookies, forms, no redirects followed."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.cookies = http.cookiejar.CookieJar()
-
-        class NoRedirect(urllib.request.HTTPRedirectHandler):
-            def redirect_request(self, *args, **kwargs):
-                return None
-
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies), NoRedirect)
-
-    def request(self, path: str, data: dict | None = None) -> tuple[int, dict, str]:
-        body = urllib.parse.urlencode(data).encode() if data is not None else None
-        req = urllib.request.Request(  # noqa: S310 - the local test server
-            self.base_url + path, data=body, headers={"Referer": self.base_url + path}
-        )
-        try:
-            with self.opener.open(req, timeout=10) as response:
-                return response.status, dict(response.headers), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read().decode()
-
-    def form(self, path: str) -> dict[str, str]:
-        status, _, page = self.request(path)
-        assert status == 200, (path, status)
-        parser = FormParser()
-        parser.feed(page)
-        return parser.fields
-
-    def submit(self, path: str, **values: str) -> tuple[int, dict, str]:
-        fields = self.form(path)
-        fields.update(values)
-        return self.request(path, fields)
-
-    def cookie(self, name: str) -> str | None:
-        return next((cookie.value for cookie in self.cookies if cookie.name == name), None)
-
-
-def start_django(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_django(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, int]:
     """uvicorn serving companyos.config.asgi on a free port, on this test's database and the given Redis."""
     port = unused_port()
     db = settings.DATABASES["default"]
@@ -260,16 +183,16 @@ def start_django(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, str]
     while True:
         try:
             urllib.request.urlopen(base_url + "/admin/login/", timeout=2).close()  # noqa: S310 - local URL
-            return process, base_url
+            return process, port
         except (urllib.error.URLError, ConnectionError):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"uvicorn did not start:\n{log_path.read_text()}") from None
             time.sleep(0.2)
 
 
-def timed(browser: Browser, path: str, data: dict | None = None) -> tuple[int, dict, str]:
+def timed(browser: Browser, path: str) -> tuple[int, str]:
     started = time.monotonic()
-    result = browser.request(path, data)
+    result = browser.request("GET", path)
     assert time.monotonic() - started < 2, f"{path} took too long during the outage"
     return result
 
@@ -280,33 +203,33 @@ def test_the_site_survives_a_redis_outage_and_recovers_without_restart(redis_ser
     email, password = f"admin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery staple"
     User.objects.create_superuser(email=email, password=password, name="Outage Admin")
     log_path = tmp_path / "django.log"
-    django_process, base_url = start_django(redis_server.url, log_path)
+    django_process, port = start_django(redis_server.url, log_path)
     prefix = settings.REDIS_KEY_PREFIX
     try:
-        browser = Browser(base_url)
-        status, headers, _ = browser.submit("/admin/login/?next=/admin/", username=email, password=password)
+        browser = Browser(port)
+        status, _ = browser.submit("/admin/login/?next=/admin/", username=email, password=password)
         assert status == 302, "login failed"
-        session_key = browser.cookie(settings.SESSION_COOKIE_NAME)
+        session_key = browser.cookies.get(settings.SESSION_COOKIE_NAME)
         assert redis_server.client().exists(f"{prefix}:sessions:1:django.contrib.sessions.cached_db{session_key}")
-        assert browser.request("/healthz")[0] == 200
+        assert browser.request("GET", "/healthz")[0] == 200
 
         redis_server.stop()
 
-        newcomer = Browser(base_url)
+        newcomer = Browser(port)
         assert timed(newcomer, "/admin/login/")[0] == 200
-        status, _, _ = newcomer.submit("/admin/login/?next=/admin/", username=email, password=password)
+        status, _ = newcomer.submit("/admin/login/?next=/admin/", username=email, password=password)
         assert status == 302, "logging in failed during the outage"
         assert timed(newcomer, "/admin/")[0] == 200
-        status, _, page = timed(browser, "/admin/core/organization/")
+        status, page = timed(browser, "/admin/core/organization/")
         assert status == 200, "the admin logged the user out or failed during the outage"
         assert "Log out" in page or "logout" in page
-        status, _, body = timed(browser, "/healthz")
+        status, body = timed(browser, "/healthz")
         assert status == 503
         assert json.loads(body)["checks"]["cache"]["status"] == "fail"
         assert json.loads(body)["checks"]["database"]["status"] == "ok"
 
         slug = f"outage-{uuid.uuid4().hex[:8]}"
-        status, headers, page = browser.submit("/admin/core/organization/add/", name="Outage Co", slug=slug)
+        status, page = browser.submit("/admin/core/organization/add/", name="Outage Co", slug=slug)
         assert status == 302, f"saving through the admin failed during the outage: {page[:2000]}"
         assert Organization.objects.filter(slug=slug).exists()
         for _ in range(10):
@@ -314,7 +237,7 @@ def test_the_site_survives_a_redis_outage_and_recovers_without_restart(redis_ser
 
         redis_server.start()
         deadline = time.monotonic() + 10
-        while browser.request("/healthz")[0] != 200:
+        while browser.request("GET", "/healthz")[0] != 200:
             assert time.monotonic() < deadline, "healthz did not recover"
             time.sleep(0.2)
         # The cache is written again by the same Django process once its
@@ -322,9 +245,9 @@ def test_the_site_survives_a_redis_outage_and_recovers_without_restart(redis_ser
         deadline = time.monotonic() + 5
         while not redis_server.client().exists(f"{prefix}:api:1:healthz"):
             assert time.monotonic() < deadline, "the api layer was not written after the recovery"
-            assert browser.request("/healthz")[0] == 200
+            assert browser.request("GET", "/healthz")[0] == 200
             time.sleep(0.1)
-        assert browser.request("/admin/core/organization/")[0] == 200, log_path.read_text()[-5000:]
+        assert browser.request("GET", "/admin/core/organization/")[0] == 200, log_path.read_text()[-5000:]
         assert redis_server.client().exists(f"{prefix}:sessions:1:django.contrib.sessions.cached_db{session_key}")
         assert django_process.poll() is None
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +12,6 @@ from channels.db import database_sync_to_async
 from channels.routing import get_default_application
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
-from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
@@ -21,6 +19,7 @@ from agents.tests.factories import AgentTaskFactory
 from analytics.models import Event
 from companyos.foundation.events import declared_topics
 from companyos.foundation.ids import uuid7
+from companyos.realtime.tests.support import run
 from core.models import ApiToken, OrganizationMember
 from core.services import api_token_create, api_token_revoke
 from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
@@ -32,18 +31,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Fixed, not random: parametrize ids must match across xdist workers.
 UUID4 = "8a4e1f1c-3b7e-4d2a-9c1e-2f6d5b4a3c21"
 ALL = sorted(declared_topics())
-
-
-def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
-    """Run an async scenario in a fresh loop, closing the DB connections its threads opened."""
-
-    async def main():
-        try:
-            return await scenario()
-        finally:
-            await database_sync_to_async(connections.close_all)()
-
-    return asyncio.run(main())
 
 
 @pytest.fixture(autouse=True)

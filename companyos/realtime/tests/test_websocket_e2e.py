@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,11 +12,10 @@ from pathlib import Path
 
 import pytest
 import websockets
-from django.conf import settings
 
 from analytics.models import Event
-from companyos.foundation.tests.support import current_database_url, uvicorn_server
-from core.services import api_token_create
+from companyos.foundation.tests.support import uvicorn_server
+from companyos.realtime.tests.support import acme_and_globex, child_env
 from core.tests.factories import OrganizationFactory, OrganizationMemberFactory, UserFactory
 from development.models import Deployment
 from development.tests.factories import DeploymentFactory
@@ -25,17 +23,6 @@ from development.tests.factories import DeploymentFactory
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child process: the test database and this run's Redis prefix."""
-    return {
-        **os.environ,
-        "DATABASE_URL": current_database_url(),
-        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
-        "CHANNEL_LAYER": settings.CHANNEL_LAYER,
-        "DJANGO_SETTINGS_MODULE": "companyos.config.settings",
-    }
 
 
 @contextmanager
@@ -80,12 +67,7 @@ async def drain(ws: websockets.ClientConnection, seconds: float) -> list[dict]:
 
 
 def test_two_servers_deliver_a_change_made_by_a_third_process_once_and_only_to_members():
-    acme, globex = OrganizationFactory(slug="acme"), OrganizationFactory(slug="globex")
-    alice, mallory = UserFactory(), UserFactory()
-    OrganizationMemberFactory(organization=acme, user=alice)
-    OrganizationMemberFactory(organization=globex, user=mallory)
-    _, alice_token = api_token_create(user=alice, name="e2e")
-    _, mallory_token = api_token_create(user=mallory, name="e2e")
+    acme, _, alice_token, mallory_token = acme_and_globex()
     deployment = DeploymentFactory(organization=acme, state=Deployment.State.BUILDING, ready_at=None)
 
     with asgi_server() as url_1, asgi_server() as url_2:

@@ -1,22 +1,15 @@
 """Staff users of each role, logged-in clients, and the parents rows hang off."""
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
 
 from companyos.config.tests.admin.cases import parents
-from companyos.foundation.console.roles import sync_roles
+from companyos.foundation.tests.support import give_role
 from core.tests.factories import UserFactory
 
 
 def _staff(role: str):
-    # The roles migration created the groups; a transactional test elsewhere
-    # may have flushed them since, and sync_roles puts them back.
-    if not Group.objects.filter(name=role).exists():
-        sync_roles()
-    user = UserFactory(is_staff=True, email=f"{role}@staff.example.com")
-    user.groups.add(Group.objects.get(name=role))
-    return user
+    return give_role(UserFactory(is_staff=True, email=f"{role}@staff.example.com"), role)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from companyos.foundation.console.history import (
     tracked_models,
 )
 from companyos.foundation.console.models import Change
+from companyos.foundation.tests.support import FormFields
 from core.models import Organization
 from core.tests.factories import OrganizationFactory
 from integrations.models import Integration, Webhook
@@ -169,15 +170,11 @@ def test_every_tracked_model_has_its_declared_triggers_installed():
 
 
 def test_saving_unchanged_secrets_records_nothing(rows, admin_client):
-    from companyos.realtime.tests.test_outage import FormParser
-
     integration = Integration.objects.get(pk=rows.integration.pk)
     integration.save()
     Webhook.objects.get(pk=rows.webhook.pk).save()
     url = f"/admin/integrations/integration/{integration.pk}/change/"
-    parser = FormParser()
-    parser.feed(admin_client.get(url).content.decode())
-    response = admin_client.post(url, parser.fields)
+    response = admin_client.post(url, FormFields.of(admin_client.get(url).content.decode()).data())
 
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     assert changes_of(rows.integration) == changes_of(rows.webhook) == []
