@@ -337,6 +337,18 @@ EVENTS_SEND_BUFFER_BYTES = env.int("EVENTS_SEND_BUFFER_BYTES", default=256 * 102
 EVENTS_MAX_SUBSCRIPTIONS = 50
 # Subscribes with `since` one connection may send a minute (each replays up to EVENTS_REPLAY_LIMIT).
 EVENTS_REPLAYS_PER_MINUTE = 10
+# The same bounds per API token (per user for browser sessions) across all its
+# connections and server processes, counted in Redis (companyos/realtime/limits.py),
+# so that opening more connections does not multiply them. 0 means no limit.
+# Open connections; one more is closed with 4429.
+EVENTS_MAX_CONNECTIONS_PER_TOKEN = env.int("EVENTS_MAX_CONNECTIONS_PER_TOKEN", default=20)
+# (organization, topic) subscriptions held across the connections.
+EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN = env.int("EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN", default=200)
+# Subscribes with `since` a minute across the connections.
+EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN = env.int("EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN", default=30)
+# A connection's counts in Redis expire this long after its last heartbeat
+# (every third of it), so those of a process that died go by themselves.
+EVENTS_SESSION_TTL_SECONDS = 60.0
 
 # --- Agent task queue (docs/agents.md) ---------------------------------
 # A claimed task's lease; the worker renews it every third of this while it

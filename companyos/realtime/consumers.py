@@ -13,8 +13,10 @@ which drops the ids this connection already sent.
 Every session is bounded: frames wait in a send buffer of at most
 ``EVENTS_SEND_BUFFER_BYTES`` that one task per connection writes out; a client
 that does not read fills it and is closed with 4008. Subscriptions and
-replays are limited per connection, the token's expiry closes the connection
-(4401), and the connection leaves its groups however it ends.
+replays are limited per connection, and per token across connections and
+processes (``companyos.realtime.limits``, which also limits the token's open
+connections: 4429), the token's expiry closes the connection (4401), and the
+connection leaves its groups however it ends.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from companyos.foundation.events import (
 )
 from companyos.foundation.ids import uuid7_floor
 from companyos.realtime.feed import StoredEvent, current_feed, id_milliseconds
+from companyos.realtime.limits import TokenLimits
 from companyos.realtime.selectors import organization_of_member
 
 logger = logging.getLogger(__name__)
@@ -54,6 +57,8 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 # The client did not read: its send buffer overflowed. Reconnect and subscribe with `since`.
 CLOSE_TOO_SLOW = 4008
+# The token (or the user's browser sessions) already holds EVENTS_MAX_CONNECTIONS_PER_TOKEN connections.
+CLOSE_TOO_MANY_CONNECTIONS = 4429
 
 # A closing connection whose close frame cannot be written (the client reads
 # nothing) is dropped after this long: its buffer is freed, its groups left already.
@@ -65,10 +70,11 @@ ORGANIZATION = re.compile(r"[A-Za-z0-9_-]{1,100}")
 class ProtocolError(Exception):
     """Bad client input: answered with an ``error`` frame; the connection stays open."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after
 
 
 class EventsConsumer(AsyncWebsocketConsumer):
@@ -82,6 +88,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.subscriptions: dict[str, set[str]] = {}
         self.user_id: uuid.UUID | None = None
+        self.limits: TokenLimits | None = None
         self._tasks: set[asyncio.Task] = set()
         self._timers: list[asyncio.TimerHandle] = []
         serving = asyncio.ensure_future(super().__call__(scope, receive, send))
@@ -118,8 +125,18 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             # Accept first: a handshake refused before accepting shows the client
             # an HTTP 403, not the close code.
+            self.closing = True  # frames arriving before the close are ignored
             await self.accept()
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        limits = TokenLimits(self.scope, self.channel_name)
+        self.limits = limits  # set first: however connect ends, leaving releases what was counted
+        if not await limits.take_connection():
+            self.closing = True
+            await self.accept()
+            holder = limits.holder.lower()
+            reason = f"Too many connections: {holder} may hold {settings.EVENTS_MAX_CONNECTIONS_PER_TOKEN}."
+            await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=reason[:120])
             return
         self.user_id = user.pk
         # organization id (str) → monotonic time of the last membership check
@@ -137,6 +154,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         await self.accept()
         self._start(self._write_outbox())
+        self._start(self._heartbeat())
         expires_at = self.scope.get("api_token_expires_at")
         if expires_at is not None:
             delay = max((expires_at - timezone.now()).total_seconds(), 0.0)
@@ -159,7 +177,10 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 raise ProtocolError("unknown_action", "Unknown action: use subscribe, unsubscribe or ping.")
             await handler(request)
         except ProtocolError as error:
-            self._send_frame({"type": "error", "code": error.code, "message": error.message})
+            frame = {"type": "error", "code": error.code, "message": error.message}
+            if error.retry_after is not None:
+                frame["retry_after"] = error.retry_after
+            self._send_frame(frame)
         except Exception:  # a bug must not cost the client its connection, nor show it a traceback
             logger.exception("Websocket frame failed")
             self._send_frame({"type": "error", "code": "internal_error", "message": "The frame could not be handled."})
@@ -198,9 +219,33 @@ class EventsConsumer(AsyncWebsocketConsumer):
                 f"A connection holds at most {settings.EVENTS_MAX_SUBSCRIPTIONS} (organization, topic) subscriptions.",
             )
         if since is not None:
-            self._take_replay()
-        if self.closing:
+            self._check_replay_rate()
+        limits = self.limits
+        if limits is None or self.closing:
             return  # closed while checking the membership
+        # Across the token's connections: what this subscribe adds, then its replay.
+        added = [limits.subscription_member(organization_id, topic) for topic in sorted(topics - subscribed)]
+        if not await limits.take_subscriptions(added):
+            raise ProtocolError(
+                "too_many_subscriptions",
+                f"{limits.holder} may hold at most {settings.EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN} "
+                "(organization, topic) subscriptions across all connections.",
+            )
+        if since is not None:
+            retry_after = await limits.take_replay()
+            if retry_after is not None:
+                await limits.release(added)
+                raise ProtocolError(
+                    "replay_rate_limited",
+                    f"{limits.holder} may send at most {settings.EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN} subscribes "
+                    f"with 'since' a minute across all connections; try again in {retry_after} s.",
+                    retry_after=retry_after,
+                )
+            self.replays.append(time.monotonic())
+        if self.closing:
+            # Closed while checking the limits; leaving may have run already.
+            await limits.release(added)
+            return
         self.subscriptions[organization_id] = subscribed
         for topic in sorted(topics - subscribed):
             await self.channel_layer.group_add(topic_group(organization_id, topic), self.channel_name)
@@ -217,16 +262,19 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if since is not None:
             await self._replay(organization_uuid, topics, since)
 
-    def _take_replay(self) -> None:
+    def _check_replay_rate(self) -> None:
+        """Refuse a replay over this connection's rate; the caller records it once every limit agreed."""
         now = time.monotonic()
         while self.replays and self.replays[0] < now - 60:
             self.replays.popleft()
         if len(self.replays) >= settings.EVENTS_REPLAYS_PER_MINUTE:
+            retry_after = max(1, int(self.replays[0] + 60 - now + 0.999))
             raise ProtocolError(
                 "replay_rate_limited",
-                f"At most {settings.EVENTS_REPLAYS_PER_MINUTE} subscribes with 'since' a minute; try again later.",
+                f"At most {settings.EVENTS_REPLAYS_PER_MINUTE} subscribes with 'since' a minute per connection; "
+                f"try again in {retry_after} s.",
+                retry_after=retry_after,
             )
-        self.replays.append(now)
 
     async def _replay(self, organization_id: uuid.UUID, topics: set[str], since: uuid.UUID) -> None:
         limit = settings.EVENTS_REPLAY_LIMIT
@@ -400,6 +448,15 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self._start(self._leave_all())
         self._timers.append(asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self.stopped.set))
 
+    async def _heartbeat(self) -> None:
+        """Keep this connection's counts in the token's limits alive; a process that dies stops, and they expire."""
+        while True:
+            await asyncio.sleep(settings.EVENTS_SESSION_TTL_SECONDS / 3)
+            limits = self.limits
+            if limits is None:
+                return
+            await limits.refresh(limits.subscription_members(self.subscriptions))
+
     def _start(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
@@ -424,8 +481,11 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     async def _drop(self, organization_id: str, topics: set[str]) -> None:
         subscribed = self.subscriptions[organization_id]
-        await self._leave(organization_id, topics & subscribed)
+        dropped = topics & subscribed
+        await self._leave(organization_id, dropped)
         subscribed -= topics
+        if self.limits is not None:
+            await self.limits.release([self.limits.subscription_member(organization_id, t) for t in dropped])
         if not subscribed:
             self.subscriptions.pop(organization_id, None)
             self.checked_at.pop(organization_id, None)
@@ -436,11 +496,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
         """Leave every group; safe to call more than once, and when Redis is away."""
         subscriptions, self.subscriptions = self.subscriptions, {}
         user_id, self.user_id = self.user_id, None
+        limits, self.limits = self.limits, None  # also stops the heartbeat's refreshes
         for organization_id, topics in subscriptions.items():
             current_feed().unwatch(self, organization_id)
             await self._leave(organization_id, topics)
         if user_id is not None:
             await self._discard(user_group(user_id))
+        if limits is not None:
+            await limits.release(limits.subscription_members(subscriptions), connection=True)
 
     async def _leave(self, organization_id: str, topics: set[str]) -> None:
         for topic in topics:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import pytest
@@ -467,6 +468,101 @@ def test_too_many_subscriptions_and_replays_are_refused(alice, settings):
         assert (await send(ws, subscribe))["code"] == "replay_rate_limited"
         assert await send(ws, {"action": "ping"}) == {"type": "pong"}
         await ws.disconnect()
+
+    run(scenario)
+
+
+def _start_of_a_fresh_window() -> None:
+    """Wait out the replay limiter's minute when it ends within seconds: a test's replays must share one window."""
+    left = 60 - time.time() % 60
+    if left < 5:
+        time.sleep(left + 0.1)
+
+
+def test_two_connections_of_one_token_share_its_subscription_and_replay_limits(alice, settings):
+    settings.EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN = 3
+    settings.EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN = 2
+    since = str(uuid7())
+    _start_of_a_fresh_window()
+
+    async def scenario():
+        first, second = connect(headers=bearer(alice["token"])), connect(headers=bearer(alice["token"]))
+        assert (await first.connect())[0] and (await second.connect())[0]
+        subscribe = {"action": "subscribe", "organization": "acme", "since": since}
+        reply = await send(first, {**subscribe, "topics": ["deployment", "pull_request"]})
+        assert reply["type"] == "subscribed"
+        assert (await send(second, {**subscribe, "topics": ["agent.task"]}))["type"] == "subscribed"
+        # Each connection is far under its own limits; together they hold the token's 3.
+        reply = await send(second, {"action": "subscribe", "organization": "acme", "topics": ["social.post"]})
+        assert reply["code"] == "too_many_subscriptions"
+        assert "across all connections" in reply["message"]
+        # Subscribing again to what a connection holds costs nothing.
+        reply = await send(first, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        assert reply["type"] == "subscribed"
+        # An unsubscribe (on the other connection) frees a place.
+        await send(first, {"action": "unsubscribe", "organization": "acme", "topics": ["pull_request"]})
+        # Two replays were taken, one by each connection: a third is refused, and holds no subscription.
+        reply = await send(second, {**subscribe, "topics": ["social.post"]})
+        assert reply["code"] == "replay_rate_limited"
+        assert 1 <= reply["retry_after"] <= 60
+        reply = await send(second, {"action": "subscribe", "organization": "acme", "topics": ["social.post"]})
+        assert reply["type"] == "subscribed"
+        # Closing a connection frees its subscriptions for the other.
+        await first.disconnect()
+        reply = await send(second, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        assert reply["type"] == "subscribed"
+        assert await send(second, {"action": "ping"}) == {"type": "pong"}
+        await second.disconnect()
+
+    run(scenario)
+
+
+def test_connections_per_token_and_per_browser_user_are_limited_across_connections(alice, settings):
+    settings.EVENTS_MAX_CONNECTIONS_PER_TOKEN = 2
+    client = Client()
+    client.force_login(alice["user"])
+    session = [(b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()), (b"origin", b"http://localhost")]
+
+    async def scenario():
+        for headers in (bearer(alice["token"]), session):
+            first, second, third = (connect(headers=headers) for _ in range(3))
+            assert (await first.connect())[0] and (await second.connect())[0]
+            assert (await third.connect())[0]  # accepted, so that the client sees the close code
+            output = await third.receive_output(timeout=5)
+            assert output["type"] == "websocket.close" and output["code"] == 4429
+            assert "Too many connections" in output["reason"]
+            await first.disconnect()
+            again = connect(headers=headers)
+            assert (await again.connect())[0]
+            assert await send(again, {"action": "ping"}) == {"type": "pong"}
+            await again.disconnect()
+            await second.disconnect()
+
+    run(scenario)
+
+
+def test_counts_of_a_process_that_died_expire_and_live_connections_keep_theirs(alice, settings):
+    from companyos.realtime.limits import TokenLimits
+
+    settings.EVENTS_MAX_CONNECTIONS_PER_TOKEN = 1
+    settings.EVENTS_SESSION_TTL_SECONDS = 1.0
+    token_id = str(ApiToken.objects.get(user=alice["user"]).pk)
+
+    async def scenario():
+        # A server process counted a connection, then died without leaving.
+        assert await TokenLimits({"api_token_id": token_id}, "died.process!channel").take_connection()
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        assert await closed_with(ws) == 4429
+        await asyncio.sleep(1.2)  # no heartbeat refreshed it: it expired
+        live = connect(headers=bearer(alice["token"]))
+        assert (await live.connect())[0]
+        await asyncio.sleep(2.0)  # twice the lifetime: the live connection's heartbeat keeps its place
+        assert await send(live, {"action": "ping"}) == {"type": "pong"}
+        ws = connect(headers=bearer(alice["token"]))
+        await ws.connect()
+        assert await closed_with(ws) == 4429
+        await live.disconnect()
 
     run(scenario)
 

@@ -243,6 +243,8 @@ class Command(BaseCommand):
         args += ["--workers", str(self.options["workers"]), "--timeout-graceful-shutdown", "3"]
         position_seconds = self.options["repair_seconds"] if repair == "on" else "0"
         env = {**os.environ, "CHANNEL_LAYER": layer, "EVENTS_POSITION_SECONDS": position_seconds}
+        # Every client connects with the one token: the per-token limits would refuse all but a few.
+        env |= {"EVENTS_MAX_CONNECTIONS_PER_TOKEN": "0", "EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN": "0"}
         if len(shard_urls) > 1:
             env["CHANNEL_LAYER_SHARDS"] = ",".join(shard_urls)
         with uvicorn_server(env=env, args=args) as port:
