@@ -33,6 +33,7 @@ USER companyos
 EXPOSE 8000
 # One uvicorn worker per core (uvicorn reads WEB_CONCURRENCY): the pub/sub
 # channel layer fans events out per process. websockets-sansio measured
-# faster than the default implementation (docs/realtime.md).
+# faster than the default implementation (docs/realtime.md). The websocket
+# heartbeat closes dead peers within 25 s (dev.py's WS_HEARTBEAT_ARGS).
 ENV WEB_CONCURRENCY=2
-CMD ["uvicorn", "companyos.config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers", "--ws", "websockets-sansio"]
+CMD ["uvicorn", "companyos.config.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--lifespan", "off", "--proxy-headers", "--ws", "websockets-sansio", "--ws-ping-interval", "15", "--ws-ping-timeout", "10"]

@@ -57,6 +57,13 @@ SAMPLE_DATA_SINCE = "2026-11-17T00:00:00+00:00"
 ADMIN_EMAIL = "admin@example.com"
 # PostgreSQL refuses to run as root; when we are root its files belong to this user.
 UNPRIVILEGED_USER = "nobody"
+# uvicorn's websocket heartbeat, wherever the project starts uvicorn (run, the
+# tests' servers, the topology; the Dockerfile and docker-compose.yml repeat it
+# and a test holds them to it): a ping every 15 s, and a peer that has not
+# answered 10 s later is closed and leaves its groups, so a dead peer is gone
+# within 25 s (uvicorn's defaults, 20 s and 20 s, took 40 s). 15 s also stays
+# under the 60 s idle timeout of common proxies and load balancers.
+WS_HEARTBEAT_ARGS = ("--ws-ping-interval", "15", "--ws-ping-timeout", "10")
 
 USAGE = """usage:
   python3 dev.py run [--host 127.0.0.1] [--port 8000] [--reload] [--reset-admin-password]
@@ -139,6 +146,11 @@ def configured(name: str) -> str | None:
             if sep and key.strip() == name and not key.startswith("#"):
                 return value.strip().strip("'\"") or None
     return None
+
+
+def uvicorn_command(*args: str, app: str = "companyos.config.asgi:application") -> list[str]:
+    """Starting uvicorn on ``app``: the project's websocket heartbeat, then ``args`` (which may override it)."""
+    return [sys.executable, "-m", "uvicorn", app, *WS_HEARTBEAT_ARGS, *args]
 
 
 # --- Embedded PostgreSQL and Redis ---------------------------------------------
@@ -579,8 +591,7 @@ def cmd_run(argv: list[str]) -> int:
             + f"  Press Ctrl-C to stop.\n{rule}\n",
             flush=True,
         )
-        uvicorn = [sys.executable, "-m", "uvicorn", "companyos.config.asgi:application"]
-        uvicorn += ["--host", args.host, "--port", str(args.port), "--lifespan", "off"]
+        uvicorn = uvicorn_command("--host", args.host, "--port", str(args.port), "--lifespan", "off")
         manage = [sys.executable, str(ROOT / "manage.py")]
         return run_together(
             {

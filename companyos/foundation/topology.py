@@ -40,7 +40,7 @@ from pathlib import Path
 
 import psycopg
 
-from dev import free_port, port_open, process_alive
+from dev import free_port, port_open, process_alive, uvicorn_command
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -289,8 +289,7 @@ class Topology:
             port = free_port()
             self._spawn(
                 f"asgi-{number + 1}",
-                [sys.executable, "-m", "uvicorn", "companyos.config.asgi:application", "--host", "127.0.0.1",
-                 "--port", str(port), "--lifespan", "off"],
+                uvicorn_command("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"),
                 log=self.root / f"asgi-{number + 1}.log",
                 env=env,
             )  # fmt: skip

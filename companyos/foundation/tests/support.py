@@ -20,7 +20,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 
 from companyos.foundation.console.roles import sync_roles
-from dev import free_port, stop_process
+from dev import free_port, stop_process, uvicorn_command
 
 
 def current_database_url() -> str:
@@ -52,11 +52,12 @@ def uvicorn_server(
 ) -> Iterator[int]:
     """Serve ``app`` with uvicorn on a free loopback port; yields the port.
 
-    The server runs in a process group of its own, so that ``--workers``
+    It starts as the project starts it (``dev.uvicorn_command``: the websocket
+    heartbeat), ``args`` added. The server runs in a process group of its own, so that ``--workers``
     children stop with it; its output is shown if it fails to start.
     """
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port), *args]
+    command = uvicorn_command("--host", "127.0.0.1", "--port", str(port), *args, app=app)
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             command,
