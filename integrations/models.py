@@ -9,9 +9,11 @@ from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 
 from companyos.foundation.console.history import tracked
+from companyos.foundation.events import StateEvents
 from companyos.foundation.fields import EncryptedJSONField, EncryptedTextField
 from companyos.foundation.models import BaseModel, ExternalModel, choices_check
 from companyos.foundation.search import Searchable, trigram_index
+from companyos.foundation.tracking import TrackedFieldsMixin
 
 
 class Service(models.TextChoices):
@@ -161,7 +163,7 @@ class WebhookDeliveryStatus(models.TextChoices):
     REJECTED = "rejected"  # answered 4xx (bad signature, too large, malformed): nothing of it is trusted
 
 
-class WebhookDelivery(BaseModel):
+class WebhookDelivery(TrackedFieldsMixin, BaseModel):
     """One request a provider sent to a webhook endpoint: the delivery log.
 
     ``created_at`` is when the delivery was received. The verified payload is
@@ -177,6 +179,31 @@ class WebhookDelivery(BaseModel):
         WebhookDeliveryStatus.FAILED: "danger",
         WebhookDeliveryStatus.REJECTED: "danger",
     }
+
+    # Real-time events (companyos.foundation.events): only the outcomes the
+    # worker (or a redelivery) saves. Acknowledging a delivery must stay one
+    # statement, so receiving publishes nothing: no created event, and
+    # `received` and `rejected` (which only the intake sets) have none. The
+    # intake's raw INSERT fires no post_save anyway, including for deliveries
+    # it stores already `ignored`.
+    state_events = StateEvents(
+        topic="webhook.delivery",
+        category="integrations",
+        state_field="status",
+        states={
+            WebhookDeliveryStatus.PROCESSED: "webhook.delivery.processed",
+            WebhookDeliveryStatus.IGNORED: "webhook.delivery.ignored",
+            WebhookDeliveryStatus.FAILED: "webhook.delivery.failed",
+        },
+        # Never the payload or the headers: the body is the provider's data, not the delivery log's.
+        snapshot=(
+            "id", "webhook", "delivery_id", "event", "action", "status", "response_code", "attempts", "error",
+            "created_at", "processed_at", "processing_ms",
+        ),
+        # The worker loads the delivery with webhook__integration__organization: no extra query there.
+        organization=lambda delivery: delivery.webhook.integration.organization_id,
+        extra_data=lambda delivery: {"service": delivery.webhook.integration.service},
+    )  # fmt: skip
 
     Status = WebhookDeliveryStatus
 

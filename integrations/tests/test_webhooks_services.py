@@ -106,15 +106,15 @@ def test_redeliver_of_an_applied_delivery_changes_nothing(client, github_webhook
 @pytest.mark.parametrize(
     ("post", "queries"),
     [
-        (lambda client, hooks: post_github(client, hooks[0], "pull_request", OPENED, process=False), 11),
-        (lambda client, hooks: post_vercel(client, hooks[1], vercel_event("deployment.created"), process=False), 9),
+        (lambda client, hooks: post_github(client, hooks[0], "pull_request", OPENED, process=False), 12),
+        (lambda client, hooks: post_vercel(client, hooks[1], vercel_event("deployment.created"), process=False), 10),
     ],
     ids=["pull request", "deployment"],
 )
 def test_processing_an_unchanged_payload_only_reads(
     client, github_webhook, vercel_webhook, django_assert_num_queries, post, queries
 ):
-    """Lock the delivery, read what it is about, write the outcome: no N+1, no writes to unchanged rows."""
+    """Lock the delivery, read what it is about, write the outcome and its event; no N+1, no unchanged rows written."""
     for _ in range(2):
         post(client, (github_webhook, vercel_webhook))
     first, second = WebhookDelivery.objects.order_by("created_at")

@@ -91,6 +91,7 @@ def test_topics_come_from_the_registered_models_declarations():
         "agent.task": "agents",
         "social.post": "social",
         "design.component": "design",
+        "webhook.delivery": "integrations",
     }
 
 

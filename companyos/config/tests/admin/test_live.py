@@ -13,6 +13,7 @@ from companyos.foundation.console.live import VERSION_FIELD
 from core.tests.factories import OrganizationMemberFactory
 from development.services import deployment_set_state
 from development.tests.factories import DeploymentFactory
+from integrations.tests.factories import WebhookDeliveryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -47,6 +48,18 @@ def test_a_changelist_of_a_model_with_events_follows_its_topic_and_badges(admin_
 
     assert (config["mode"], config["topics"], config["stateField"]) == ("changelist", ["agent.task"], "status")
     assert config["tones"]["failed"] == "danger" and config["labels"]["awaiting_approval"] == "Awaiting Approval"
+
+
+def test_the_webhook_delivery_log_and_a_deliverys_page_are_live(admin_client, rows):
+    delivery = WebhookDeliveryFactory(webhook=rows.webhook)
+
+    listed = live_config(admin_client.get("/admin/integrations/webhookdelivery/"))
+    changed = live_config(admin_client.get(f"/admin/integrations/webhookdelivery/{delivery.pk}/change/"))
+
+    assert (listed["mode"], listed["topics"], listed["stateField"]) == ("changelist", ["webhook.delivery"], "status")
+    assert listed["model"] == "integrations.webhookdelivery"
+    assert listed["tones"]["failed"] == "danger" and listed["labels"]["processed"] == "Processed"
+    assert (changed["mode"], changed["objectId"]) == ("change", str(delivery.pk))
 
 
 def test_a_change_form_opened_before_another_change_is_refused_with_a_message(admin_client, rows):
