@@ -195,9 +195,10 @@ class WebhookDelivery(TrackedFieldsMixin, BaseModel):
             WebhookDeliveryStatus.IGNORED: "webhook.delivery.ignored",
             WebhookDeliveryStatus.FAILED: "webhook.delivery.failed",
         },
-        # Never the payload or the headers: the body is the provider's data, not the delivery log's.
+        # Never the payload or the headers (the provider's data), nor the error text: it can name our
+        # internals, and members see events; staff read it on the delivery's admin page.
         snapshot=(
-            "id", "webhook", "delivery_id", "event", "action", "status", "response_code", "attempts", "error",
+            "id", "webhook", "delivery_id", "event", "action", "status", "response_code", "attempts",
             "created_at", "processed_at", "processing_ms",
         ),
         # The worker loads the delivery with webhook__integration__organization: no extra query there.

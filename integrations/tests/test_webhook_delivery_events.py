@@ -72,7 +72,7 @@ def test_processing_a_delivery_publishes_processed_without_secrets(client, githu
     assert Event.objects.filter(event_type="pull_request.opened").count() == 1
 
 
-def test_a_failing_delivery_publishes_failed_with_its_error(client, github_webhook, monkeypatch):
+def test_a_failing_delivery_publishes_failed_without_its_error_text(client, github_webhook, monkeypatch):
     def broken(**kwargs):
         raise RuntimeError("the mapping broke")
 
@@ -82,7 +82,9 @@ def test_a_failing_delivery_publishes_failed_with_its_error(client, github_webho
 
     [event] = delivery_events()
     assert event.event_type == "webhook.delivery.failed"
-    assert (event.payload["status"], event.payload["error"]) == ("failed", "RuntimeError: the mapping broke")
+    assert event.payload["status"] == "failed"
+    assert "error" not in event.payload
+    assert "mapping broke" not in str(event.payload)
     assert_nothing_secret_in(event, github_webhook)
     # The rolled-back processing published nothing of its own.
     assert not Event.objects.exclude(pk=event.pk).exists()
