@@ -86,7 +86,9 @@ def test_embedded_postgres_starts_stops_and_keeps_its_data(data_dir):
     with dev.EmbeddedPostgres().running() as url, psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (value text)")
         conn.execute("INSERT INTO kept VALUES ('row')")
-        assert conn.execute("SHOW server_version").fetchone()[0].startswith("16.")
+        # The machine's newest PostgreSQL, with the extension the search indexes' migrations create.
+        assert conn.execute("SHOW server_version").fetchone()[0].startswith(f"{dev.postgres_bin_dir().parent.name}.")
+        assert conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'").fetchone() == (1,)
     pid = server_pid(data_dir, "postgres")
 
     assert not dev.process_alive(pid)
