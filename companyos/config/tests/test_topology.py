@@ -122,8 +122,14 @@ def test_a_save_in_the_admin_is_in_its_changelist_even_while_the_replica_replays
         finally:
             replica.execute("SELECT pg_wal_replay_resume()")
 
-        # Replay running: the replica catches up and serves the next changelist.
-        wait_for(lambda: name in str(replica.execute("SELECT name FROM core_organization").fetchall()), "replay")
+        # Replay running: the replica catches up and serves the next changelist. Caught up means past
+        # the position the write's cookie holds (the request wrote its session after the rename too).
+        with topology.postgres["primary"].connect() as primary:
+            written = primary.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        wait_for(
+            lambda: replica.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [written]).fetchone()[0],
+            "replay",
+        )
         status, page = browser.request("GET", f"/admin/core/organization/?q={token.upper()}")
 
         assert status == 200 and name in page
