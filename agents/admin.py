@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from agents.models import Agent, AgentCollaboration, AgentTask
+from agents.models import TRACK_RECORD_FIELDS, Agent, AgentCollaboration, AgentTask
 from agents.services import task_approve, task_cancel, task_reject, task_retry
 from companyos.foundation.console.toolkit import (
     ModelAdmin,
@@ -29,17 +29,8 @@ class TaskInline(ReadOnlyInline):
     readonly_fields = fields
 
 
-# The track record, read-only: counters the queue keeps in SQL, the columns
-# PostgreSQL derives from them, and a link to the agent's tasks.
-TRACK_RECORD = (
-    "tasks_completed",
-    "tasks_failed",
-    "total_duration_ms",
-    "success_rate",
-    "avg_duration_ms",
-    "last_active_at",
-    "all_tasks",
-)
+# The track record, read-only, and a link to the agent's tasks.
+TRACK_RECORD = (*TRACK_RECORD_FIELDS, "all_tasks")
 
 
 @admin.register(Agent)

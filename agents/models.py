@@ -23,6 +23,19 @@ class AgentAgentType(models.TextChoices):
     COORDINATOR = "coordinator"
 
 
+# The track record: counters the queue keeps in SQL and the columns PostgreSQL
+# derives from them. They move with traffic, not decisions: history ignores
+# them, and the admin shows them read-only.
+TRACK_RECORD_FIELDS = (
+    "tasks_completed",
+    "tasks_failed",
+    "total_duration_ms",
+    "success_rate",
+    "avg_duration_ms",
+    "last_active_at",
+)
+
+
 class Agent(BaseModel):
     """An AI agent's configuration and its track record.
 
@@ -75,16 +88,7 @@ class Agent(BaseModel):
     last_active_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(BaseModel.Meta):
-        triggers = tracked(
-            churn=(
-                "tasks_completed",
-                "tasks_failed",
-                "total_duration_ms",
-                "success_rate",
-                "avg_duration_ms",
-                "last_active_at",
-            ),
-        )
+        triggers = tracked(churn=TRACK_RECORD_FIELDS)
         ordering = ["organization", "name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "slug"], name="agents_agent_slug_unique"),

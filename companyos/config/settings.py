@@ -546,7 +546,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
-        # Every process that imports the jobs registers the periodic ones; only the scheduler's word counts.
+        # Every process that imports the jobs registers them and the periodic ones: noise outside the worker.
+        "procrastinate.blueprints": {"level": "WARNING"},
         "procrastinate.periodic": {"level": "WARNING"},
     },
 }

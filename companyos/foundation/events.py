@@ -55,6 +55,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 from django.db.models import Q
 
+from companyos.foundation import declarations
 from companyos.foundation.db.router import current_replica_reads
 from companyos.foundation.ids import uuid7_floor
 
@@ -174,14 +175,15 @@ class StateEvents:
 
 def declaration_of(model: type[models.Model]) -> StateEvents | None:
     """The events ``model`` declares, or None."""
-    declaration = getattr(model, DECLARATION, None)
-    return declaration if isinstance(declaration, StateEvents) else None
+    return declarations.declaration_of(model, DECLARATION, StateEvents)
 
 
 def declared_topics() -> dict[str, str]:
     """Every topic a model declares, with its analytics category."""
-    declared = (declaration_of(model) for model in apps.get_models())
-    return {declaration.topic: declaration.category for declaration in declared if declaration is not None}
+    return {
+        declaration.topic: declaration.category
+        for _model, declaration in declarations.declaring_models(DECLARATION, StateEvents)
+    }
 
 
 def publish_state_change(

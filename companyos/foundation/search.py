@@ -24,15 +24,16 @@ asked for a bounded number of rows and nothing is counted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.apps import apps
 from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core import checks
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Upper
+
+from companyos.foundation.declarations import declaring_models
 
 DECLARATION = "global_search"
 # Trigram indexes serve LIKE patterns of at least one whole trigram.
@@ -52,15 +53,8 @@ def trigram_index(field: str, *, name: str) -> GinIndex:
     return GinIndex(OpClass(Upper(field), name="gin_trgm_ops"), name=name)
 
 
-def declaration_of(model: type[models.Model]) -> Searchable | None:
-    declaration = getattr(model, DECLARATION, None)
-    return declaration if isinstance(declaration, Searchable) else None
-
-
-def searchable_models() -> Iterator[tuple[type[models.Model], Searchable]]:
-    for model in apps.get_models():
-        if (declaration := declaration_of(model)) is not None:
-            yield model, declaration
+def searchable_models() -> list[tuple[type[models.Model], Searchable]]:
+    return declaring_models(DECLARATION, Searchable)
 
 
 def _parses_as_uuid(query: str) -> bool:
