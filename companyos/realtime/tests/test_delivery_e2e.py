@@ -133,10 +133,22 @@ class Client:
             pass
 
     async def cut_and_resume(self, after: float) -> None:
-        """Drop the connection, stay away ``after`` seconds, come back with the last id seen."""
+        """Drop the connection, stay away ``after`` seconds, come back with the last id seen.
+
+        Coming back while Redis is down, the handshake is refused (the server cannot join the
+        connection's groups): like any client, it tries again a little later.
+        """
         await self.ws.close()
         await asyncio.sleep(after)
-        await self.connect(since=self.ids[-1] if self.ids else None)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                await self.connect(since=self.ids[-1] if self.ids else None)
+                break
+            except (websockets.InvalidStatus, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
         await self.read()
 
 
