@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import http.client
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,11 +21,14 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
+from agents.tests.factories import AgentFactory
 from analytics.models import Event
 from companyos.foundation.events import topic_group
 from companyos.foundation.ids import uuid7
-from companyos.foundation.tests.support import uvicorn_server
+from companyos.foundation.console.roles import ADMIN
+from companyos.foundation.tests.support import give_role, manage_py, uvicorn_server
 from companyos.realtime.consumers import CLOSE_TOO_SLOW
 from companyos.realtime.tests.support import acme_and_globex, child_env, run
 from companyos.realtime.tests.test_outage import REDIS_SERVER, RedisServer
@@ -64,6 +69,7 @@ while True:
 # gap repair sends them, about 4 MB a second, more than any socket buffer holds.
 BULK_PUBLISHER = """
 import sys, time
+from agents.tests.factories import AgentFactory
 from analytics.models import Event
 from core.models import Organization
 organization = Organization.objects.get(slug=sys.argv[1])
@@ -106,8 +112,8 @@ def kill_redis(server: RedisServer) -> None:
 class Client:
     """A websocket client that keeps every event frame it receives and reconnects with ``since`` when told to."""
 
-    def __init__(self, url: str, token: str, organization: str) -> None:
-        self.url, self.token, self.organization = url, token, organization
+    def __init__(self, url: str, token: str, organization: str, topics: tuple[str, ...] = ("deployment",)) -> None:
+        self.url, self.token, self.organization, self.topics = url, token, organization, topics
         self.ids: list[str] = []
         self.organizations: set[str] = set()
         self.repaired_at: list[float] = []  # when frames from the store (repair or replay) arrived
@@ -115,7 +121,7 @@ class Client:
 
     async def connect(self, since: str | None = None) -> None:
         self.ws = await websockets.connect(self.url, additional_headers={"Authorization": f"Bearer {self.token}"})
-        subscribe = {"action": "subscribe", "organization": self.organization, "topics": ["deployment"]}
+        subscribe = {"action": "subscribe", "organization": self.organization, "topics": list(self.topics)}
         if since:
             subscribe["since"] = since
         await self.ws.send(json.dumps(subscribe))
@@ -152,6 +158,39 @@ class Client:
         await self.read()
 
 
+class TaskPoster(threading.Thread):
+    """Queues an agent task through the API ``rate`` times a second until stopped: events the web process publishes.
+
+    Requests that fail (nothing is promised while Redis is away) are counted, not retried.
+    """
+
+    def __init__(self, port: int, token: str, organization: str, agent_id: str, rate: float) -> None:
+        super().__init__(daemon=True)
+        self.port, self.token, self.organization, self.agent_id, self.rate = port, token, organization, agent_id, rate
+        self.stopped = threading.Event()
+        self.statuses: list[int] = []
+        self.created: list[tuple[float, str]] = []  # (monotonic time, task id) of each acknowledged post
+
+    def run(self) -> None:
+        body = json.dumps({"agent": self.agent_id, "task_type": "echo", "title": "from the web"})
+        while not self.stopped.wait(1 / self.rate):
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                conn.request(
+                    "POST", f"/api/v1/orgs/{self.organization}/tasks/", body=body,
+                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                )  # fmt: skip
+                response = conn.getresponse()
+                answer = response.read()
+                self.statuses.append(response.status)
+                if response.status == 201:
+                    self.created.append((time.monotonic(), json.loads(answer)["id"]))
+            except OSError:
+                self.statuses.append(0)
+            finally:
+                conn.close()
+
+
 def committed_ids(first_id: str) -> dict[str, set[str]]:
     """Per organization slug, the ids of the events committed from ``first_id`` on."""
     events = Event.objects.filter(id__gte=first_id).values_list("organization__slug", "id")
@@ -161,20 +200,35 @@ def committed_ids(first_id: str) -> dict[str, set[str]]:
     return ids
 
 
+def committed_types_between(start, end) -> set[str]:
+    """The event types committed between two instants (the outage)."""
+    return set(Event.objects.filter(occurred_at__range=(start, end)).values_list("event_type", flat=True))
+
+
 def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
+    """Events from the web (the API), the agent worker and a shell script reach 200 clients on two processes."""
     redis_server = RedisServer(tmp_path)
     redis_server.start()
     acme, globex, alice_token, bob_token = acme_and_globex()
-    env = servers_env(redis_server.url, EVENTS_POSITION_SECONDS="1")
-    publisher = None
+    staff = give_role(UserFactory(), ADMIN)
+    OrganizationMemberFactory(organization=acme, user=staff)
+    _, staff_token = api_token_create(user=staff, name="web publisher")
+    agent = AgentFactory(organization=acme)
+    env = servers_env(redis_server.url, EVENTS_POSITION_SECONDS="1", API_RATE_LIMIT_PER_MINUTE="0")
+    topics = ("deployment", "agent.task")
+    publisher = poster = None
     try:
-        with uvicorn_server(env=env) as port_1, uvicorn_server(env=env) as port_2:
+        with (
+            uvicorn_server(env=env) as port_1,
+            uvicorn_server(env=env) as port_2,
+            manage_py("run_agent_worker", "--poll-seconds", "1", env=env),
+        ):
             urls = [f"ws://127.0.0.1:{port}/ws/events/" for port in (port_1, port_2)]
 
             async def scenario():
-                nonlocal publisher
-                clients = [Client(urls[i % 2], alice_token, "acme") for i in range(180)]
-                clients += [Client(urls[i % 2], bob_token, "globex") for i in range(20)]
+                nonlocal publisher, poster
+                clients = [Client(urls[i % 2], alice_token, "acme", topics) for i in range(180)]
+                clients += [Client(urls[i % 2], bob_token, "globex", topics) for i in range(20)]
                 for start in range(0, len(clients), 50):
                     await asyncio.gather(*(client.connect() for client in clients[start : start + 50]))
                 readers = [asyncio.create_task(client.read()) for client in clients]
@@ -182,17 +236,26 @@ def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
                 first_id = str(uuid7())
                 log = tmp_path / "publisher.log"
                 publisher = await asyncio.to_thread(start_publisher, env, log, 10, 1, "acme", "globex")
+                poster = TaskPoster(port_1, staff_token, "acme", str(agent.pk), rate=5)
+                poster.start()
                 await asyncio.sleep(3)
                 # Ten clients are cut mid-stream and come back with `since` (during the outage, too).
                 cut = [asyncio.create_task(client.cut_and_resume(4)) for client in clients[:10]]
+                killed_at = timezone.now()
                 kill_redis(redis_server)
                 await asyncio.sleep(3)
                 redis_server.start()
+                outage = (killed_at, timezone.now())
                 back_at = time.monotonic()
                 await asyncio.sleep(4)
+                poster.stopped.set()
+                await asyncio.to_thread(poster.join)
                 publisher.kill()
                 publisher.wait()
+                # What the worker has yet to run after the last post.
+                await asyncio.sleep(2)
                 expected = await database_sync_to_async(committed_ids)(first_id)
+                during_outage = await database_sync_to_async(committed_types_between)(*outage)
                 deadline = time.monotonic() + 20
                 while time.monotonic() < deadline:
                     if all(expected[c.organization] <= set(c.ids) for c in clients):
@@ -201,16 +264,22 @@ def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
                 for client in clients:
                     await client.ws.close()
                 await asyncio.gather(*readers, *cut)
-                return clients, expected, back_at
+                return clients, expected, during_outage, back_at
 
-            clients, expected, back_at = run(scenario)
+            clients, expected, during_outage, back_at = run(scenario)
     finally:
+        if poster is not None:
+            poster.stopped.set()
         if publisher is not None and publisher.poll() is None:
             publisher.kill()
         redis_server.stop()
 
-    # Enough was published, a good part of it while Redis was away.
+    # Enough was published by each of the three, a good part of it while Redis was away:
+    # the API's queued tasks (web), their runs (worker), deployments (shell).
     assert len(expected["acme"]) >= 80
+    assert {"agent.task.queued", "agent.task.completed"} <= during_outage, (during_outage, poster.statuses)
+    assert any(event_type.startswith("deployment.") for event_type in during_outage), during_outage
+    assert poster.statuses.count(201) >= 20, poster.statuses
     organization_ids = {"acme": str(acme.pk), "globex": str(globex.pk)}
     for client in clients:
         missed = expected[client.organization] - set(client.ids)
@@ -222,8 +291,9 @@ def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
         assert len(client.ids) == len(set(client.ids))
     repaired = [t - back_at for client in clients for t in client.repaired_at]
     print(
-        f"\n{len(expected['acme']) + len(expected['globex'])} events committed; {len(repaired)} client-event pairs "
-        f"repaired from the store; Redis back → last repaired event: {max(repaired):.2f} s"
+        f"\n{len(expected['acme']) + len(expected['globex'])} events committed (web, worker, shell); "
+        f"{len(repaired)} client-event pairs repaired from the store; Redis back → last repaired event: "
+        f"{max(repaired):.2f} s"
     )
 
 
