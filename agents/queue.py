@@ -1,10 +1,11 @@
 """The queue mechanics on PostgreSQL: claiming, leases, wake-ups, backoff.
 
-Claiming is one statement: ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED
-LIMIT n) … RETURNING *``. The inner select walks ``task_claim_idx`` (or
-``task_claim_agent_idx`` for one agent) in claim order, skips rows other
-workers hold, and the update takes them, so no task is handed to two workers
-and claiming never waits on another worker. A claimed task is ``running``
+Claiming is one statement, ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED
+LIMIT n) … RETURNING …``, then one INSERT of the batch's ``started`` events.
+The inner select walks ``task_claim_idx`` (or ``task_claim_agent_idx`` for
+one agent) in claim order, skips rows other workers hold, and the update
+takes them, so no task is handed to two workers and claiming never waits on
+another worker. A claimed task is ``running``
 with a lease: the worker renews it while it works; if the worker dies, the
 lease runs out and :func:`agents.services.tasks_requeue_expired_leases` puts
 the task back (the attempt counts).
@@ -24,12 +25,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from agents.models import AgentCollaboration, AgentTask
 from companyos.foundation.db import session_alias
-from companyos.foundation.events import publish_state_change
+from companyos.foundation.events import Outbox
 
 Status = AgentTask.Status
 
@@ -37,6 +38,12 @@ Status = AgentTask.Status
 NOTIFY_CHANNEL = "agents_task_queued"
 
 _TABLE = AgentTask._meta.db_table
+# A claim returns every column, in this order, and builds the tasks from them
+# directly: the handler gets a full task without the ORM's per-query work.
+_FIELDS = AgentTask._meta.concrete_fields
+_ATTNAMES = [field.attname for field in _FIELDS]
+# JSON columns arrive as text; their fields decode them.
+_DECODED = [(index, field) for index, field in enumerate(_FIELDS) if hasattr(field, "from_db_value")]
 
 
 def retry_delay(attempt: int) -> float:
@@ -76,7 +83,7 @@ def claim_sql(*, agent_ids: Sequence[uuid.UUID] = (), task_types: Sequence[str] 
             FOR UPDATE SKIP LOCKED
         ) AS due
         WHERE task.id = due.id
-        RETURNING task.*
+        RETURNING {", ".join(f"task.{field.column}" for field in _FIELDS)}
     """  # noqa: S608 - only constants and placeholders are interpolated
 
 
@@ -110,9 +117,9 @@ def tasks_claim(
 ) -> list[AgentTask]:
     """Claim up to ``limit`` due tasks for ``worker_id``, in claim order.
 
-    The bulk ``UPDATE`` bypasses ``post_save``, so this publishes each task's
-    ``agent.task.started`` event through ``publish_state_change``, in the same
-    transaction.
+    The bulk ``UPDATE`` bypasses ``post_save``, so this writes each task's
+    ``agent.task.started`` event through an :class:`Outbox`: one INSERT for
+    the batch, in the claim's transaction.
     """
     if lease_seconds is None:
         lease_seconds = settings.AGENT_TASK_LEASE_SECONDS
@@ -126,17 +133,28 @@ def tasks_claim(
         task_types=task_types,
     )
     with transaction.atomic():
-        tasks = list(AgentTask.objects.raw(sql, params))
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            tasks = [_task_from_row(row, connection) for row in cursor.fetchall()]
         children = [task.pk for task in tasks if task.parent_task_id is not None]
         if children:
             AgentCollaboration.objects.filter(
                 child_task__in=children, status=AgentCollaboration.Status.REQUESTED
             ).update(status=AgentCollaboration.Status.IN_PROGRESS, started_at=params["now"], updated_at=params["now"])
+        outbox = Outbox()
         for task in tasks:
-            publish_state_change(task, previous=Status.QUEUED)
+            outbox.add_state_change(task, previous=Status.QUEUED)
+        outbox.write()
     # RETURNING gives no order; run the batch in claim order.
     tasks.sort(key=lambda task: (-task.priority, task.created_at))
     return tasks
+
+
+def _task_from_row(row: Sequence[object], connection) -> AgentTask:
+    values = list(row)
+    for index, field in _DECODED:
+        values[index] = field.from_db_value(values[index], None, connection)
+    return AgentTask.from_db(connection.alias, _ATTNAMES, values)
 
 
 def tasks_renew_leases(*, worker_id: str, task_ids: Iterable[uuid.UUID], lease_seconds: float | None = None) -> int:

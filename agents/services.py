@@ -8,15 +8,15 @@ events ``AgentTask`` declares: nothing here publishes them itself. An outcome
 ``F()`` increments, never read-modify-write, so they stay exact however many
 workers finish at once.
 
-Two paths run once per task in every worker and use one guarded SQL
-statement instead, and publish the event through
-``companyos.foundation.events.publish_state_change``: the claim (in
-:mod:`agents.queue`) and :func:`task_complete`. The admin, the API and the
+Two paths run once per task in every worker and use guarded SQL instead,
+writing their events through a ``companyos.foundation.events.Outbox``: the
+claim (in :mod:`agents.queue`) and :func:`task_complete`. The admin, the API and the
 worker all call these functions.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
-from companyos.foundation.events import publish_state_change
+from companyos.foundation.events import Outbox
 from core.models import User
 
 Status = AgentTask.Status
@@ -106,9 +106,10 @@ def task_release(*, task: AgentTask) -> AgentTask:
 
 
 # The worker's hot path in one statement: the task's outcome, guarded by the
-# lease (still running, still this worker's), and the agent's counters, as
-# SQL increments in the same transaction. An UPDATE in a WITH runs whether or
-# not the outer query reads it; the agent is updated only if the task was.
+# lease (still running, still this worker's), the agent's counters as SQL
+# increments, and the event rows. An UPDATE or INSERT in a WITH runs whether
+# or not the outer query reads it; the agent and the events are written only
+# if the task was.
 _RECORD_OUTPUT_SQL = f"""
     WITH task AS (
         UPDATE {AgentTask._meta.db_table}
@@ -122,6 +123,8 @@ _RECORD_OUTPUT_SQL = f"""
             total_duration_ms = agent.total_duration_ms + %(counted_ms)s,
             last_active_at = %(now)s, updated_at = %(now)s
         FROM task WHERE agent.id = task.agent_id
+    ), event AS (
+        {{events}}
     )
     SELECT count(*) FROM task
 """  # noqa: S608 - only table names and constants are interpolated
@@ -133,10 +136,11 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
     worker no longer holds the task.
 
     The one service that does not lock and ``save()``: it runs once per task
-    in every worker, so it checks the lease and writes the task and the
-    agent's counters in one statement, and publishes the event through
-    ``publish_state_change`` (as the claim does), saving three round trips
-    and most of the ORM's work.
+    in every worker, so one statement checks the lease and writes the task,
+    the agent's counters and the event (an :class:`Outbox` built from the
+    instance, as the claim does): one round trip, and its own transaction
+    unless the caller has one. A collaborator's child task also finishes its
+    collaboration, in a transaction around both.
     ``task`` must be the worker's claimed instance (status ``running``).
     """
     transition(task, Status.AWAITING_APPROVAL if task.requires_approval else Status.COMPLETED)
@@ -146,6 +150,9 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
     task.duration_ms = duration_ms
     task.completed_at = now if completed else None
     task.lease_expires_at = None
+    outbox = Outbox()
+    outbox.add_state_change(task, previous=Status.RUNNING)
+    events_sql, events = outbox.insert_sql(placeholder="%(events)s", only_if_rows_in="task")
     params = {
         "id": task.pk,
         "worker_id": worker_id,
@@ -156,17 +163,18 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
         "now": now,
         "completed": int(completed),
         "counted_ms": duration_ms if completed else 0,
+        "events": events,
     }
-    with transaction.atomic():
-        # The event first: the agent's row stays locked only from the UPDATE to COMMIT.
-        publish_state_change(task, previous=Status.RUNNING)
+    finishes_collaboration = completed and task.parent_task_id is not None
+    with transaction.atomic() if finishes_collaboration else nullcontext():
         with connection.cursor() as cursor:
-            cursor.execute(_RECORD_OUTPUT_SQL, params)
+            cursor.execute(_RECORD_OUTPUT_SQL.format(events=events_sql), params)
             (updated,) = cursor.fetchone()
         if not updated:
             raise LeaseLost.of(task, worker_id)
-        if completed and task.parent_task_id is not None:
+        if finishes_collaboration:
             _collaboration_finish(task, now=now)
+        outbox.send_on_commit()
     return task
 
 

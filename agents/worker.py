@@ -34,6 +34,7 @@ from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
 from companyos.foundation.console.history import history_source
+from companyos.foundation.events import sends_in_background
 
 logger = logging.getLogger("agents.worker")
 
@@ -88,8 +89,11 @@ class Worker:
         """Run until stopped (or drained, in burst mode); returns how many tasks ran."""
         logger.info(
             "worker %s starting: concurrency=%d burst=%s agents=%s task_types=%s",
-            self.worker_id, self.concurrency, self.burst,
-            ",".join(map(str, self.agent_ids)) or "all", ",".join(self.task_types) or "all",
+            self.worker_id,
+            self.concurrency,
+            self.burst,
+            ",".join(map(str, self.agent_ids)) or "all",
+            ",".join(self.task_types) or "all",
         )
         listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
@@ -168,30 +172,33 @@ class Worker:
 
     def _runner(self, index: int) -> None:
         wakeup = self._wakeups[index]
+        # The live sends of a task's events go out while the next task runs;
+        # the runner waits for them once, as it stops.
         try:
-            while not self._stopping.is_set():
-                wakeup.clear()
-                if connection.errors_occurred:
-                    # Reconnect after an error. Not before every claim: the
-                    # health check costs a query, and a dead connection fails
-                    # the claim anyway, which leads here.
-                    close_old_connections()
-                try:
-                    tasks = self._claim()
-                except DatabaseError:
-                    logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
-                    self._stopping.wait(self.poll_seconds)
-                    continue
-                if not tasks:
-                    if self.burst:
-                        return
-                    wakeup.wait()
-                    continue
-                for position, task in enumerate(tasks):
-                    if self._stopping.is_set():
-                        self._hand_back(tasks[position:])
-                        return
-                    self._execute(task)
+            with sends_in_background():
+                while not self._stopping.is_set():
+                    wakeup.clear()
+                    if connection.errors_occurred:
+                        # Reconnect after an error. Not before every claim: the
+                        # health check costs a query, and a dead connection fails
+                        # the claim anyway, which leads here.
+                        close_old_connections()
+                    try:
+                        tasks = self._claim()
+                    except DatabaseError:
+                        logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
+                        self._stopping.wait(self.poll_seconds)
+                        continue
+                    if not tasks:
+                        if self.burst:
+                            return
+                        wakeup.wait()
+                        continue
+                    for position, task in enumerate(tasks):
+                        if self._stopping.is_set():
+                            self._hand_back(tasks[position:])
+                            return
+                        self._execute(task)
         finally:
             connection.close()
 
@@ -244,8 +251,14 @@ class Worker:
                 self.processed += 1
         logger.info(
             "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
-            task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
-            outcome, duration_ms, f": {error}" if error else "",
+            task.pk,
+            task.task_type,
+            task.agent_id,
+            task.attempts,
+            task.max_attempts,
+            outcome,
+            duration_ms,
+            f": {error}" if error else "",
         )
 
     def _hand_back(self, tasks: list[AgentTask]) -> None:

@@ -43,8 +43,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -52,12 +55,13 @@ from channels.layers import get_channel_layer
 from django.apps import apps
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from companyos.foundation import declarations
 from companyos.foundation.db.router import current_replica_reads
-from companyos.foundation.ids import uuid7_floor
+from companyos.foundation.ids import uuid7, uuid7_floor
 
 logger = logging.getLogger(__name__)
 
@@ -197,13 +201,12 @@ def publish_state_change(
     the state did not move to a declared one. Afterwards the instance's values
     count as saved, so a later ``save()`` does not publish the change again.
     ``by_user``, when the caller knows who acted, is the events' actor and
-    makes their source ``user``.
+    makes their source ``user``. (A hot path that writes the events in its
+    own statement uses an :class:`Outbox`.)
     """
-    declaration = declaration_of(type(instance))
-    if declaration is None:
-        raise TypeError(f"{type(instance).__name__} declares no events ({DECLARATION} = StateEvents(...)).")
-    _publish(declaration, instance, created=False, previous=previous, changed=(), by_user=by_user)
-    instance.remember_tracked()
+    outbox = Outbox()
+    outbox.add_state_change(instance, previous=previous, by_user=by_user)
+    outbox.write()
 
 
 def publish_saved(sender, instance: models.Model, created: bool, raw: bool, update_fields=None, **kwargs) -> None:
@@ -220,35 +223,136 @@ def publish_saved(sender, instance: models.Model, created: bool, raw: bool, upda
     if created or changes:
         state = declaration.state_field
         previous = changes.get(state, None if created else getattr(instance, state))
-        _publish(declaration, instance, created=created, previous=previous, changed=tuple(changes), by_user=None)
+        outbox = Outbox()
+        outbox.add(declaration, instance, created=created, previous=previous, changed=tuple(changes), by_user=None)
+        outbox.write()
 
 
-def _publish(
-    declaration: StateEvents,
-    instance: models.Model,
-    *,
-    created: bool,
-    previous: str | None,
-    changed: tuple[str, ...],
-    by_user: uuid.UUID | str | None,
-) -> None:
-    event_types = declaration.event_types(instance, created=created, previous=previous, changed=changed)
-    if not event_types:
-        return
-    data = declaration.data(instance, previous=None if created else previous, changed=changed)
-    row = {
-        "organization_id": declaration.organization(instance),
-        "category": declaration.category,
-        "source": "user" if by_user else declaration.source(instance),
-        "actor_user_id": by_user or declaration.actor_user(instance),
-        "actor_agent_id": declaration.actor_agent(instance),
-        "subject_type": instance._meta.label_lower,
-        "subject_id": instance.pk,
-        # Store exactly what clients receive: one JSON round trip normalises the types.
-        "payload": json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
+class Outbox:
+    """The event rows of some changes and their live sends, written with the changes.
+
+    The rows are built in Python (ids, timestamps, the ``data`` snapshot) and
+    inserted by one statement: on their own (:meth:`write`), or inside the
+    caller's own statement (:meth:`insert_sql`, then :meth:`send_on_commit`),
+    so that a hot path writes a change and its events in one round trip.
+    Either way each row commits with the change, and its send goes to the
+    channel layer once the transaction has committed.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[str] = []
+        self._sends: list[tuple[str, dict[str, Any]]] = []
+
+    def add_state_change(
+        self, instance: models.Model, *, previous: str | None, by_user: uuid.UUID | str | None = None
+    ) -> None:
+        """Add the events of a write that bypassed ``save()`` (see :func:`publish_state_change`);
+        the instance's values count as saved from now on."""
+        declaration = declaration_of(type(instance))
+        if declaration is None:
+            raise TypeError(f"{type(instance).__name__} declares no events ({DECLARATION} = StateEvents(...)).")
+        self.add(declaration, instance, created=False, previous=previous, changed=(), by_user=by_user)
+        instance.remember_tracked()
+
+    def add(
+        self,
+        declaration: StateEvents,
+        instance: models.Model,
+        *,
+        created: bool,
+        previous: str | None,
+        changed: tuple[str, ...],
+        by_user: uuid.UUID | str | None,
+    ) -> None:
+        """Add the events of one change of ``instance``, in publishing order."""
+        event_types = declaration.event_types(instance, created=created, previous=previous, changed=changed)
+        if not event_types:
+            return
+        data = declaration.data(instance, previous=None if created else previous, changed=changed)
+        # Serialised once: the stored row and the frame clients receive carry the same text.
+        data_json = json.dumps(data, cls=DjangoJSONEncoder, separators=_COMPACT)
+        organization_id = str(declaration.organization(instance))
+        actor_user = by_user or declaration.actor_user(instance)
+        actor_agent = declaration.actor_agent(instance)
+        subject_id = str(instance.pk)
+        row = {
+            "organization_id": organization_id,
+            "category": declaration.category,
+            "source": "user" if by_user else declaration.source(instance),
+            "actor_user_id": None if actor_user is None else str(actor_user),
+            "actor_agent_id": None if actor_agent is None else str(actor_agent),
+            "subject_type": instance._meta.label_lower,
+            "subject_id": subject_id,
+        }
+        group = topic_group(organization_id, declaration.topic)
+        for event_type in event_types:
+            event_id, now = str(uuid7()), isoformat(timezone.now())
+            # Every column of the event model: the INSERT takes them all from these rows.
+            stored = {**row, "id": event_id, "event_type": event_type, "occurred_at": now, "created_at": now}
+            self._rows.append(_json_with({**stored, "updated_at": now}, "payload", data_json))
+            envelope = {
+                "id": event_id,
+                "type": event_type,
+                "organization": organization_id,
+                "occurred_at": now,
+                "subject": {"type": row["subject_type"], "id": subject_id},
+            }
+            self._sends.append((group, _deliver_message(envelope, data_json)))
+
+    def insert_sql(self, *, placeholder: str = "%s", only_if_rows_in: str | None = None) -> tuple[str, str]:
+        """The INSERT of the rows, and the value for its one ``placeholder``.
+
+        ``only_if_rows_in`` names a CTE of the caller's statement: the rows are
+        inserted only if it returned a row (the change happened).
+        """
+        model = get_event_model()
+        table = model._meta.db_table
+        columns = ", ".join(field.column for field in model._meta.concrete_fields)
+        # Only the model's table and column names are interpolated.
+        sql = f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+        sql += f"FROM jsonb_populate_recordset(NULL::{table}, {placeholder}::jsonb)"
+        if only_if_rows_in:
+            sql += f" WHERE EXISTS (SELECT FROM {only_if_rows_in})"
+        return sql, f"[{','.join(self._rows)}]"
+
+    def write(self) -> None:
+        """Insert the rows in the current transaction; send them after commit."""
+        if not self._rows:
+            return
+        sql, rows = self.insert_sql()
+        with connections[router.db_for_write(get_event_model())].cursor() as cursor:
+            cursor.execute(sql, [rows])
+        self.send_on_commit()
+
+    def send_on_commit(self) -> None:
+        """Send each event to its group once the transaction that wrote the rows commits."""
+        for group, message in self._sends:
+            transaction.on_commit(partial(_send, group, message))
+
+
+_COMPACT = (",", ":")
+
+
+def _json_with(head: dict[str, Any], key: str, value_json: str) -> str:
+    """``head`` as compact JSON with ``key`` appended, its value the already serialised ``value_json``."""
+    text = json.dumps(head, separators=_COMPACT)
+    return f'{text[:-1]}{"," if head else ""}"{key}":{value_json}}}'
+
+
+def _deliver_message(envelope: dict[str, Any], data_json: str, *, replay: bool = False) -> dict[str, Any]:
+    """The channel-layer message of one event: its id, and the client's frame serialised once here
+    rather than once per connected client."""
+    return {
+        "type": DELIVER,
+        "id": envelope["id"],
+        "organization": envelope["organization"],
+        "text": _frame(envelope, data_json, replay=replay),
     }
-    for event_type in event_types:
-        _record_and_send(declaration.topic, event_type=event_type, **row)
+
+
+def _frame(envelope: dict[str, Any], data_json: str, *, replay: bool) -> str:
+    head = '{"type":"event","replay":true,"event":' if replay else '{"type":"event","event":'
+    return f"{head}{_json_with(envelope, 'data', data_json)}}}"
 
 
 def get_event_model() -> type[models.Model]:
@@ -345,24 +449,9 @@ def envelope_event(event) -> dict[str, Any]:
 
 def event_frame(event, *, replay: bool = False) -> str:
     """The JSON text frame a client receives for an ``analytics.Event`` row."""
-    frame: dict[str, Any] = {"type": "event"}
-    if replay:
-        frame["replay"] = True
-    frame["event"] = envelope_event(event)
-    return json.dumps(frame, separators=(",", ":"))
-
-
-def _record_and_send(topic: str, **row: Any) -> None:
-    """Insert the event ``row`` in the current transaction; send it to ``topic``'s group after commit."""
-    event = get_event_model().objects.create(**row)
-    message = {
-        "type": DELIVER,
-        "id": str(event.id),
-        "organization": str(event.organization_id),
-        # Serialised once here rather than once per connected client.
-        "text": event_frame(event),
-    }
-    transaction.on_commit(partial(_send, topic_group(event.organization_id, topic), message))
+    envelope = envelope_event(event)
+    data = envelope.pop("data")
+    return _frame(envelope, json.dumps(data, separators=_COMPACT), replay=replay)
 
 
 def control_on_commit(*, user_id: uuid.UUID | str, **message: Any) -> None:
@@ -370,9 +459,34 @@ def control_on_commit(*, user_id: uuid.UUID | str, **message: Any) -> None:
     transaction.on_commit(partial(_send, user_group(user_id), {"type": CONTROL, **message}))
 
 
+@contextmanager
+def sends_in_background() -> Iterator[None]:
+    """Within the block, this thread's sends do not wait for the channel layer.
+
+    They queue (up to :data:`BACKGROUND_SENDS`; past that the sender waits
+    for room) and go out in order from the sender's loop, so a loop of short
+    units of work (the agent worker) never waits on Redis between them.
+    Leaving the block waits until the queue is sent (at most
+    ``EVENTS_SEND_TIMEOUT``), so a process that stops after the block has
+    still published.
+    """
+    token = _in_background.set(True)
+    try:
+        yield
+    finally:
+        _in_background.reset(token)
+        try:
+            _sender.flush()
+        except Exception as exc:  # as for any send: logged, never raised into the caller
+            _failures.report(exc)
+
+
 def _send(group: str, message: dict[str, Any]) -> None:
     try:
-        _sender.group_send(group, message)
+        if _in_background.get():
+            _sender.send_later(group, message)
+        else:
+            _sender.group_send(group, message)
     except Exception as exc:  # a lost live message must not fail the committed change
         _failures.report(exc)
 
@@ -401,6 +515,19 @@ class _FailureLog:
         )
 
 
+# Sends a thread in sends_in_background() may have waiting before it waits for room.
+BACKGROUND_SENDS = 1000
+
+
+@dataclass
+class _SenderLoop:
+    """A process's sending loop, and the queue of background sends it drains in order."""
+
+    loop: asyncio.AbstractEventLoop
+    background: asyncio.Queue
+    room: threading.Semaphore
+
+
 class _LayerSender:
     """Sends channel-layer messages from synchronous code through one event loop per process.
 
@@ -408,33 +535,62 @@ class _LayerSender:
     outside an ASGI server (shell, worker, management command), and the
     channel layer keeps its Redis connections per loop: every event would open
     a new connection. One long-lived loop in a daemon thread keeps them.
-    The caller waits for the send (bounded by ``EVENTS_SEND_TIMEOUT``), so a
-    script that exits right after its save has still published.
+    :meth:`group_send` waits for the send (bounded by ``EVENTS_SEND_TIMEOUT``),
+    so a script that exits right after its save has still published;
+    :meth:`send_later` queues it for the loop to send in order, and
+    :meth:`flush` waits for that queue.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._current: _SenderLoop | None = None
         self._pid: int | None = None
 
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
+    def _running(self) -> _SenderLoop:
         with self._lock:
             # A forked child (pre-fork servers, test workers) needs its own thread.
-            if self._loop is None or self._pid != os.getpid():
+            if self._current is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="events-sender", daemon=True).start()
-                self._loop, self._pid = loop, os.getpid()
-            return self._loop
+                current = _SenderLoop(loop, asyncio.Queue(), threading.Semaphore(BACKGROUND_SENDS))
+                asyncio.run_coroutine_threadsafe(self._drain(current), loop)
+                self._current, self._pid = current, os.getpid()
+            return self._current
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
-        layer = get_channel_layer()
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop())
+        self._wait(get_channel_layer().group_send(group, message))
+
+    def send_later(self, group: str, message: dict[str, Any]) -> None:
+        current = self._running()
+        if not current.room.acquire(timeout=settings.EVENTS_SEND_TIMEOUT):
+            raise TimeoutError(f"{BACKGROUND_SENDS} sends are still waiting for the channel layer")
+        current.loop.call_soon_threadsafe(current.background.put_nowait, (group, message))
+
+    def flush(self) -> None:
+        """Wait until every queued send has been made (or has failed)."""
+        self._wait(self._running().background.join())
+
+    def _wait(self, coroutine) -> None:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running().loop)
         try:
             future.result(timeout=settings.EVENTS_SEND_TIMEOUT)
         except FutureTimeout:
             future.cancel()
             raise
 
+    @staticmethod
+    async def _drain(current: _SenderLoop) -> None:
+        while True:
+            group, message = await current.background.get()
+            try:
+                await asyncio.wait_for(get_channel_layer().group_send(group, message), settings.EVENTS_SEND_TIMEOUT)
+            except Exception as exc:  # as in _send: logged, and the next one goes out
+                _failures.report(exc)
+            finally:
+                current.background.task_done()
+                current.room.release()
+
 
 _sender = _LayerSender()
 _failures = _FailureLog()
+_in_background: ContextVar[bool] = ContextVar("sends_in_background", default=False)
