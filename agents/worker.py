@@ -89,17 +89,16 @@ class Worker:
         """Run until stopped (or drained, in burst mode); returns how many tasks ran."""
         logger.info(
             "worker %s starting: concurrency=%d burst=%s agents=%s task_types=%s",
-            self.worker_id,
-            self.concurrency,
-            self.burst,
-            ",".join(map(str, self.agent_ids)) or "all",
-            ",".join(self.task_types) or "all",
+            self.worker_id, self.concurrency, self.burst,
+            ",".join(map(str, self.agent_ids)) or "all", ",".join(self.task_types) or "all",
         )
         listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
-            # History records each runner's changes as the worker's.
+            # History records each runner's changes as the worker's; the live
+            # sends of a task's events go out while the next task runs (the
+            # runner waits for them once, as it stops).
             threading.Thread(
-                target=history_source("worker", worker_id=self.worker_id)(self._runner),
+                target=history_source("worker", worker_id=self.worker_id)(sends_in_background()(self._runner)),
                 args=(index,),
                 name=f"runner-{index}",
             )
@@ -172,33 +171,30 @@ class Worker:
 
     def _runner(self, index: int) -> None:
         wakeup = self._wakeups[index]
-        # The live sends of a task's events go out while the next task runs;
-        # the runner waits for them once, as it stops.
         try:
-            with sends_in_background():
-                while not self._stopping.is_set():
-                    wakeup.clear()
-                    if connection.errors_occurred:
-                        # Reconnect after an error. Not before every claim: the
-                        # health check costs a query, and a dead connection fails
-                        # the claim anyway, which leads here.
-                        close_old_connections()
-                    try:
-                        tasks = self._claim()
-                    except DatabaseError:
-                        logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
-                        self._stopping.wait(self.poll_seconds)
-                        continue
-                    if not tasks:
-                        if self.burst:
-                            return
-                        wakeup.wait()
-                        continue
-                    for position, task in enumerate(tasks):
-                        if self._stopping.is_set():
-                            self._hand_back(tasks[position:])
-                            return
-                        self._execute(task)
+            while not self._stopping.is_set():
+                wakeup.clear()
+                if connection.errors_occurred:
+                    # Reconnect after an error. Not before every claim: the
+                    # health check costs a query, and a dead connection fails
+                    # the claim anyway, which leads here.
+                    close_old_connections()
+                try:
+                    tasks = self._claim()
+                except DatabaseError:
+                    logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
+                    self._stopping.wait(self.poll_seconds)
+                    continue
+                if not tasks:
+                    if self.burst:
+                        return
+                    wakeup.wait()
+                    continue
+                for position, task in enumerate(tasks):
+                    if self._stopping.is_set():
+                        self._hand_back(tasks[position:])
+                        return
+                    self._execute(task)
         finally:
             connection.close()
 
@@ -251,14 +247,8 @@ class Worker:
                 self.processed += 1
         logger.info(
             "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
-            task.pk,
-            task.task_type,
-            task.agent_id,
-            task.attempts,
-            task.max_attempts,
-            outcome,
-            duration_ms,
-            f": {error}" if error else "",
+            task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
+            outcome, duration_ms, f": {error}" if error else "",
         )
 
     def _hand_back(self, tasks: list[AgentTask]) -> None:
