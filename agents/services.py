@@ -8,14 +8,16 @@ events ``AgentTask`` declares: nothing here publishes them itself. An outcome
 ``F()`` increments, never read-modify-write, so they stay exact however many
 workers finish at once.
 
-Two paths run once per task in every worker and use guarded SQL instead,
-writing their events through a ``companyos.foundation.events.Outbox``: the
-claim (in :mod:`agents.queue`) and :func:`task_complete`. The admin, the API and the
-worker all call these functions.
+The paths that run once per task write the row and its events in as few
+statements as they can, through ``companyos.foundation.events`` (an
+``Outbox``, or ``insert_with_events``) rather than ``save()``: the enqueue,
+the claim (in :mod:`agents.queue`) and :func:`task_complete`. The admin, the
+API and the worker all call these functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,7 +31,7 @@ from psycopg.types.json import Jsonb
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
-from companyos.foundation.events import Outbox
+from companyos.foundation.events import Outbox, insert_with_events
 from core.models import User
 
 Status = AgentTask.Status
@@ -66,34 +68,75 @@ def task_enqueue(
     """Add a task to ``agent``'s queue (or, with ``hold``, keep it ``pending``).
 
     Inserting the row wakes idle workers at once: a trigger NOTIFYs them at
-    commit (migration 0004). ``scheduled_for`` delays the first claim.
+    commit (migration 0004). ``scheduled_for`` delays the first claim. The
+    task and its ``agent.task.queued`` event are one statement.
     """
-    if not agent.is_active:
-        raise ValidationError(f"Agent {agent} is inactive and takes no new tasks.", code="agent_inactive")
-    if parent_task is not None and parent_task.organization_id != agent.organization_id:
-        raise ValidationError("A task's parent must belong to the same organization.", code="cross_organization")
-    task = AgentTask(
-        organization_id=agent.organization_id,
+    (task,) = tasks_enqueue(
         agent=agent,
         task_type=task_type,
         title=title,
-        input=input if input is not None else {},
+        inputs=[input if input is not None else {}],
         priority=priority,
         requires_approval=requires_approval,
         scheduled_for=scheduled_for,
         max_attempts=max_attempts,
         created_by=created_by,
         parent_task=parent_task,
-        metadata=metadata if metadata is not None else {},
-        status=Status.PENDING if hold else Status.QUEUED,
+        target=target,
+        metadata=metadata,
+        hold=hold,
     )
-    if target is not None:
-        task.target = target
-    # The foreign keys are instances we were given, and the database checks
-    # the constraints: validating fields avoids one query per relation.
-    task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
-    task.save(force_insert=True)
     return task
+
+
+def tasks_enqueue(
+    *,
+    agent: Agent,
+    task_type: str,
+    title: str,
+    inputs: Iterable[dict[str, Any]],
+    priority: int = AgentTask.Priority.NORMAL,
+    requires_approval: bool = False,
+    scheduled_for: datetime | None = None,
+    max_attempts: int = 3,
+    created_by: User | None = None,
+    parent_task: AgentTask | None = None,
+    target: models.Model | None = None,
+    metadata: dict[str, Any] | None = None,
+    hold: bool = False,
+) -> list[AgentTask]:
+    """:func:`task_enqueue` for many tasks alike but for their input, in one
+    statement with their events (a NOTIFY per agent at commit)."""
+    if not agent.is_active:
+        raise ValidationError(f"Agent {agent} is inactive and takes no new tasks.", code="agent_inactive")
+    if parent_task is not None and parent_task.organization_id != agent.organization_id:
+        raise ValidationError("A task's parent must belong to the same organization.", code="cross_organization")
+    tasks = []
+    for task_input in inputs:
+        task = AgentTask(
+            organization_id=agent.organization_id,
+            agent=agent,
+            task_type=task_type,
+            title=title,
+            input=task_input,
+            priority=priority,
+            requires_approval=requires_approval,
+            scheduled_for=scheduled_for,
+            max_attempts=max_attempts,
+            created_by=created_by,
+            parent_task=parent_task,
+            metadata=dict(metadata) if metadata is not None else {},
+            status=Status.PENDING if hold else Status.QUEUED,
+        )
+        if target is not None:
+            task.target = target
+        # The foreign keys are instances we were given, and the database checks
+        # the constraints: validating fields avoids one query per relation.
+        task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
+        tasks.append(task)
+    if tasks:
+        insert_with_events(tasks)
+    return tasks
 
 
 def task_release(*, task: AgentTask) -> AgentTask:
