@@ -17,14 +17,15 @@ from typing import Literal, NamedTuple
 from uuid import UUID
 
 from django.conf import settings
-from django.db import connection
+from django.db import connections, router
 from django.db.models import Count
 
 from agents.models import AgentTask
 from analytics.cache import organization_cache
-from analytics.models import ROLLUP_ORIGIN, ROLLUP_WIDTHS
+from analytics.models import ROLLUP_ORIGIN, ROLLUP_WIDTHS, Event, Metric
 from analytics.rollups import bucket_floor
 from core.models import Organization
+from development.models import Deployment
 from integrations.models import WebhookDelivery
 
 ReadSource = Literal["auto", "raw", "rollup"]
@@ -124,9 +125,17 @@ FROM parts GROUP BY b, event_type ORDER BY b, event_type
 """
 
 
-def _query(sql: str, *, start: datetime, end: datetime, bucket: timedelta, source: ReadSource, **params) -> list[tuple]:
+def _cursor_reading(model):
+    """A cursor on the database the ORM would read ``model`` from (a replica when the router allows it),
+    so the hand-written SQL goes where the page's ORM queries go."""
+    return connections[router.db_for_read(model)].cursor()
+
+
+def _query(
+    sql: str, *, model, start: datetime, end: datetime, bucket: timedelta, source: ReadSource, **params
+) -> list[tuple]:
     plan = _plan(start=start, end=end, bucket=bucket, source=source)
-    with connection.cursor() as cursor:
+    with _cursor_reading(model) as cursor:
         cursor.execute(
             sql,
             {
@@ -162,7 +171,14 @@ def metric_series(
 
     def compute() -> list[MetricPoint]:
         rows = _query(
-            _METRIC_SERIES_SQL, start=start, end=end, bucket=bucket, source=source, org=organization_id, name=name
+            _METRIC_SERIES_SQL,
+            model=Metric,
+            start=start,
+            end=end,
+            bucket=bucket,
+            source=source,
+            org=organization_id,
+            name=name,
         )
         return [MetricPoint(_moment(bucket), count, total, low, high) for bucket, count, total, low, high in rows]
 
@@ -183,7 +199,9 @@ def event_counts(
     organization_id = _organization_id(organization)
 
     def compute() -> list[EventCount]:
-        rows = _query(_EVENT_COUNTS_SQL, start=start, end=end, bucket=bucket, source=source, org=organization_id)
+        rows = _query(
+            _EVENT_COUNTS_SQL, model=Event, start=start, end=end, bucket=bucket, source=source, org=organization_id
+        )
         return [EventCount(_moment(bucket), event_type, count) for bucket, event_type, count in rows]
 
     key = f"events:{start.isoformat()}:{end.isoformat()}:{bucket.total_seconds():g}:{source}"
@@ -201,7 +219,7 @@ def metric_names(*, organization: Organization | UUID) -> list[str]:
     def compute() -> list[str]:
         rollups, samples = _metric_names_sql("analytics_metricrollup"), _metric_names_sql("analytics_metric")
         sql = f"({rollups}) UNION ({samples}) ORDER BY 1"
-        with connection.cursor() as cursor:
+        with _cursor_reading(Metric) as cursor:
             cursor.execute(sql, {"org": organization_id})
             return [row[0] for row in cursor.fetchall()]
 
@@ -243,7 +261,7 @@ def newest_activity(*, organization: Organization | UUID) -> datetime | None:
             FROM ({_metric_names_sql("analytics_metric")}) names
         ) newest
         """  # noqa: S608 - composed of constants
-        with connection.cursor() as cursor:
+        with _cursor_reading(Event) as cursor:
             cursor.execute(sql, {"org": organization_id})
             newest = cursor.fetchone()[0]
         return [newest] if newest else []
@@ -312,7 +330,7 @@ def task_durations(*, organization: Organization | UUID, start: datetime, end: d
         FROM finished
         """
         bounds = [bound for bound, _ in DURATION_CLASSES[:-1]]
-        with connection.cursor() as cursor:
+        with _cursor_reading(AgentTask) as cursor:
             cursor.execute(sql, {"org": organization_id, "start": start, "end": end, "bounds": bounds})
             return cursor.fetchall()
 
@@ -358,7 +376,7 @@ def deployment_outcomes(
         GROUP BY b ORDER BY b
         """
         params = {"org": organization_id, "start": start, "end": end, "bucket": bucket, "origin": ROLLUP_ORIGIN}
-        with connection.cursor() as cursor:
+        with _cursor_reading(Deployment) as cursor:
             cursor.execute(sql, params)
             return [DeploymentBucket(_moment(b), ready, failed, lead) for b, ready, failed, lead in cursor.fetchall()]
 

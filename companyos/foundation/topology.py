@@ -53,12 +53,14 @@ SERVER_ACCOUNT = "postgres"
 SENTINEL_DOWN_AFTER_MS = 1000
 
 
-def wait_for(ready, what: str, timeout: float = 60.0) -> None:
+def wait_for(ready, what: str, timeout: float = 60.0):
+    """Call ``ready`` until it returns something true, and return that."""
     deadline = time.monotonic() + timeout
-    while not ready():
+    while not (value := ready()):
         if time.monotonic() > deadline:
             raise RuntimeError(f"{what} did not become ready within {timeout:g} s")
         time.sleep(0.05)
+    return value
 
 
 @dataclass
@@ -222,6 +224,8 @@ class Topology:
             f"auth_file = {directory / 'userlist.txt'}\n"
             "pool_mode = transaction\n"
             "max_client_conn = 500\ndefault_pool_size = 20\n"
+            # Its console (database "pgbouncer") answers SHOW STATS to the tests.
+            "stats_users = postgres\n"
             # Django sets these on every new connection; PgBouncer must let them through.
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"

@@ -10,21 +10,26 @@ are the last tests: they leave the topology changed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import csv
 import http.client
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from django.conf import settings
 
 from companyos.foundation.tests.support import Browser, uvicorn_server
-from companyos.foundation.topology import running_topology, wait_for
-from companyos.realtime.tests.test_delivery_e2e import Client, start_publisher
+from companyos.foundation.topology import POSTGRES_BIN, running_topology, wait_for
+from companyos.realtime.tests.test_delivery_e2e import Client, TaskPoster, start_publisher
 from integrations.tests.webhook_helpers import github_payload
 from integrations.webhooks.signatures import github_signature
 
@@ -37,6 +42,8 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.cached_db import SessionStore
 from agents.tests.factories import AgentFactory
+from companyos.foundation.console.roles import ADMIN
+from companyos.foundation.tests.support import give_role
 from core.services import api_token_create
 from core.tests.factories import AdminUserFactory, OrganizationFactory, OrganizationMemberFactory, UserFactory
 from integrations.models import Integration
@@ -55,9 +62,13 @@ watched = OrganizationFactory()
 member = UserFactory()
 OrganizationMemberFactory(organization=watched, user=member)
 _, token = api_token_create(user=member, name="topology")
+# Staff who queue agent tasks through the API: writes and events of the web process.
+staff = give_role(UserFactory(), ADMIN)
+OrganizationMemberFactory(organization=watched, user=staff)
+_, staff_token = api_token_create(user=staff, name="topology web writes")
 webhook = WebhookFactory(integration=IntegrationFactory(service=Integration.Service.GITHUB), events=[])
 print(json.dumps({"session": session.session_key, "organization": str(organization.pk),
-                  "watched": str(watched.pk), "slug": watched.slug, "token": token,
+                  "watched": str(watched.pk), "slug": watched.slug, "token": token, "staff_token": staff_token,
                   "agent": str(AgentFactory(organization=watched).pk),
                   "endpoint": endpoint(webhook), "secret": webhook.secret}))
 """
@@ -137,6 +148,26 @@ def test_a_save_in_the_admin_is_in_its_changelist_even_while_the_replica_replays
         assert searched(token.upper()) not in server_log(topology, "primary")
 
 
+def test_the_dashboards_charts_are_read_on_the_replica(topology, web):
+    """The charts' hand-written SQL goes where the router sends the page's ORM reads."""
+    browser = Browser(web, {"sessionid": topology.data["session"]})
+    # An organization no other test reads: its charts are not in the cache yet.
+    organization = uuid.UUID(topology.data["watched"])
+
+    status, page = browser.request("GET", f"/admin/analytics/dashboard/?organization={organization}&range=7d")
+
+    assert status == 200, page[:500]
+    # psycopg binds a UUID as its hex digits.
+    charts = {name: [sql for sql in statements(topology, name) if "date_bin(" in sql and organization.hex in sql]
+              for name in ("primary", "replica1")}  # fmt: skip
+    assert charts["replica1"] and not charts["primary"]
+
+
+def statements(topology, name: str) -> list[str]:
+    """The statements a server logged, each whole (a long one continues on lines starting with a tab)."""
+    return re.split(r"\n(?!\t)", server_log(topology, name))
+
+
 def searched(term: str) -> str:
     """How the admin's search for ``term`` appears in a server's statement log."""
     return f"LIKE UPPER('%{term}%')"
@@ -150,6 +181,45 @@ def test_the_web_path_through_pgbouncer_in_transaction_mode_serves_the_admin_and
             status, page = browser.request("GET", "/admin/core/organization/")
             assert status == 200, page[:500]
         assert deliver_webhook(port, topology, f"bouncer-{uuid.uuid4()}") == 202
+
+
+# What the web path does, as its own tests exercise it: the console and the webhook intake.
+WEB_PATH_SUITES = ["companyos/config/tests/admin", "integrations/tests"]
+
+
+def test_the_admin_and_webhook_suites_pass_through_pgbouncer_in_transaction_mode(topology):
+    """Every statement of those suites goes through the pooler (the test database too).
+
+    ``--reuse-db``: the pooler keeps server connections to the test database
+    open, so dropping it at the end would fail; the topology goes away anyway.
+    """
+    env = child_environment(
+        topology, **topology.environment(pgbouncer=True), REDIS_KEY_PREFIX=f"pgbouncer-suites-{uuid.uuid4().hex[:6]}"
+    )
+    env.pop("DEBUG")  # the suites set up their own settings
+    suites = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--reuse-db", "-m", "not slow and not browser",
+         *WEB_PATH_SUITES],
+        env=env, cwd=settings.BASE_DIR, capture_output=True, text=True,
+    )  # fmt: skip
+    summary = suites.stdout.strip().splitlines()[-1]
+    pooled = pgbouncer_transactions(topology, "test_companyos")
+    print(f"\nThrough PgBouncer: {summary}; {pooled} transactions pooled on the test database")
+
+    assert suites.returncode == 0, suites.stdout[-5000:]
+    assert " passed" in summary and "failed" not in summary
+    assert pooled > 1000
+
+
+def pgbouncer_transactions(topology, database: str) -> int:
+    """How many transactions PgBouncer has passed to ``database`` (its console speaks only the simple protocol: psql)."""
+    stats = subprocess.run(
+        [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(topology.pgbouncer_port), "-U", "postgres",
+         "-d", "pgbouncer", "--csv", "-c", "SHOW STATS"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(stats.stdout)))
+    return sum(int(row["total_xact_count"]) for row in rows if row["database"] == database)
 
 
 def deliver_webhook(port: int, topology, delivery_id: str) -> int:
@@ -184,6 +254,7 @@ def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_a
     with (
         uvicorn_server(env=env, args=["--lifespan", "off"]) as port_1,
         uvicorn_server(env=env, args=["--lifespan", "off"]) as port_2,
+        agent_worker(env, tmp_path / "worker.log", "--poll-seconds", "1"),
     ):
         browser = Browser(port_1, {"sessionid": topology.data["session"]})
 
@@ -203,13 +274,17 @@ def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_a
 
         async def scenario():
             urls = [f"ws://127.0.0.1:{port}/ws/events/" for port in (port_1, port_2)]
-            clients = [Client(urls[n % 2], topology.data["token"], topology.data["watched"]) for n in range(20)]
+            topics = ("deployment", "agent.task")
+            clients = [Client(urls[n % 2], topology.data["token"], topology.data["watched"], topics) for n in range(20)]
             await asyncio.gather(*(client.connect() for client in clients))
             readers = [asyncio.create_task(client.read()) for client in clients]
             await asyncio.sleep(1)
+            # Events from a shell (deployments), the web (tasks queued through the API) and the worker (their runs).
             publisher = await asyncio.to_thread(
                 start_publisher, env, tmp_path / "publisher.log", 20, 1, topology.data["slug"]
             )
+            poster = TaskPoster(port_1, topology.data["staff_token"], topology.data["slug"], topology.data["agent"], 5)
+            poster.start()
             try:
                 await asyncio.sleep(2)
                 assert await asyncio.to_thread(cache_answers)
@@ -217,11 +292,14 @@ def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_a
                 back_at = time.monotonic()
                 await asyncio.sleep(3)
             finally:
+                poster.stopped.set()
+                await asyncio.to_thread(poster.join)
                 publisher.kill()
                 publisher.wait()
+            await asyncio.sleep(2)  # the worker runs the last tasks posted
             expected = stored_event_ids(topology)
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not all(expected <= set(client.ids) for client in clients):
+            while time.monotonic() < deadline and not all(expected.keys() <= set(client.ids) for client in clients):
                 await asyncio.sleep(0.2)
             for client in clients:
                 await client.ws.close()
@@ -237,22 +315,27 @@ def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_a
         )
 
         assert len(expected) >= 60
+        published = set(expected.values())
+        assert {"agent.task.queued", "agent.task.completed"} <= published, published
+        assert any(event_type.startswith("deployment.") for event_type in published), published
         for client in clients:
-            missed = expected - set(client.ids)
+            missed = expected.keys() - set(client.ids)
             assert not missed, f"{len(missed)} events missed (connection closed with {client.ws.close_code})"
         assert logged_out == 0
         assert recovered < 10
         assert browser.request("GET", "/admin/")[0] == 200
 
 
-def stored_event_ids(topology) -> set[str]:
-    """The ids of the deployment events stored for the test's organization (on whichever server is the primary)."""
+def stored_event_ids(topology) -> dict[str, str]:
+    """The deployment and agent task events stored for the watched organization, id → type
+    (on whichever server is the primary)."""
     with psycopg.connect(topology.primary_url(), autocommit=True, connect_timeout=5) as primary:
         rows = primary.execute(
-            "SELECT id FROM analytics_event WHERE organization_id = %s AND event_type LIKE 'deployment.%%'",
+            "SELECT id, event_type FROM analytics_event WHERE organization_id = %s"
+            " AND (event_type LIKE 'deployment.%%' OR event_type LIKE 'agent.task.%%')",
             [topology.data["watched"]],
         )
-        return {str(row[0]) for row in rows}
+        return {str(event_id): event_type for event_id, event_type in rows}
 
 
 ENQUEUE_AND_TIME = """
@@ -273,16 +356,26 @@ print(json.dumps(waits))
 """
 
 
-def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(topology, tmp_path):
-    """The worker's LISTEN goes to the primary directly: through the pooler it would hear nothing."""
-    env = child_environment(topology, **topology.environment(pgbouncer=True))
-    with open(tmp_path / "worker.log", "wb") as log:
-        # Polling once a minute: a task done within seconds was woken by its NOTIFY.
+@contextlib.contextmanager
+def agent_worker(env: dict[str, str], log_path, *args: str):
+    """``manage.py run_agent_worker`` on the topology for the block, its output in ``log_path``."""
+    with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "run_agent_worker", "--poll-seconds", "60"],
+            [sys.executable, "manage.py", "run_agent_worker", *args],
             env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(topology, tmp_path):
+    """The worker's LISTEN goes to the primary directly: through the pooler it would hear nothing."""
+    env = child_environment(topology, **topology.environment(pgbouncer=True))
+    # Polling once a minute: a task done within seconds was woken by its NOTIFY.
+    with agent_worker(env, tmp_path / "worker.log", "--poll-seconds", "60"):
         with topology.postgres["primary"].connect() as primary:
             wait_for(
                 lambda: primary.execute(
@@ -295,43 +388,66 @@ def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(
             check=True, env={**env, "AGENT_ID": topology.data["agent"]}, cwd=settings.BASE_DIR,
             capture_output=True, text=True,
         )  # fmt: skip
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
     waits = json.loads(timed.stdout.strip().splitlines()[-1])
     print(f"\nThrough PgBouncer: queued → completed in {', '.join(f'{wait:.2f}' for wait in waits)} s")
 
     assert max(waits) < 5, (tmp_path / "worker.log").read_text()[-2000:]
 
 
-def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(topology, web):
-    acknowledged, failed_after_kill = [], 0
-    killed = recovered = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        delivery_id = f"failover-{uuid.uuid4()}"
-        status = deliver_webhook(web, topology, delivery_id)
-        if status == 202:
-            acknowledged.append(delivery_id)
-            if killed and recovered is None:
-                recovered = time.monotonic() - killed
-        elif killed:
-            failed_after_kill += 1
-        else:
-            pytest.fail(f"a delivery failed before the primary was killed: {status}")
-        if killed is None and len(acknowledged) >= 200:
-            topology.kill_postgres("primary")
-            killed = time.monotonic()
-            # The failover tooling's part: promote the synchronous standby.
-            topology.promote("standby1")
-        if recovered is not None and len(acknowledged) >= 300:
-            break
-    print(
-        f"\nPostgreSQL primary kill -9 + promotion: writes served again after {recovered:.1f} s, "
-        f"{failed_after_kill} deliveries refused meanwhile, {len(acknowledged)} acknowledged"
-    )
+# The worker's log line for a task whose completion it committed.
+WORKER_COMPLETED = re.compile(r"task (\S+) type=echo .* completed in")
 
-    assert recovered is not None, "no write was acknowledged after the promotion"
+
+def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(
+    topology, web, tmp_path
+):
+    """Writes from webhooks and the API (the web process) and from the worker while the primary dies.
+
+    Acknowledged means: a 202 for a delivery, a 201 for a queued task, the
+    worker's "completed" log line, each written only after its commit.
+    """
+    env = child_environment(topology)
+    worker_log = tmp_path / "worker.log"
+    acknowledged, failed_after_kill = [], 0
+    killed = killed_at = recovered = None
+    poster = TaskPoster(web, topology.data["staff_token"], topology.data["slug"], topology.data["agent"], 5)
+    with agent_worker(env, worker_log, "--poll-seconds", "1"):
+        poster.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                delivery_id = f"failover-{uuid.uuid4()}"
+                status = deliver_webhook(web, topology, delivery_id)
+                if status == 202:
+                    acknowledged.append(delivery_id)
+                    if killed and recovered is None:
+                        recovered = time.monotonic() - killed
+                elif killed:
+                    failed_after_kill += 1
+                else:
+                    pytest.fail(f"a delivery failed before the primary was killed: {status}")
+                if killed is None and len(acknowledged) >= 200:
+                    topology.kill_postgres("primary")
+                    killed, killed_at = time.monotonic(), datetime.now(UTC)
+                    # The failover tooling's part: promote the synchronous standby.
+                    topology.promote("standby1")
+                if recovered is not None and len(acknowledged) >= 300:
+                    break
+        finally:
+            poster.stopped.set()
+            poster.join()
+        assert killed is not None, "the primary was never killed"
+        with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
+            # The worker serves again: it completes a task queued after the promotion.
+            worker_back = wait_for(
+                lambda: new_primary.execute(
+                    "SELECT min(completed_at) FROM agents_agenttask WHERE completed_at > %s AND created_at > %s",
+                    [killed_at, killed_at],
+                ).fetchone()[0],
+                "the worker completing a task queued after the promotion",
+                timeout=30,
+            )
+    api_back = min((at for at, _ in poster.created if at > killed), default=None)
     with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
         stored = {
             row[0]
@@ -339,5 +455,22 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
                 "SELECT delivery_id FROM integrations_webhookdelivery WHERE delivery_id LIKE 'failover-%'"
             )
         }
-    assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged writes lost"
+        tasks = dict(new_primary.execute("SELECT id::text, status FROM agents_agenttask").fetchall())
+    completed_by_worker = set(WORKER_COMPLETED.findall(worker_log.read_text()))
+    print(
+        f"\nPostgreSQL primary kill -9 + promotion: webhooks served again after {recovered:.1f} s "
+        f"({failed_after_kill} refused meanwhile, {len(acknowledged)} acknowledged), the API after "
+        f"{api_back - killed:.1f} s ({len(poster.created)} tasks queued), the worker after "
+        f"{(worker_back - killed_at).total_seconds():.1f} s ({len(completed_by_worker)} tasks completed)"
+    )
+
+    assert recovered is not None, "no write was acknowledged after the promotion"
+    assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged deliveries lost"
+    queued = {task_id for _, task_id in poster.created}
+    assert queued <= tasks.keys(), f"{len(queued - tasks.keys())} acknowledged API writes lost"
+    lost = {task_id for task_id in completed_by_worker if tasks.get(task_id) != "completed"}
+    assert not lost, f"{len(lost)} completions the worker logged are not on the new primary"
+    assert completed_by_worker and queued
     assert recovered < 15
+    assert api_back - killed < 15
+    assert (worker_back - killed_at).total_seconds() < 15
