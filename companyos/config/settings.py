@@ -12,7 +12,7 @@ import environ
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from companyos.foundation.db import aliases_from_environment, session_alias
+from companyos.foundation.db import aliases_from_environment
 from companyos.foundation.redis_sentinel import channel_layer_host, master_url, parse_sentinels
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -165,8 +165,6 @@ DATABASE_PRIMARY_MODELS = [
     "auth", "sessions", "contenttypes", "core.ApiToken", "agents.AgentTask", "integrations.WebhookDelivery",
     "procrastinate",
 ]  # fmt: skip
-# The job worker LISTENs and holds its connection: past PgBouncer when configured.
-PROCRASTINATE_DATABASE_ALIAS = session_alias(DATABASES)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache layers, sessions, channel layer --------

@@ -19,8 +19,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from django.conf import settings
-from procrastinate import JobContext
+from procrastinate import JobContext, PsycopgConnector
 from procrastinate.contrib.django import app
+from procrastinate.contrib.django.utils import connector_params
+
+from companyos.foundation.db import session_alias
 
 logger = logging.getLogger("companyos.jobs")
 
@@ -40,6 +43,17 @@ RUNNERS: dict[str, Callable[[int], Runner]] = {}
 def register_runner(name: str, factory: Callable[[int], Runner]) -> None:
     """Have every ``run_worker`` process run ``factory(concurrency).run()`` in a thread."""
     RUNNERS[name] = factory
+
+
+def waiting_connector() -> PsycopgConnector:
+    """The connector of the processes that wait for jobs (``run_worker``, ``run_scheduler``).
+
+    Queueing a job goes through Procrastinate's Django connector on
+    ``default``, in the caller's transaction: the job commits with the row it
+    is about, through PgBouncer too. Waiting needs LISTEN, which only a
+    session of its own hears: past the pooler when ``DATABASE_DIRECT_URL`` is set.
+    """
+    return PsycopgConnector(kwargs=connector_params(session_alias()))
 
 
 @app.periodic(cron=settings.SCHEDULE_RETRY_STALLED_JOBS)

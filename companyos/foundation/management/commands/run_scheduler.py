@@ -19,12 +19,14 @@ from django.core.management.base import BaseCommand
 from procrastinate import periodic
 from procrastinate.contrib.django import app
 
+from companyos.foundation.jobs import waiting_connector
+
 
 class Command(BaseCommand):
     help = "Defer the periodic system jobs on their schedules until SIGTERM/SIGINT; run_worker runs them."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with app.replace_connector(app.connector.get_worker_connector()):
+        with app.replace_connector(waiting_connector()):
             asyncio.run(self._serve())
         self.stdout.write("Scheduler stopped.")
 

@@ -26,7 +26,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from procrastinate import worker as procrastinate_worker
 from procrastinate.contrib.django import app
 
-from companyos.foundation.jobs import RUNNERS
+from companyos.foundation.jobs import RUNNERS, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             if runner not in options["without"]
         }
         threads = [threading.Thread(target=runner.run, name=runner_name) for runner_name, runner in runners.items()]
-        with app.replace_connector(app.connector.get_worker_connector()):
+        with app.replace_connector(waiting_connector()):
             asyncio.run(self._serve(name, options, runners.values(), threads))
         self.stdout.write(f"Worker {name} stopped.")
 
