@@ -6,7 +6,7 @@ import pytest
 from django.test import RequestFactory, override_settings
 
 from companyos.foundation.network import address_in, client_address
-from companyos.foundation.ratelimit import WINDOW_SECONDS, hit, too_many_requests
+from companyos.foundation.ratelimit import WINDOW_SECONDS, Limit, hit, hit_all, too_many_requests
 from companyos.foundation.tests.test_health import caches_at, unused_port
 
 
@@ -27,6 +27,24 @@ def test_the_counter_expires_with_its_window(raw, settings):
 
     [counter] = raw.keys(f"{settings.REDIS_KEY_PREFIX}:ratelimit:test:{key}:*")
     assert 0 < raw.ttl(counter) <= WINDOW_SECONDS + 5
+
+
+def test_several_limits_count_in_order_and_a_refused_request_stops_counting(raw, settings):
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    limits = (Limit("test", first, 2), Limit("test", second, 5))
+    assert [hit_all(*limits) for _ in range(2)] == [None, None]
+
+    assert 1 <= hit_all(*limits) <= WINDOW_SECONDS
+    assert 1 <= hit_all(Limit("test", first, 5), Limit("test", second, 2)) <= WINDOW_SECONDS, "the second refuses"
+
+    def count(key):
+        [counter] = raw.keys(f"{settings.REDIS_KEY_PREFIX}:ratelimit:test:{key}:*")
+        return (int(raw.get(counter)), raw.ttl(counter))
+
+    assert count(first)[0] == 4
+    assert count(second)[0] == 3, "the request the first limit refused was not counted against the second"
+    assert 0 < count(second)[1] <= WINDOW_SECONDS + 5
+    assert hit_all(Limit("test", first, 0)) is None
 
 
 def test_a_limit_of_zero_is_unlimited_and_an_unreachable_redis_lets_requests_through():
