@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.conf import settings
 from procrastinate import JobContext, PsycopgConnector
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.utils import connector_params
+from procrastinate.tasks import Task
 
 from companyos.foundation.db import session_alias
 
@@ -54,6 +55,34 @@ def waiting_connector() -> PsycopgConnector:
     session of its own hears: past the pooler when ``DATABASE_DIRECT_URL`` is set.
     """
     return PsycopgConnector(kwargs=connector_params(session_alias()))
+
+
+def defer_job_sql(args: str) -> str:
+    """An SQL expression queueing a job, with the task parameters of :func:`job_to_defer`.
+
+    ``args`` is an SQL expression for the task's keyword arguments (jsonb),
+    so they may come from the statement's own rows. The job goes through
+    Procrastinate's own defer function (its insert's trigger sends the NOTIFY
+    that wakes a worker): a statement that writes a row and queues its job
+    with this expression commits both or neither, in one round trip.
+    """
+    return (
+        "procrastinate_defer_jobs_v1(ARRAY[ROW(%(job_queue)s, %(job_task)s, %(job_priority)s, %(job_lock)s,"
+        f" %(job_queueing_lock)s, {args}, %(job_scheduled_at)s)::procrastinate_job_to_defer_v1])"
+    )
+
+
+def job_to_defer(task: Task) -> dict[str, Any]:
+    """The parameters of :func:`defer_job_sql` for a job of ``task``: its queue, lock and priority."""
+    job = task.configure().job
+    return {
+        "job_queue": job.queue,
+        "job_task": job.task_name,
+        "job_priority": job.priority,
+        "job_lock": job.lock,
+        "job_queueing_lock": job.queueing_lock,
+        "job_scheduled_at": job.scheduled_at,
+    }
 
 
 @app.periodic(cron=settings.SCHEDULE_RETRY_STALLED_JOBS)
