@@ -190,11 +190,14 @@ WEB_PATH_SUITES = ["companyos/config/tests/admin", "integrations/tests"]
 def test_the_admin_and_webhook_suites_pass_through_pgbouncer_in_transaction_mode(topology):
     """Every statement of those suites goes through the pooler (the test database too).
 
+    Without the replica: the suites count their queries as on one server.
     ``--reuse-db``: the pooler keeps server connections to the test database
     open, so dropping it at the end would fail; the topology goes away anyway.
     """
     env = child_environment(
-        topology, **topology.environment(pgbouncer=True), REDIS_KEY_PREFIX=f"pgbouncer-suites-{uuid.uuid4().hex[:6]}"
+        topology,
+        **topology.environment(pgbouncer=True, replicas=()),
+        REDIS_KEY_PREFIX=f"pgbouncer-suites-{uuid.uuid4().hex[:6]}",
     )
     env.pop("DEBUG")  # the suites set up their own settings
     suites = subprocess.run(
@@ -207,12 +210,14 @@ def test_the_admin_and_webhook_suites_pass_through_pgbouncer_in_transaction_mode
     print(f"\nThrough PgBouncer: {summary}; {pooled} transactions pooled on the test database")
 
     assert suites.returncode == 0, suites.stdout[-5000:]
-    assert " passed" in summary and "failed" not in summary
-    assert pooled > 1000
+    passed = int(re.search(r"(\d+) passed", summary)[1])
+    assert passed > 200
+    # At least each test's own transaction went through the pooler.
+    assert pooled >= passed
 
 
 def pgbouncer_transactions(topology, database: str) -> int:
-    """How many transactions PgBouncer has passed to ``database`` (its console speaks only the simple protocol: psql)."""
+    """How many transactions PgBouncer passed to ``database`` (its console speaks only the simple protocol: psql)."""
     stats = subprocess.run(
         [str(POSTGRES_BIN / "psql"), "-h", "127.0.0.1", "-p", str(topology.pgbouncer_port), "-U", "postgres",
          "-d", "pgbouncer", "--csv", "-c", "SHOW STATS"],
@@ -254,7 +259,7 @@ def test_killing_the_redis_master_costs_the_cache_seconds_nobody_their_session_a
     with (
         uvicorn_server(env=env, args=["--lifespan", "off"]) as port_1,
         uvicorn_server(env=env, args=["--lifespan", "off"]) as port_2,
-        agent_worker(env, tmp_path / "worker.log", "--poll-seconds", "1"),
+        running(env, tmp_path / "worker.log", "run_agent_worker", "--poll-seconds", "1"),
     ):
         browser = Browser(port_1, {"sessionid": topology.data["session"]})
 
@@ -357,11 +362,11 @@ print(json.dumps(waits))
 
 
 @contextlib.contextmanager
-def agent_worker(env: dict[str, str], log_path, *args: str):
-    """``manage.py run_agent_worker`` on the topology for the block, its output in ``log_path``."""
+def running(env: dict[str, str], log_path, *args: str):
+    """``manage.py <args>`` (a worker) on the topology for the block, its output in ``log_path``."""
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "manage.py", "run_agent_worker", *args],
+            [sys.executable, "manage.py", *args],
             env=env, cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -375,7 +380,7 @@ def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(
     """The worker's LISTEN goes to the primary directly: through the pooler it would hear nothing."""
     env = child_environment(topology, **topology.environment(pgbouncer=True))
     # Polling once a minute: a task done within seconds was woken by its NOTIFY.
-    with agent_worker(env, tmp_path / "worker.log", "--poll-seconds", "60"):
+    with running(env, tmp_path / "worker.log", "run_agent_worker", "--poll-seconds", "60"):
         with topology.postgres["primary"].connect() as primary:
             wait_for(
                 lambda: primary.execute(
@@ -404,14 +409,16 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
     """Writes from webhooks and the API (the web process) and from the worker while the primary dies.
 
     Acknowledged means: a 202 for a delivery, a 201 for a queued task, the
-    worker's "completed" log line, each written only after its commit.
+    worker's "completed" log line, each written only after its commit. The
+    worker (``run_worker``: the jobs that process deliveries, and the agent
+    tasks) is the one that was running before: nothing is restarted.
     """
-    env = child_environment(topology)
+    env = child_environment(topology, AGENT_WORKER_POLL_SECONDS="1")
     worker_log = tmp_path / "worker.log"
     acknowledged, failed_after_kill = [], 0
     killed = killed_at = recovered = None
     poster = TaskPoster(web, topology.data["staff_token"], topology.data["slug"], topology.data["agent"], 5)
-    with agent_worker(env, worker_log, "--poll-seconds", "1"):
+    with running(env, worker_log, "run_worker"):
         poster.start()
         try:
             deadline = time.monotonic() + 60
@@ -438,13 +445,23 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
             poster.join()
         assert killed is not None, "the primary was never killed"
         with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
-            # The worker serves again: it completes a task queued after the promotion.
-            worker_back = wait_for(
+            # The worker serves again: it completes a task queued after the promotion...
+            tasks_back = wait_for(
                 lambda: new_primary.execute(
                     "SELECT min(completed_at) FROM agents_agenttask WHERE completed_at > %s AND created_at > %s",
                     [killed_at, killed_at],
                 ).fetchone()[0],
                 "the worker completing a task queued after the promotion",
+                timeout=30,
+            )
+            # ... and processes a delivery received after it.
+            deliveries_back = wait_for(
+                lambda: new_primary.execute(
+                    "SELECT min(processed_at) FROM integrations_webhookdelivery"
+                    " WHERE delivery_id LIKE 'failover-%%' AND created_at > %s AND processed_at IS NOT NULL",
+                    [killed_at],
+                ).fetchone()[0],
+                "the worker processing a delivery received after the promotion",
                 timeout=30,
             )
     api_back = min((at for at, _ in poster.created if at > killed), default=None)
@@ -457,11 +474,13 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
         }
         tasks = dict(new_primary.execute("SELECT id::text, status FROM agents_agenttask").fetchall())
     completed_by_worker = set(WORKER_COMPLETED.findall(worker_log.read_text()))
+    worker_back = max(tasks_back, deliveries_back) - killed_at
     print(
         f"\nPostgreSQL primary kill -9 + promotion: webhooks served again after {recovered:.1f} s "
         f"({failed_after_kill} refused meanwhile, {len(acknowledged)} acknowledged), the API after "
         f"{api_back - killed:.1f} s ({len(poster.created)} tasks queued), the worker after "
-        f"{(worker_back - killed_at).total_seconds():.1f} s ({len(completed_by_worker)} tasks completed)"
+        f"{(tasks_back - killed_at).total_seconds():.1f} s for agent tasks ({len(completed_by_worker)} completed) "
+        f"and {(deliveries_back - killed_at).total_seconds():.1f} s for deliveries"
     )
 
     assert recovered is not None, "no write was acknowledged after the promotion"
@@ -473,4 +492,4 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
     assert completed_by_worker and queued
     assert recovered < 15
     assert api_back - killed < 15
-    assert (worker_back - killed_at).total_seconds() < 15
+    assert worker_back.total_seconds() < 15
