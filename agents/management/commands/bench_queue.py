@@ -1,42 +1,60 @@
-"""``manage.py bench_queue``: the task queue's throughput and wake-up latency.
+"""``manage.py bench_queue``: the task queue against its peers, in one run on one database.
 
-Measures, in one run and on the same table:
+Measures, in one run, with the same task count on the same PostgreSQL:
 
-* tasks/s claimed and completed by 1, 2 and 4 worker processes running
-  ``run_agent_worker`` (the project's queue: state machine, events, agent
-  counters, result cache), and by a minimal raw-psycopg ``SKIP LOCKED`` loop
-  (claim one, complete it, nothing else), with their ratio;
-* zero double claims: every task ends completed with ``attempts = 1``;
-* the median time from enqueue (the service call) to start (the claim) with an
-  idle worker woken by NOTIFY.
+* tasks/s run by 1, 2 and 4 worker processes of each queue, idle first and
+  woken by the enqueue's NOTIFY (medians of ``--repeat`` runs):
 
-Throughput is timed from the database (first ``started_at`` to last
-``completed_at``), so process start-up is not counted; workers are started
-first and woken by the insert. Uses the configured database: a throwaway
-organization is created and deleted.
+  - ours: ``run_agent_worker`` (state machine, ``started`` and ``completed``
+    event rows, history rows, live sends, the agent's counters);
+  - Procrastinate, as the project runs it (``run_worker --without agents``):
+    no-op jobs (``bench_noop``);
+  - PgQueuer (``pgqueuer`` installed): a no-op entrypoint, batches of
+    ``--batch-size``, as ours;
+  - a minimal raw-psycopg ``SKIP LOCKED`` loop over our table (claim one,
+    complete it, nothing else);
+
+* double runs: tasks or jobs started more than once (or not completed);
+* enqueue → start with one idle worker (the clock read before the enqueue
+  call to the start the worker recorded), and the enqueue call itself, one
+  at a time and in bulk;
+* what each does per task, from PostgreSQL's own counters while one worker
+  drains the queue: transactions and rows inserted, updated and deleted.
+
+Throughput is timed from each queue's own timestamps (first start to last
+finish), so process start-up is not counted. Uses the configured database:
+a throwaway organization is created and deleted, and the peers' bench jobs
+are deleted at the end (PgQueuer's tables are installed if missing).
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import multiprocessing
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
-from django.db import connection
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection, transaction
 from django.db.models import Max, Min, QuerySet
+from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateWorker
 
 from agents import services
 from agents.models import Agent, AgentTask
 from agents.queue import NOTIFY_CHANNEL
+from companyos.foundation.jobs import bench_noop
 from core.models import Organization
 
 RAW_CLAIM = """
@@ -54,12 +72,53 @@ RAW_COMPLETE = """
     SET status = 'completed', output = %(output)s, completed_at = clock_timestamp(), lease_expires_at = NULL
     WHERE id = %(id)s
 """
+# Procrastinate's bench queue: its jobs, and the events its triggers record.
+JOBS_DONE = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'bench' AND status = 'succeeded'"
+JOB_SPAN = """
+    SELECT count(*) FILTER (WHERE e.type = 'succeeded'),
+           extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
+                              - min(e.at) FILTER (WHERE e.type = 'started'))
+    FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id
+    WHERE j.queue_name = 'bench'
+"""
+JOBS_STARTED_TWICE = """
+    SELECT count(*) FROM (
+        SELECT e.job_id FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id
+        WHERE j.queue_name = 'bench' AND e.type = 'started' GROUP BY e.job_id HAVING count(*) > 1
+    ) AS twice
+"""
+JOB_STARTS = """
+    SELECT e.job_id, e.at FROM procrastinate_events e
+    WHERE e.type = 'started' AND e.job_id = ANY(%s)
+"""
+# PgQueuer's log of the bench entrypoint.
+PGQUEUER_ENTRYPOINT = "bench_echo"
+PGQUEUER_DONE = "SELECT count(*) FROM pgqueuer_log WHERE entrypoint = %s AND status = 'successful'"
+PGQUEUER_SPAN = """
+    SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful')
+                              - min(created) FILTER (WHERE status = 'picked'))
+    FROM pgqueuer_log WHERE entrypoint = %s
+"""
+PGQUEUER_NOT_ONCE = """
+    SELECT count(*) FROM (
+        SELECT job_id FROM pgqueuer_log WHERE entrypoint = %s AND status = 'successful'
+        GROUP BY job_id HAVING count(*) > 1
+    ) AS twice
+"""
+PGQUEUER_STARTS = "SELECT job_id, created FROM pgqueuer_log WHERE status = 'picked' AND job_id = ANY(%s)"
+# The database's own counters: what the workers did, whoever they are.
+DATABASE_COUNTERS = """
+    SELECT xact_commit, tup_inserted, tup_updated, tup_deleted
+    FROM pg_stat_database WHERE datname = current_database()
+"""
+COUNTERS = ("transactions", "inserted", "updated", "deleted")
+FLUSH_COUNTERS = "SELECT pg_stat_force_next_flush()"
 
 
 def raw_worker(conninfo: dict[str, Any], agent_ids: list[uuid.UUID], go: Any) -> None:
     """The baseline: claim one task with SKIP LOCKED, complete it, repeat until none is left."""
     with psycopg.connect(**conninfo) as conn:
-        worker = f"raw:{os.getpid()}"
+        worker = f"raw:{multiprocessing.current_process().pid}"
         go.wait()
         while True:
             with conn.transaction():
@@ -70,166 +129,457 @@ def raw_worker(conninfo: dict[str, Any], agent_ids: list[uuid.UUID], go: Any) ->
                 conn.execute(RAW_COMPLETE, {"id": row[0], "output": psycopg.types.json.Jsonb(row[1])})
 
 
+def pgqueuer_worker(conninfo: dict[str, Any], batch_size: int, drain: bool) -> None:
+    """A PgQueuer queue manager running a no-op entrypoint (until killed, or with ``drain`` until empty)."""
+    from pgqueuer import Queries, QueueManager
+    from pgqueuer.types import QueueExecutionMode
+
+    async def serve() -> None:
+        async with await psycopg.AsyncConnection.connect(**conninfo) as conn:
+            manager = QueueManager(Queries.from_psycopg_connection(conn))
+
+            @manager.entrypoint(PGQUEUER_ENTRYPOINT)
+            async def echo(job) -> None:
+                return None
+
+            mode = QueueExecutionMode.drain if drain else QueueExecutionMode.continuous
+            await manager.run(batch_size=batch_size, mode=mode)
+
+    asyncio.run(serve())
+
+
+def conninfo() -> dict[str, Any]:
+    db = connection.settings_dict
+    return {
+        "dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
+        "host": db["HOST"], "port": db["PORT"], "autocommit": True,
+    }  # fmt: skip
+
+
+def scalar(sql: str, params: Any = None) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 300) -> None:
+    """Poll ``done`` every 50 ms."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not finish in time")
+        time.sleep(0.05)
+
+
+@contextmanager
+def processes(command: list[str], count: int, ready: Callable[[], bool]) -> Iterator[None]:
+    """``count`` processes of ``manage.py <command>`` for the block, once ``ready()``; SIGTERM at the end."""
+    started = [
+        subprocess.Popen(  # noqa: S603 - our own command line
+            [sys.executable, "manage.py", *command],
+            cwd=settings.BASE_DIR,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+    try:
+        wait_until(ready, "the workers' start", timeout=60)
+        yield
+    finally:
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+        for process in started:
+            process.wait(timeout=30)
+
+
+@contextmanager
+def forked(target: Callable[..., None], args: tuple, count: int) -> Iterator[list[Any]]:
+    """``count`` forked processes running ``target(*args)``; killed at the end if still running."""
+    # Forked children only use their own connections; closing ours first keeps
+    # them from inheriting an open socket.
+    connection.close()
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=target, args=args) for _ in range(count)]
+    for child in children:
+        child.start()
+    try:
+        yield children
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+            child.join()
+
+
+class Ours:
+    """The project's queue: ``run_agent_worker`` processes over echo tasks."""
+
+    name = "ours"
+
+    def __init__(self, agents: list[Agent], batch_size: int) -> None:
+        self.agents, self.batch_size = agents, batch_size
+
+    def tasks(self) -> QuerySet[AgentTask]:
+        return AgentTask.objects.filter(agent__in=self.agents)
+
+    def flush_counters(self) -> None:
+        """Nothing: it writes through this process's Django connection, which counters() flushes."""
+
+    def command(self, *extra: str) -> list[str]:
+        command = ["run_agent_worker", "--batch-size", str(self.batch_size), "--poll-seconds", "60"]
+        return [*command, *(f"--agent={agent.slug}" for agent in self.agents), *extra]
+
+    def workers(self, count: int):
+        listening = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
+            [f"LISTEN {NOTIFY_CHANNEL}"],
+        )
+        return processes(self.command(), count, lambda: scalar(*listening) >= count)
+
+    def clear(self) -> None:
+        self.tasks().delete()
+
+    def fill(self, n: int) -> None:
+        """``n`` echo tasks spread over the agents, queued (with their events) in one transaction."""
+        with transaction.atomic():
+            for index, agent in enumerate(self.agents):
+                inputs = [{"n": i} for i in range(index, n, len(self.agents))]
+                services.tasks_enqueue(agent=agent, task_type="echo", title="bench", inputs=inputs)
+
+    def done(self, n: int) -> bool:
+        return self.tasks().filter(status=AgentTask.Status.COMPLETED).count() >= n
+
+    def measure(self, n: int) -> tuple[float, int]:
+        """Tasks/s from the database's own timestamps, and the tasks not run exactly once."""
+        span = self.tasks().aggregate(first=Min("started_at"), last=Max("completed_at"))
+        once = self.tasks().filter(status=AgentTask.Status.COMPLETED, attempts=1).count()
+        return n / (span["last"] - span["first"]).total_seconds(), n - once
+
+    def run(self, n: int) -> tuple[float, int]:
+        self.clear()
+        self.fill(n)  # the insert's NOTIFY wakes the idle workers at once
+        wait_until(lambda: self.done(n), "the tasks")
+        return self.measure(n)
+
+    def enqueue_one(self, index: int) -> AgentTask:
+        return services.task_enqueue(agent=self.agents[0], task_type="echo", title=f"ping {index}")
+
+    def enqueue_many(self, n: int) -> None:
+        services.tasks_enqueue(agent=self.agents[0], task_type="echo", title="bulk", inputs=[{}] * n)
+
+    def starts(self, enqueued: list[AgentTask]) -> list[datetime]:
+        started = dict(self.tasks().filter(pk__in=[task.pk for task in enqueued]).values_list("pk", "started_at"))
+        return [started[task.pk] for task in enqueued]
+
+    def drain_once(self) -> None:
+        """One worker process drains the queue and exits."""
+        _call(self.command("--burst"))
+
+
+class Raw(Ours):
+    """The floor: forked raw-psycopg SKIP LOCKED loops over our table."""
+
+    name = "raw"
+
+    @contextmanager
+    def workers(self, count: int) -> Iterator[None]:
+        self.count = count
+        yield
+
+    def run(self, n: int) -> tuple[float, int]:
+        self.clear()
+        self.fill(n)
+        self.drain(self.count)
+        return self.measure(n)
+
+    def drain(self, count: int) -> None:
+        args = (conninfo(), [agent.pk for agent in self.agents], go := multiprocessing.get_context("fork").Event())
+        with forked(raw_worker, args, count) as children:
+            time.sleep(0.5)  # let them connect
+            go.set()
+            for child in children:
+                child.join()
+
+    def drain_once(self) -> None:
+        self.drain(1)
+
+
+class Procrastinate:
+    """Procrastinate as the project runs it: ``run_worker --without agents`` on the bench queue."""
+
+    name = "procrastinate"
+
+    def workers(self, count: int):
+        before = ProcrastinateWorker.objects.count()
+        command = ["run_worker", "--without", "agents", "--queue", "bench", "--concurrency", "1"]
+        return processes(command, count, lambda: ProcrastinateWorker.objects.count() >= before + count)
+
+    def clear(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'bench'")
+
+    def flush_counters(self) -> None:
+        """Nothing: it defers through this process's Django connection, which counters() flushes."""
+
+    def fill(self, n: int) -> None:
+        bench_noop.batch_defer(*({} for _ in range(n)))
+
+    def done(self, n: int) -> bool:
+        return scalar(JOBS_DONE) >= n
+
+    def measure(self, n: int) -> tuple[float, int]:
+        succeeded, seconds = _row(JOB_SPAN)
+        return n / float(seconds), n - succeeded + scalar(JOBS_STARTED_TWICE)
+
+    def run(self, n: int) -> tuple[float, int]:
+        self.clear()
+        self.fill(n)
+        wait_until(lambda: self.done(n), "the jobs")
+        time.sleep(0.2)  # the last finish's event is written just after the status
+        return self.measure(n)
+
+    def enqueue_one(self, index: int) -> int:
+        return bench_noop.defer()
+
+    def enqueue_many(self, n: int) -> None:
+        bench_noop.batch_defer(*({} for _ in range(n)))
+
+    def starts(self, enqueued: list[int]) -> list[datetime]:
+        with connection.cursor() as cursor:
+            cursor.execute(JOB_STARTS, [enqueued])
+            started = dict(cursor.fetchall())
+        return [started[job] for job in enqueued]
+
+    def drain_once(self) -> None:
+        # Procrastinate's own command: the project's run_worker has no "until empty".
+        _call(["procrastinate", "worker", "--queues", "bench", "--concurrency", "1", "--one-shot"])
+
+
+class PgQueuer:
+    """PgQueuer (async, batched) over its own tables in the same database."""
+
+    name = "pgqueuer"
+
+    def __init__(self, batch_size: int) -> None:
+        from pgqueuer import Queries
+
+        self.batch_size = batch_size
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(psycopg.AsyncConnection.connect(**conninfo()))
+        self.queries = Queries.from_psycopg_connection(self.conn)
+        if not self.loop.run_until_complete(self.queries.schema_is_installed()):
+            self.loop.run_until_complete(self.queries.install())
+
+    def flush_counters(self) -> None:
+        """Its enqueues go through a connection of its own."""
+        self.loop.run_until_complete(self.conn.execute(FLUSH_COUNTERS))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+    @contextmanager
+    def workers(self, count: int) -> Iterator[None]:
+        with forked(pgqueuer_worker, (conninfo(), self.batch_size, False), count):
+            time.sleep(2)  # connected and listening
+            yield
+
+    def clear(self) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM pgqueuer WHERE entrypoint = %s", [PGQUEUER_ENTRYPOINT])
+            cursor.execute("DELETE FROM pgqueuer_log WHERE entrypoint = %s", [PGQUEUER_ENTRYPOINT])
+
+    def fill(self, n: int) -> None:
+        self.enqueue_many(n)
+
+    def done(self, n: int) -> bool:
+        return scalar(PGQUEUER_DONE, [PGQUEUER_ENTRYPOINT]) >= n
+
+    def measure(self, n: int) -> tuple[float, int]:
+        done = scalar(PGQUEUER_DONE, [PGQUEUER_ENTRYPOINT])
+        twice = scalar(PGQUEUER_NOT_ONCE, [PGQUEUER_ENTRYPOINT])
+        return n / float(scalar(PGQUEUER_SPAN, [PGQUEUER_ENTRYPOINT])), n - done + twice
+
+    def run(self, n: int) -> tuple[float, int]:
+        self.clear()
+        self.fill(n)
+        wait_until(lambda: self.done(n), "PgQueuer's jobs")
+        return self.measure(n)
+
+    def enqueue_one(self, index: int) -> int:
+        (job,) = self.loop.run_until_complete(self.queries.enqueue([PGQUEUER_ENTRYPOINT], [None], [0]))
+        return job
+
+    def enqueue_many(self, n: int) -> None:
+        self.loop.run_until_complete(self.queries.enqueue([PGQUEUER_ENTRYPOINT] * n, [None] * n, [0] * n))
+
+    def starts(self, enqueued: list[int]) -> list[datetime]:
+        with connection.cursor() as cursor:
+            cursor.execute(PGQUEUER_STARTS, [enqueued])
+            started = dict(cursor.fetchall())
+        return [started[job] for job in enqueued]
+
+    def drain_once(self) -> None:
+        with forked(pgqueuer_worker, (conninfo(), self.batch_size, True), 1) as (child,):
+            child.join()
+
+
+def _row(sql: str) -> tuple:
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return cursor.fetchone()
+
+
+def _call(command: list[str]) -> None:
+    """Run ``manage.py <command>`` to its end."""
+    subprocess.run(  # noqa: S603 - our own command line
+        [sys.executable, "manage.py", *command],
+        cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True,
+    )  # fmt: skip
+
+
+def fresh_start(queue) -> None:
+    """Empty ``queue`` and vacuum: every run starts from tables without the
+    dead rows of the ones before (the machine's autovacuum may be off)."""
+    queue.clear()
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE)")
+
+
+def counters(queues: list) -> dict[str, int]:
+    """The database's counters, once what this process's connections did is counted.
+
+    An idle backend sends its counts up to seconds late unless asked to send
+    them at once; each worker measured has exited, which sends its own.
+    """
+    for queue in queues:
+        queue.flush_counters()
+    time.sleep(0.2)  # the workers' backends have ended
+    with connection.cursor() as cursor:
+        cursor.execute(FLUSH_COUNTERS)
+        cursor.execute(DATABASE_COUNTERS)
+        return dict(zip(COUNTERS, cursor.fetchone(), strict=True))
+
+
 class Command(BaseCommand):
-    help = "Benchmark the agent task queue against a raw SKIP LOCKED loop (see docs/benchmarks.md)."
+    help = "Benchmark the agent task queue against Procrastinate, PgQueuer and a raw SKIP LOCKED loop."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--tasks", type=int, default=300, help="Echo tasks per run (default 300).")
+        parser.add_argument("--tasks", type=int, default=300, help="Tasks (or jobs) per run (default 300).")
         parser.add_argument("--repeat", type=int, default=3, help="Runs per configuration; medians (default 3).")
         parser.add_argument("--workers", default="1,2,4", help="Worker process counts (default 1,2,4).")
-        parser.add_argument("--batch-size", type=int, default=10, help="The project workers' --batch-size (10).")
-        parser.add_argument("--agents", type=int, default=4, help="Agents the tasks are spread over (default 4).")
+        parser.add_argument("--batch-size", type=int, default=10, help="Our and PgQueuer's batch size (10).")
+        parser.add_argument("--agents", type=int, default=4, help="Agents our tasks are spread over (default 4).")
         parser.add_argument("--latency-samples", type=int, default=30, help="Enqueue→start samples (default 30).")
+        parser.add_argument(
+            "--peers", default="procrastinate,pgqueuer,raw",
+            help="The queues ours is compared with (default procrastinate,pgqueuer,raw).",
+        )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
-        counts = [int(n) for n in options["workers"].split(",")]
+        n, repeat = options["tasks"], options["repeat"]
+        counts = [int(count) for count in options["workers"].split(",")]
+        peers = options["peers"].split(",") if options["peers"] else []
+        if "pgqueuer" in peers and importlib.util.find_spec("pgqueuer") is None:
+            raise CommandError("PgQueuer is not installed (requirements-dev.txt), or leave it out of --peers.")
         self.organization = Organization.objects.create(name="Queue benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
         # Each completion updates its agent's counters in the same transaction,
         # so one agent's row serialises its completions: spread the tasks.
-        self.agents = [
+        agents = [
             Agent.objects.create(
                 organization=self.organization, name=f"Bench echo {index}", slug=f"bench-echo-{index}",
                 agent_type=Agent.AgentType.ANALYST, model="none",
             )  # fmt: skip
             for index in range(options["agents"])
         ]
+        ours = Ours(agents, options["batch_size"])
+        queues = [ours]
+        for peer in peers:
+            queues.append(
+                {
+                    "procrastinate": Procrastinate,
+                    "pgqueuer": lambda: PgQueuer(options["batch_size"]),
+                    "raw": lambda: Raw(agents, options["batch_size"]),
+                }[peer]()
+            )
         try:
             self.stdout.write(
-                f"bench_queue: {options['tasks']} echo tasks over {options['agents']} agents per run, "
-                f"median of {options['repeat']} runs, project batch size {options['batch_size']}"
+                f"bench_queue: {n} tasks per run, median of {repeat} runs, batch size {options['batch_size']} "
+                f"(ours, PgQueuer); ours keeps every event row, history row and live send"
             )
-            self.stdout.write(f"{'workers':>7} {'project tasks/s':>16} {'raw tasks/s':>12} {'ratio':>6}  double claims")
-            project_rates = {}
-            for count in counts:
-                with _Workers(self.agents, count, options["batch_size"]):
-                    project = [self._run_project(options["tasks"]) for _ in range(options["repeat"])]
-                raw = [self._run_raw(count, options["tasks"]) for _ in range(options["repeat"])]
-                doubles = sum(run[1] for run in project + raw)
-                project_rates[count] = statistics.median(run[0] for run in project)
-                raw_rate = statistics.median(run[0] for run in raw)
-                self.stdout.write(
-                    f"{count:>7} {project_rates[count]:>16.0f} {raw_rate:>12.0f} "
-                    f"{project_rates[count] / raw_rate:>6.2f}  {doubles}"
-                )
-            if 1 in project_rates and 2 in project_rates:
-                self.stdout.write(f"scaling: 2 workers / 1 worker = {project_rates[2] / project_rates[1]:.2f}")
-            latencies, enqueue_calls = self._latency(options["latency_samples"])
-            p90 = statistics.quantiles(latencies, n=10)[-1]
-            self.stdout.write(
-                f"enqueue→start with NOTIFY (idle worker, {len(latencies)} samples): "
-                f"median {statistics.median(latencies):.1f} ms, p90 {p90:.1f} ms; "
-                f"the task_enqueue call itself (INSERT, event, COMMIT, send): "
-                f"median {statistics.median(enqueue_calls):.1f} ms"
-            )
+            self._throughput(queues, counts, n, repeat)
+            self._latency([queue for queue in queues if not isinstance(queue, Raw)], options["latency_samples"], n)
+            self._per_task(queues, n)
         finally:
+            for queue in queues:
+                queue.clear()
+                if isinstance(queue, PgQueuer):
+                    queue.close()
             self.organization.delete()
 
-    # -- runs ---------------------------------------------------------------
-
-    def _tasks(self) -> QuerySet[AgentTask]:
-        return AgentTask.objects.filter(agent__in=self.agents)
-
-    def _fill(self, n: int) -> None:
-        self._tasks().delete()
-        AgentTask.objects.bulk_create(
-            AgentTask(
-                organization=self.organization, agent=self.agents[i % len(self.agents)],
-                task_type="echo", title="bench", input={"n": i},
+    def _throughput(self, queues: list, counts: list[int], n: int, repeat: int) -> None:
+        names = [queue.name for queue in queues]
+        ratios = [f"ours/{name[:5]}" for name in names[1:]]
+        self.stdout.write(
+            f"{'workers':>7} " + " ".join(f"{name:>13}" for name in names) + " "
+            + " ".join(f"{ratio:>10}" for ratio in ratios) + "  not run exactly once (tasks/s medians)"
+        )  # fmt: skip
+        rates: dict[str, dict[int, float]] = {name: {} for name in names}
+        for count in counts:
+            wrong = 0
+            for queue in queues:
+                runs = []
+                with queue.workers(count):
+                    for _ in range(repeat):
+                        fresh_start(queue)
+                        runs.append(queue.run(n))
+                rates[queue.name][count] = statistics.median(rate for rate, _ in runs)
+                wrong += sum(not_once for _, not_once in runs)
+            ours = rates["ours"][count]
+            self.stdout.write(
+                f"{count:>7} " + " ".join(f"{rates[name][count]:>13.0f}" for name in names) + " "
+                + " ".join(f"{ours / rates[name][count]:>10.2f}" for name in names[1:]) + f"  {wrong}"
             )  # fmt: skip
-            for i in range(n)
-        )
+        if 1 in counts and 2 in counts:
+            self.stdout.write(f"scaling, ours: 2 workers / 1 worker = {rates['ours'][2] / rates['ours'][1]:.2f}")
 
-    def _measure(self, n: int) -> tuple[float, int]:
-        """Tasks/s from the database's own timestamps, and the double claims."""
-        span = self._tasks().aggregate(first=Min("started_at"), last=Max("completed_at"))
-        ok = self._tasks().filter(status=AgentTask.Status.COMPLETED, attempts=1).count()
-        return n / (span["last"] - span["first"]).total_seconds(), n - ok
-
-    def _wait_done(self, n: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        done = self._tasks().filter(status=AgentTask.Status.COMPLETED)
-        while done.count() < n:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the workers did not finish in time")
-            time.sleep(0.05)
-
-    def _run_project(self, n: int) -> tuple[float, int]:
-        self._fill(n)  # the insert's NOTIFY wakes the idle workers at once
-        self._wait_done(n)
-        return self._measure(n)
-
-    def _run_raw(self, count: int, n: int) -> tuple[float, int]:
-        self._fill(n)
-        db = connection.settings_dict
-        conninfo = {
-            "dbname": db["NAME"], "user": db["USER"], "password": db["PASSWORD"],
-            "host": db["HOST"], "port": db["PORT"], "autocommit": True,
-        }  # fmt: skip
-        # Forked children only use their own psycopg connection; closing ours
-        # first keeps them from inheriting an open socket.
-        connection.close()
-        context = multiprocessing.get_context("fork")
-        go = context.Event()
-        processes = [
-            context.Process(target=raw_worker, args=(conninfo, [agent.pk for agent in self.agents], go))
-            for _ in range(count)
-        ]
-        for process in processes:
-            process.start()
-        time.sleep(0.5)  # let them connect
-        go.set()
-        for process in processes:
-            process.join()
-        return self._measure(n)
-
-    def _latency(self, samples: int) -> tuple[list[float], list[float]]:
-        """Enqueue→start of each sample (ms), and how long each enqueue call took."""
-        self._tasks().delete()
-        agent = self.agents[0]
-        tasks, calls = [], []
-        with _Workers([agent], 1, 1):
-            for index in range(samples):
-                started = time.perf_counter()
-                tasks.append(services.task_enqueue(agent=agent, task_type="echo", title=f"ping {index}"))
-                calls.append((time.perf_counter() - started) * 1000)
-                time.sleep(0.05)  # the worker is idle again before the next one
-            self._wait_done(samples)
-        rows = AgentTask.objects.filter(pk__in=[task.pk for task in tasks]).values_list("created_at", "started_at")
-        return [(started - created).total_seconds() * 1000 for created, started in rows], calls
-
-
-class _Workers:
-    """``count`` idle ``run_agent_worker`` processes serving ``agents``, LISTENing, for a ``with`` block."""
-
-    def __init__(self, agents: list[Agent], count: int, batch_size: int) -> None:
-        self.agents, self.count, self.batch_size = agents, count, batch_size
-
-    def __enter__(self) -> _Workers:
-        command = [sys.executable, "manage.py", "run_agent_worker", "--batch-size", str(self.batch_size)]
-        command += ["--poll-seconds", "60", *(f"--agent={agent.slug}" for agent in self.agents)]
-        self.processes = [
-            subprocess.Popen(  # noqa: S603 - our own command line
-                command, cwd=settings.BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    def _latency(self, queues: list, samples: int, n: int) -> None:
+        """Enqueue→start with one idle worker, the enqueue call one at a time, and in bulk (ms)."""
+        for queue in queues:
+            fresh_start(queue)
+            enqueued, before, calls = [], [], []
+            with queue.workers(1):
+                for index in range(samples):
+                    before.append(timezone.now())
+                    started = time.perf_counter()
+                    enqueued.append(queue.enqueue_one(index))
+                    calls.append((time.perf_counter() - started) * 1000)
+                    time.sleep(0.05)  # the worker is idle again before the next one
+                time.sleep(0.5)
+                starts = queue.starts(enqueued)
+                to_start = [(start - at).total_seconds() * 1000 for at, start in zip(before, starts, strict=True)]
+            fresh_start(queue)
+            started = time.perf_counter()
+            queue.enqueue_many(n)
+            bulk = (time.perf_counter() - started) * 1000
+            queue.clear()
+            self.stdout.write(
+                f"{queue.name}: enqueue→start p50 {statistics.median(to_start):.1f} ms, "
+                f"p90 {statistics.quantiles(to_start, n=10)[-1]:.1f} ms ({samples} samples, idle worker); "
+                f"one enqueue call p50 {statistics.median(calls):.2f} ms; {n} in one call {bulk:.0f} ms"
             )
-            for _ in range(self.count)
-        ]
-        deadline = time.monotonic() + 60
-        while self._listening() < self.count:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the workers did not start listening")
-            time.sleep(0.1)
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        for process in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            process.wait(timeout=30)
-
-    def _listening(self) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query = %s",
-                [f"LISTEN {NOTIFY_CHANNEL}"],
-            )
-            return cursor.fetchone()[0]
+    def _per_task(self, queues: list, n: int) -> None:
+        """What one worker draining ``n`` does, per task, by the database's own counters."""
+        self.stdout.write(f"per task, one worker draining {n} (the database's counters, start-up included):")
+        for queue in queues:
+            fresh_start(queue)
+            queue.fill(n)
+            before = counters(queues)
+            queue.drain_once()
+            after = counters(queues)
+            # Reading the counters is two transactions of ours.
+            delta = {name: after[name] - before[name] - (2 if name == "transactions" else 0) for name in COUNTERS}
+            self.stdout.write(f"  {queue.name:>13}: " + ", ".join(f"{delta[name] / n:.2f} {name}" for name in COUNTERS))
+            queue.clear()

@@ -29,7 +29,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 from procrastinate.contrib.django.models import ProcrastinateWorker
 
-from agents.management.commands.bench_queue import Command as QueueBench
+from agents.management.commands.bench_queue import JOB_SPAN, JOBS_DONE, Ours, Raw
 from agents.models import Agent
 from companyos.foundation.jobs import bench_noop
 from companyos.foundation.tests.support import manage_py
@@ -44,14 +44,6 @@ RAW_JOB_CLAIM = """
     RETURNING id
 """
 RAW_JOB_FINISH = "UPDATE procrastinate_jobs SET status = 'succeeded', attempts = attempts + 1 WHERE id = %s"
-JOBS_DONE = "SELECT count(*) FROM procrastinate_jobs WHERE queue_name = 'bench' AND status = 'succeeded'"
-JOB_SPAN = """
-    SELECT count(*) FILTER (WHERE e.type = 'succeeded'),
-           extract(epoch FROM max(e.at) FILTER (WHERE e.type = 'succeeded')
-                              - min(e.at) FILTER (WHERE e.type = 'started'))
-    FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id
-    WHERE j.queue_name = 'bench'
-"""
 
 
 def raw_job_worker(conninfo: dict[str, Any], go: Any) -> None:
@@ -78,15 +70,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         n, repeat = options["jobs"], options["repeat"]
         self.concurrency = options["concurrency"]
-        self.queue = QueueBench()
-        self.queue.organization = Organization.objects.create(name="Worker benchmark", slug=f"bench-w-{time.time_ns()}")
-        self.queue.agents = [
+        organization = Organization.objects.create(name="Worker benchmark", slug=f"bench-w-{time.time_ns()}")
+        agents = [
             Agent.objects.create(
-                organization=self.queue.organization, name=f"Bench echo {i}", slug=f"bench-echo-{i}",
+                organization=organization, name=f"Bench echo {i}", slug=f"bench-echo-{i}",
                 agent_type=Agent.AgentType.ANALYST, model="none",
             )  # fmt: skip
             for i in range(4)
         ]
+        # run_worker claims agent tasks one at a time.
+        self.tasks, self.raw_tasks = Ours(agents, batch_size=1), Raw(agents, batch_size=1)
         self.stdout.write(
             f"bench_worker: {n} per run, median of {repeat} runs, run_worker --concurrency {self.concurrency}"
         )
@@ -98,18 +91,19 @@ class Command(BaseCommand):
             for count in [int(c) for c in options["workers"].split(",")]:
                 with self._workers(count):
                     full = statistics.median(self._jobs_run(n) for _ in range(repeat))
-                    tasks = statistics.median(self.queue._run_project(n)[0] for _ in range(repeat))
+                    tasks = statistics.median(self.tasks.run(n)[0] for _ in range(repeat))
                 with self._workers(count, "--without", "agents"):
                     alone = statistics.median(self._jobs_run(n) for _ in range(repeat))
                 raw = statistics.median(self._jobs_raw(count, n) for _ in range(repeat))
-                raw_tasks = statistics.median(self.queue._run_raw(count, n)[0] for _ in range(repeat))
+                with self.raw_tasks.workers(count):
+                    raw_tasks = statistics.median(self.raw_tasks.run(n)[0] for _ in range(repeat))
                 self.stdout.write(
                     f"{count:>7} {full:>18.0f} {alone:>14.0f} {raw:>7.0f} {full / raw:>7.2f} {alone / raw:>7.2f}"
                     f" {tasks:>19.0f} {raw_tasks:>7.0f} {tasks / raw_tasks:>7.2f}"
                 )
         finally:
             self._clear_jobs()
-            self.queue.organization.delete()
+            organization.delete()
 
     def _workers(self, count: int, *extra: str) -> ExitStack:
         """``count`` idle run_worker processes on the bench queue, registered before the block starts."""
