@@ -81,28 +81,39 @@ class Result:
 
 
 class Receipts:
-    """Receipt times per message key, and a way to wait for a number of them."""
+    """Receipt times per message key, and a way to wait for a number of them.
+
+    Only the keys waited for count: a client may also receive an event
+    committed before the run (the gap repair hands a new subscription the
+    events of the overlap before it).
+    """
 
     def __init__(self) -> None:
         self.times: dict[str, list[float]] = {}
-        self.count = 0
+        self._keys: set[str] = set()
+        self._count = 0
         self._target = 0
         self._reached = asyncio.Event()
 
     def add(self, key: str) -> None:
         self.times.setdefault(key, []).append(time.perf_counter())
-        self.count += 1
-        if self.count >= self._target:
-            self._reached.set()
+        if key in self._keys:
+            self._count += 1
+            if self._count >= self._target:
+                self._reached.set()
 
-    async def wait_for(self, target: int, timeout: float) -> bool:
-        self._target = target
+    async def wait_for(self, keys: list[str], each: int, timeout: float) -> None:
+        """Until every one of ``keys`` was received ``each`` times, or ``timeout``."""
+        self._keys, self._target = set(keys), len(keys) * each
+        self._count = sum(len(self.times.get(key, ())) for key in keys)
         self._reached.clear()
-        if self.count >= target:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._reached.wait(), timeout)
-        return self.count >= target
+        if self._count < self._target:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reached.wait(), timeout)
+
+    def missing(self, keys: list[str], each: int) -> int:
+        """Receipts short of ``each`` per key (a key received twice does not make up for another's loss)."""
+        return sum(max(each - len(self.times.get(key, ())), 0) for key in keys)
 
 
 def key_of(text: str) -> str:
@@ -173,9 +184,9 @@ class Command(BaseCommand):
             self.stdout.write(result.row())
         for result in results[:-1]:
             ratio = result.rate / raw.rate if raw.rate else 0.0
-            verdict = "meets" if ratio >= 0.25 and result.lost == 0 else "MISSES"
+            verdict = "meets" if ratio >= 0.5 and result.lost == 0 else "MISSES"
             self.stdout.write(
-                f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.25x goal, lost {result.lost}); "
+                f"{result.label}: {ratio:.2f}x raw deliveries/s ({verdict} the 0.5x goal, lost {result.lost}); "
                 f"database transactions/s while idle: {result.idle_queries_per_second:.1f}; "
                 f"Redis commands per shard: {' / '.join(f'{count:,}' for count in result.shard_commands)}"
             )
@@ -369,20 +380,20 @@ class Command(BaseCommand):
         """Latency one event at a time, then throughput bursts; counts lost deliveries."""
         n = self.options["clients"]
         result = Result(label)
-        expected = 0
+        keys = []
         for _ in range(self.options["latency_events"]):
             [(key, committed)] = await asyncio.to_thread(publish, 1)
-            expected += n
-            await receipts.wait_for(expected, 10)
+            keys.append(key)
+            await receipts.wait_for([key], n, 10)
             result.latencies_ms += [(t - committed) * 1000 for t in receipts.times.get(key, [])]
         for _ in range(self.options["runs"]):
             started = time.perf_counter()
-            sent = await asyncio.to_thread(publish, self.options["burst"])
-            expected += n * len(sent)
-            await receipts.wait_for(expected, self.options["timeout"])
-            last = max(max(receipts.times.get(key, [started])) for key, _ in sent)
-            delivered = sum(len(receipts.times.get(key, [])) for key, _ in sent)
+            sent = [key for key, _ in await asyncio.to_thread(publish, self.options["burst"])]
+            keys += sent
+            await receipts.wait_for(sent, n, self.options["timeout"])
+            last = max(max(receipts.times.get(key, [started])) for key in sent)
+            delivered = sum(len(receipts.times.get(key, [])) for key in sent)
             result.rates.append(delivered / (last - started))
-        result.lost = expected - receipts.count
+        result.lost = receipts.missing(keys, n)
         self.stderr.write(f"done: {result.row()}")
         return result
