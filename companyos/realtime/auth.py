@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddlewareStack
+from channels.auth import AuthMiddleware
 from channels.db import database_sync_to_async
 from channels.security.websocket import OriginValidator
+from channels.sessions import CookieMiddleware, InstanceSessionWrapper, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 
@@ -49,6 +50,19 @@ def presented_token(scope) -> str | None:
     return values[0] if values else None
 
 
+class WebsocketSessionMiddleware(SessionMiddleware):
+    """Channels' session middleware without its wrapper around every frame sent.
+
+    The wrapper saves the session on an HTTP response, which a websocket never
+    sends; it cost two lazy-object lookups for each frame to each client.
+    """
+
+    async def __call__(self, scope, receive, send):
+        session = InstanceSessionWrapper(scope, send)
+        await session.resolve_session()
+        return await self.inner(session.scope, receive, send)
+
+
 class TokenAuthMiddleware:
     """Replaces the session user with the token's user when a token is presented."""
 
@@ -72,4 +86,5 @@ class TokenAuthMiddleware:
 
 def EventsAuthStack(inner):  # noqa: N802 -- named like channels' AuthMiddlewareStack
     """Session authentication, then token authentication, then origin checking outside both."""
-    return allowed_hosts_origin_validator(AuthMiddlewareStack(TokenAuthMiddleware(inner)))
+    session_auth = CookieMiddleware(WebsocketSessionMiddleware(AuthMiddleware(TokenAuthMiddleware(inner))))
+    return allowed_hosts_origin_validator(session_auth)
