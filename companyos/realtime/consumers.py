@@ -2,8 +2,10 @@
 
 One connection subscribes to topics of the organizations its user belongs
 to; each (organization, topic) is a channel-layer group that
-``companyos.foundation.events`` publishes to. Frames are JSON text;
-bad input answers an ``error`` frame and keeps the connection open.
+``companyos.foundation.events`` publishes to, and that the server process
+joins once for all its connections (``companyos.realtime.feed`` hands each
+event to :meth:`EventsConsumer.deliver`). Frames are JSON text; bad input
+answers an ``error`` frame and keeps the connection open.
 
 Delivery is at least once, and every event is sent at most once per
 connection: live messages, the ``since`` replay and the gap repair of
@@ -42,7 +44,6 @@ from companyos.foundation.events import (
     declared_topics,
     event_frame,
     events_to_replay,
-    topic_group,
     user_group,
 )
 from companyos.foundation.ids import uuid7_floor
@@ -139,13 +140,17 @@ class EventsConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY_CONNECTIONS, reason=reason[:120])
             return
         self.user_id = user.pk
-        # organization id (str) → monotonic time of the last membership check
-        self.checked_at: dict[str, float] = {}
         # organization id (str) → the smallest id the gap repair sends
         self.repair_floor: dict[str, str] = {}
-        # Event ids sent, with when, so that no path sends one twice.
+        # organization id (str) → live events (id, text) waiting for that organization's replay to be sent
+        self.held: dict[str, list[tuple[str, str]]] = {}
+        self.held_chars = 0
+        # Event ids sent, with when, so that no path sends one twice; remembered
+        # until the repair can no longer hand them out again.
         self.sent_ids: set[str] = set()
         self.sent_order: deque[tuple[float, str]] = deque()
+        self.sent_ids_seconds = settings.EVENTS_REPLAY_OVERLAP_SECONDS + 3 * settings.EVENTS_POSITION_SECONDS + 5
+        self.send_buffer_chars = settings.EVENTS_SEND_BUFFER_BYTES
         # Monotonic times of the replays of the last minute.
         self.replays: deque[float] = deque()
         self.outbox: deque[dict[str, Any]] = deque()
@@ -246,18 +251,20 @@ class EventsConsumer(AsyncWebsocketConsumer):
             # Closed while checking the limits; leaving may have run already.
             await limits.release(added)
             return
-        self.subscriptions[organization_id] = subscribed
-        for topic in sorted(topics - subscribed):
-            await self.channel_layer.group_add(topic_group(organization_id, topic), self.channel_name)
-        subscribed |= topics
-        self.checked_at[organization_id] = time.monotonic()
+        self.subscriptions[organization_id] = subscribed | topics
+        if since is not None:
+            self.held[organization_id] = []  # live events go out after the replay
         # An event stamped just before the subscription may commit after it (and
         # reach the group): the repair covers the overlap before it too.
         overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
         floor = str(uuid7_floor(int(time.time() * 1000) - overlap_ms))
         self.repair_floor[organization_id] = min(self.repair_floor.get(organization_id, floor), floor)
-        if settings.EVENTS_POSITION_SECONDS > 0:
-            current_feed().watch(self, organization_id)
+        try:
+            await current_feed().watch(self, organization_id)
+        except Exception:  # Redis is away: the groups cannot be joined; nothing of this subscribe stays
+            self._release_held(organization_id)
+            await self._let_go(organization_id, self._forget(organization_id, topics - subscribed))
+            raise
         self._send_frame({"type": "subscribed", "organization": organization_id, "topics": sorted(topics)})
         if since is not None:
             await self._replay(organization_uuid, topics, since)
@@ -285,12 +292,18 @@ class EventsConsumer(AsyncWebsocketConsumer):
         overlap_ms = int(settings.EVENTS_REPLAY_OVERLAP_SECONDS * 1000)
         window = str(uuid7_floor(id_milliseconds(since) - overlap_ms))
         self.repair_floor[str(organization_id)] = min(self.repair_floor[str(organization_id)], window)
-        for event in events[:limit]:
-            # The replay waits for room in the send buffer instead of overflowing it.
-            while self.outbox_chars > settings.EVENTS_SEND_BUFFER_BYTES // 2 and not self.closing:
-                self.outbox_changed.clear()
-                await self.outbox_changed.wait()
-            self._send_event(str(event.id), event_frame(event, replay=True))
+        try:
+            for event in events[:limit]:
+                # The replay waits for room in the send buffer instead of overflowing it.
+                while self.outbox_chars > self.send_buffer_chars // 2 and not self.closing:
+                    self.outbox_changed.clear()
+                    await self.outbox_changed.wait()
+                if str(organization_id) not in self.subscriptions:
+                    return  # the membership was lost meanwhile
+                self._send_event(str(event.id), event_frame(event, replay=True))
+        finally:
+            for event_id, text in self._release_held(str(organization_id)):
+                self._send_event(event_id, text)
         if len(events) > limit:
             raise ProtocolError(
                 "replay_truncated",
@@ -304,7 +317,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         organization_id = await self._subscribed_organization(organization)
         if organization_id is None:
             raise ProtocolError("not_found", f"Not subscribed to organization {organization!r}.")
-        await self._drop(organization_id, topics)
+        await self._let_go(organization_id, self._forget(organization_id, topics))
         self._send_frame({"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics)})
 
     async def _subscribed_organization(self, organization: str) -> str | None:
@@ -352,30 +365,37 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     # --- Channel-layer messages ------------------------------------------------
 
-    async def events_deliver(self, message: dict[str, Any]) -> None:
-        """A published event (``companyos.foundation.events``)."""
-        organization_id = message["organization"]
-        if organization_id not in self.subscriptions or self.closing:
-            return  # unsubscribed while the message was on its way
-        since_check = time.monotonic() - self.checked_at.get(organization_id, 0.0)
-        stale = since_check > settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS
-        if stale and not await self._still_member(organization_id):
-            await self._revoke(organization_id)
-            return
-        self._send_event(message["id"], message["text"])
-
     async def events_control(self, message: dict[str, Any]) -> None:
         """A control message for this user's connections (``companyos.foundation.events.control_on_commit``)."""
         action = message.get("action")
-        if action == "membership_revoked" and message["organization"] in self.subscriptions:
-            await self._revoke(message["organization"])
+        if action == "membership_revoked":
+            self.membership_lost(message["organization"])
         elif action == "token_revoked" and self.scope.get("api_token_id") == message["token"]:
             self._close(CLOSE_UNAUTHENTICATED)
 
-    # --- The gap repair (companyos.realtime.feed) ----------------------------------
+    # --- From the process's feed (companyos.realtime.feed) ---------------------------
 
     def watched_topics(self, organization_id: str) -> set[str]:
         return self.subscriptions.get(organization_id, set())
+
+    def deliver(self, organization_id: str, topic: str, event_id: str, text: str) -> None:
+        """A live event (``companyos.foundation.events``) of one of this process's groups."""
+        if topic not in self.subscriptions.get(organization_id, ()):
+            return  # another connection's topic, or unsubscribed while the event was on its way
+        held = self.held.get(organization_id)
+        if held is None:
+            self._send_event(event_id, text)
+        elif self._has_room(len(text)):
+            held.append((event_id, text))
+            self.held_chars += len(text)
+
+    def membership_lost(self, organization_id: str) -> None:
+        """The user is no longer a member: stop at once, say so, then leave the groups."""
+        topics = self._forget(organization_id, set(self.subscriptions.get(organization_id, ())))
+        if topics:
+            notice = {"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics)}
+            self._send_frame({**notice, "reason": "forbidden"})
+            self._start(self._let_go(organization_id, topics))
 
     def repair(self, organization_id: str, events: list[StoredEvent]) -> None:
         topics = self.subscriptions.get(organization_id)
@@ -397,9 +417,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if event_id in self.sent_ids or self.closing:
             return
         now = time.monotonic()
-        # Ids are remembered until the repair can no longer hand them out again.
-        keep = settings.EVENTS_REPLAY_OVERLAP_SECONDS + 3 * settings.EVENTS_POSITION_SECONDS + 5
-        while self.sent_order and self.sent_order[0][0] < now - keep:
+        while self.sent_order and self.sent_order[0][0] < now - self.sent_ids_seconds:
             self.sent_ids.discard(self.sent_order.popleft()[1])
         self.sent_ids.add(event_id)
         self.sent_order.append((now, event_id))
@@ -410,10 +428,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
 
     def _send_frame_text(self, text: str) -> None:
         """Queue a frame; a full buffer means the client does not read: it is closed with 4008."""
-        if self.closing:
-            return
-        if self.outbox_chars + len(text) > settings.EVENTS_SEND_BUFFER_BYTES:
-            self._close(CLOSE_TOO_SLOW, drop_queued=True)
+        if not self._has_room(len(text)):
             return
         self.outbox.append({"type": "websocket.send", "text": text})
         self.outbox_chars += len(text)
@@ -435,6 +450,15 @@ class EventsConsumer(AsyncWebsocketConsumer):
         except OSError:  # the client went away (uvicorn's ClientDisconnected)
             self.stopped.set()
 
+    def _has_room(self, chars: int) -> bool:
+        """Whether ``chars`` more fit in the send buffer (held events count); when not, close with 4008."""
+        if self.closing:
+            return False
+        if self.outbox_chars + self.held_chars + chars > self.send_buffer_chars:
+            self._close(CLOSE_TOO_SLOW, drop_queued=True)
+            return False
+        return True
+
     def _close(self, code: int, *, drop_queued: bool = False) -> None:
         """Close after the queued frames (or instead of them); stop sending anything else at once."""
         if self.closing:
@@ -443,6 +467,8 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if drop_queued:
             self.outbox.clear()
             self.outbox_chars = 0
+            self.held.clear()
+            self.held_chars = 0
         self.outbox.append({"type": "websocket.close", "code": code})
         self.outbox_changed.set()
         self._start(self._leave_all())
@@ -467,47 +493,45 @@ class EventsConsumer(AsyncWebsocketConsumer):
     async def _member_organization(self, organization: str) -> uuid.UUID | None:
         return await database_sync_to_async(organization_of_member)(user_id=self.user_id, organization=organization)
 
-    async def _still_member(self, organization_id: str) -> bool:
-        found = await self._member_organization(organization_id)
-        self.checked_at[organization_id] = time.monotonic()
-        return found is not None
-
-    async def _revoke(self, organization_id: str) -> None:
-        topics = set(self.subscriptions[organization_id])
-        await self._drop(organization_id, topics)
-        self._send_frame(
-            {"type": "unsubscribed", "organization": organization_id, "topics": sorted(topics), "reason": "forbidden"}
-        )
-
-    async def _drop(self, organization_id: str, topics: set[str]) -> None:
-        subscribed = self.subscriptions[organization_id]
+    def _forget(self, organization_id: str, topics: set[str]) -> set[str]:
+        """Stop sending ``topics`` of the organization at once; returns those it was subscribed to."""
+        subscribed = self.subscriptions.get(organization_id, set())
         dropped = topics & subscribed
-        await self._leave(organization_id, dropped)
-        subscribed -= topics
-        if self.limits is not None:
-            await self.limits.release([self.limits.subscription_member(organization_id, t) for t in dropped])
+        subscribed -= dropped
         if not subscribed:
             self.subscriptions.pop(organization_id, None)
-            self.checked_at.pop(organization_id, None)
             self.repair_floor.pop(organization_id, None)
-            current_feed().unwatch(self, organization_id)
+            self._release_held(organization_id)
+        return dropped
+
+    def _release_held(self, organization_id: str) -> list[tuple[str, str]]:
+        held = self.held.pop(organization_id, [])
+        self.held_chars -= sum(len(text) for _, text in held)
+        return held
+
+    async def _let_go(self, organization_id: str, topics: set[str]) -> None:
+        """After ``_forget``: the feed leaves the groups no connection of this process watches; the counts go."""
+        feed = current_feed()
+        try:
+            if organization_id in self.subscriptions:
+                await feed.watch(self, organization_id)
+            else:
+                await feed.unwatch(self, organization_id)
+        finally:
+            if self.limits is not None and topics:
+                await self.limits.release([self.limits.subscription_member(organization_id, t) for t in topics])
 
     async def _leave_all(self) -> None:
         """Leave every group; safe to call more than once, and when Redis is away."""
         subscriptions, self.subscriptions = self.subscriptions, {}
         user_id, self.user_id = self.user_id, None
         limits, self.limits = self.limits, None  # also stops the heartbeat's refreshes
-        for organization_id, topics in subscriptions.items():
-            current_feed().unwatch(self, organization_id)
-            await self._leave(organization_id, topics)
+        for organization_id in subscriptions:
+            await current_feed().unwatch(self, organization_id)
         if user_id is not None:
             await self._discard(user_group(user_id))
         if limits is not None:
             await limits.release(limits.subscription_members(subscriptions), connection=True)
-
-    async def _leave(self, organization_id: str, topics: set[str]) -> None:
-        for topic in topics:
-            await self._discard(topic_group(organization_id, topic))
 
     async def _discard(self, group: str) -> None:
         try:

@@ -1,4 +1,13 @@
-"""Gap repair and positions: one database read per organization per interval, shared by a process's connections.
+"""A process's events: live fan-out, gap repair and positions, shared by its connections.
+
+Live events: the process, not each connection, is the channel-layer member of
+each (organization, topic) group its connections watch, with one channel per
+group. One task per group receives each event once (deserialised once) and
+hands it to every watching connection's send buffer in one pass: no message
+queue, task or dispatch per connection and event, which is what fan-out to
+many connections costs. The memberships of the connections' users are checked
+there too, one query per organization every ``EVENTS_MEMBERSHIP_RECHECK_SECONDS``
+while events flow (the control message that cuts a removed member may be lost).
 
 The channel layer delivers at most once: when Redis restarts or fails over,
 the messages in flight are lost, and nothing tells the consumer. Every event
@@ -35,8 +44,9 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from companyos.foundation.events import event_frame, events_from
+from companyos.foundation.events import event_frame, events_from, topic_group
 from companyos.foundation.ids import uuid7_floor
+from companyos.realtime.selectors import members_among
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +71,13 @@ class StoredEvent:
 class Watcher(Protocol):
     """What the feed needs of a connection (``EventsConsumer``)."""
 
+    user_id: uuid.UUID | None
+
     def watched_topics(self, organization_id: str) -> set[str]: ...
+
+    def deliver(self, organization_id: str, topic: str, event_id: str, text: str) -> None: ...
+
+    def membership_lost(self, organization_id: str) -> None: ...
 
     def repair(self, organization_id: str, events: list[StoredEvent]) -> None: ...
 
@@ -81,6 +97,16 @@ class Watch:
     pending: list[StoredEvent] = field(default_factory=list)
     # topic → newest id handed out
     newest: dict[str, str] = field(default_factory=dict)
+    # Monotonic time the watchers' memberships were last checked (each was checked on subscribing).
+    members_checked_at: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True)
+class Relay:
+    """This process's member of one group: its channel, and the task handing its events out."""
+
+    channel: str
+    task: asyncio.Task
 
 
 class Feed:
@@ -89,34 +115,121 @@ class Feed:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.watches: dict[str, Watch] = {}
+        # (organization id, topic) → this process's member of the group
+        self.relays: dict[tuple[str, str], Relay] = {}
+        # Joins and leaves one at a time, so that each compares with what is joined.
+        self._following = asyncio.Lock()
         self.reads = 0  # database reads made, for the benchmark and the tests
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._probe_task: asyncio.Task | None = None
         self._failing = False
 
-    def watch(self, watcher: Watcher, organization_id: str) -> None:
+    async def watch(self, watcher: Watcher, organization_id: str) -> None:
+        """Hand ``watcher`` the organization's events of the topics it watches; again after they change.
+
+        It is handed nothing, positions included, before its groups are joined.
+        """
+        await self._follow(organization_id, joining=watcher)
+        if not watcher.watched_topics(organization_id):
+            await self._follow(organization_id)  # it left meanwhile
+            return
         self.watches.setdefault(organization_id, Watch()).watchers.add(watcher)
-        if self._task is None or self._task.done():
+        if settings.EVENTS_POSITION_SECONDS > 0 and (self._task is None or self._task.done()):
             self._task = self.loop.create_task(self._run())
             self._probe_task = self.loop.create_task(self._probe())
 
-    def unwatch(self, watcher: Watcher, organization_id: str) -> None:
+    async def unwatch(self, watcher: Watcher, organization_id: str) -> None:
         watch = self.watches.get(organization_id)
-        if watch is None:
-            return
-        watch.watchers.discard(watcher)
-        if not watch.watchers:
-            del self.watches[organization_id]
+        if watch is not None:
+            watch.watchers.discard(watcher)
+            if not watch.watchers:
+                del self.watches[organization_id]
         if not self.watches:
             for task in (self._task, self._probe_task):
                 if task is not None:
                     task.cancel()
             self._task = self._probe_task = None
+        try:
+            await self._follow(organization_id)
+        except Exception as error:  # Redis is away: joining what others still watch is retried by the next change
+            logger.warning("Could not follow organization %s (%s: %s)", organization_id, type(error).__name__, error)
+
+    # --- Live events -------------------------------------------------------------
+
+    async def _follow(self, organization_id: str, joining: Watcher | None = None) -> None:
+        """Be a member of the groups of the topics the organization's watchers watch, and of no other."""
+        async with self._following:
+            watch = self.watches.get(organization_id)
+            watchers = {*(watch.watchers if watch else ()), *([joining] if joining else ())}
+            wanted = set().union(*(watcher.watched_topics(organization_id) for watcher in watchers))
+            joined = {topic for organization, topic in self.relays if organization == organization_id}
+            for topic in sorted(joined - wanted):
+                await self._leave(organization_id, topic, self.relays.pop((organization_id, topic)))
+            for topic in sorted(wanted - joined):
+                self.relays[organization_id, topic] = await self._join(organization_id, topic)
+
+    async def _join(self, organization_id: str, topic: str) -> Relay:
+        layer = get_channel_layer()
+        channel = await layer.new_channel()
+        relay = Relay(channel, self.loop.create_task(self._relay(organization_id, topic, channel)))
+        try:
+            await layer.group_add(topic_group(organization_id, topic), channel)
+        except BaseException:
+            relay.task.cancel()
+            raise
+        return relay
+
+    async def _leave(self, organization_id: str, topic: str, relay: Relay) -> None:
+        relay.task.cancel()
+        group = topic_group(organization_id, topic)
+        try:
+            await get_channel_layer().group_discard(group, relay.channel)
+        except Exception as error:  # Redis is away: a pub/sub subscription went with the connection
+            logger.warning("Could not leave group %s (%s: %s)", group, type(error).__name__, error)
+
+    async def _relay(self, organization_id: str, topic: str, channel: str) -> None:
+        """Hand each event of one group to the watchers of its topic, in the order the layer delivers them."""
+        layer = get_channel_layer()
+        failing = False
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except Exception as error:  # Redis is away (the classic layer raises): the gap repair covers
+                if not failing:
+                    group = topic_group(organization_id, topic)
+                    logger.warning("Live events of %s wait for Redis (%s: %s)", group, type(error).__name__, error)
+                failing = True
+                await asyncio.sleep(1)
+                continue
+            failing = False
+            watch = self.watches.get(organization_id)
+            if watch is None:
+                continue
+            if time.monotonic() - watch.members_checked_at > settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS:
+                await self._recheck_members(organization_id, watch)
+            for watcher in list(watch.watchers):
+                watcher.deliver(organization_id, topic, message["id"], message["text"])
+
+    async def _recheck_members(self, organization_id: str, watch: Watch) -> None:
+        """Cut the watchers whose users are no longer active members: one query for all of them."""
+        users = {watcher.user_id for watcher in watch.watchers if watcher.user_id is not None}
+        try:
+            members = await database_sync_to_async(members_among)(organization_id=organization_id, user_ids=users)
+        except Exception as error:  # the database is away: events go on, the next interval checks again
+            logger.warning("Memberships not re-checked (%s: %s)", type(error).__name__, error)
+            members = users
+        watch.members_checked_at = time.monotonic()
+        for watcher in list(watch.watchers):
+            # Only the users asked about: a watcher that joined meanwhile was checked when it subscribed.
+            if watcher.user_id in users and watcher.user_id not in members:
+                watcher.membership_lost(organization_id)
 
     def wake(self) -> None:
         """Read now (the channel layer has just come back)."""
         self._wake.set()
+
+    # --- Gap repair and positions ------------------------------------------------
 
     async def _run(self) -> None:
         interval = settings.EVENTS_POSITION_SECONDS

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 
-from core.models import Organization
+from core.models import Organization, OrganizationMember
 
 
 def organization_of_member(*, user_id: uuid.UUID, organization: str) -> uuid.UUID | None:
@@ -24,3 +24,11 @@ def organization_of_member(*, user_id: uuid.UUID, organization: str) -> uuid.UUI
     except ValueError:
         organizations = organizations.filter(slug=organization)
     return organizations.values_list("id", flat=True).first()
+
+
+def members_among(*, organization_id: uuid.UUID | str, user_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Those of ``user_ids`` who are active members of the active organization (the rule above, for many users)."""
+    members = OrganizationMember.objects.filter(
+        organization_id=organization_id, organization__is_active=True, user_id__in=user_ids, user__is_active=True
+    )
+    return set(members.values_list("user_id", flat=True))
