@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import services
@@ -273,3 +274,66 @@ def test_every_transition_path_records_its_event(agent, user):
     failing = services.task_enqueue(agent=agent, task_type="echo", title="fails", max_attempts=1)
     services.task_fail(task=_claim_one(agent), worker_id="w1", error="boom")
     assert events(failing) == ["agent.task.queued", "agent.task.started", "agent.task.failed"]
+
+
+def _writes(queries) -> list[str]:
+    """The statements that wrote, in order (savepoints and reads left out)."""
+    return [query["sql"] for query in queries if query["sql"].split()[0].upper() in ("INSERT", "UPDATE", "WITH")]
+
+
+def test_enqueue_writes_the_task_and_its_event_in_one_statement(agent, django_capture_on_commit_callbacks):
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
+        task = services.task_enqueue(agent=agent, task_type="echo", title="one trip", input={"a": 1})
+    assert len(queries) == 1
+    assert len(sends) == 1
+    event = Event.objects.get(subject_id=task.pk)
+    assert (event.event_type, event.payload["status"], event.payload["previous_status"]) == (
+        "agent.task.queued", "queued", None,
+    )  # fmt: skip
+    task.save()  # the insert counts as saved: nothing to publish
+    assert Event.objects.filter(subject_id=task.pk).count() == 1
+
+
+def test_bulk_enqueue_writes_every_task_and_event_in_one_statement(agent, django_capture_on_commit_callbacks):
+    inputs = [{"n": n} for n in range(5)]
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
+        tasks = services.tasks_enqueue(agent=agent, task_type="echo", title="many", inputs=inputs)
+    assert len(queries) == 1
+    assert len(sends) == 5
+    stored = AgentTask.objects.filter(pk__in=[task.pk for task in tasks])
+    assert sorted(task.input["n"] for task in stored) == list(range(5))
+    events = Event.objects.filter(subject_id__in=[task.pk for task in tasks]).order_by("id")
+    assert [event.subject_id for event in events] == [task.pk for task in tasks]
+    assert {event.event_type for event in events} == {"agent.task.queued"}
+
+
+def test_completion_writes_task_counters_and_event_in_one_statement(agent, django_capture_on_commit_callbacks):
+    services.task_enqueue(agent=agent, task_type="echo", title="t")
+    claimed = _claim_one(agent)
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
+        services.task_complete(task=claimed, worker_id="w1", output={"ok": True}, duration_ms=3)
+    assert len(queries) == 1
+    assert len(sends) == 1
+    event = Event.objects.get(subject_id=claimed.pk, event_type="agent.task.completed")
+    assert (event.payload["duration_ms"], event.payload["previous_status"]) == (3, "running")
+
+
+def test_a_completion_without_the_lease_writes_and_sends_nothing(agent, django_capture_on_commit_callbacks):
+    services.task_enqueue(agent=agent, task_type="echo", title="t")
+    claimed = _claim_one(agent)
+    services.task_cancel(task=claimed)
+    with django_capture_on_commit_callbacks() as sends, pytest.raises(services.LeaseLost):
+        services.task_complete(task=claimed, worker_id="w1", output={}, duration_ms=1)
+    assert sends == []
+    assert not Event.objects.filter(subject_id=claimed.pk, event_type="agent.task.completed").exists()
+
+
+def test_a_claimed_batch_writes_its_started_events_in_one_insert(agent, django_capture_on_commit_callbacks):
+    queued = services.tasks_enqueue(agent=agent, task_type="echo", title="batch", inputs=[{}] * 3)
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
+        claimed = tasks_claim(worker_id="w1", limit=3)
+    assert len(_writes(queries)) == 2, "the claim's UPDATE, then one INSERT of the events"
+    assert len(sends) == 3
+    started = Event.objects.filter(event_type="agent.task.started", subject_id__in=[task.pk for task in queued])
+    assert started.count() == 3
+    assert all(task.input == {} and task.status == Status.RUNNING for task in claimed)

@@ -1,11 +1,24 @@
 """A model's events are declared on the model alone: the platform's dispatcher does the rest."""
 
+import asyncio
+import json
+import time
+import uuid
+
 import pytest
 from django.apps import apps
 from django.db import connection, models
-from django.test.utils import isolate_apps
+from django.test.utils import CaptureQueriesContext, isolate_apps
 
-from companyos.foundation.events import StateEvents, declared_topics, get_event_model, publish_state_change
+from companyos.foundation import events
+from companyos.foundation.events import (
+    StateEvents,
+    declared_topics,
+    event_frame,
+    get_event_model,
+    insert_with_events,
+    publish_state_change,
+)
 from companyos.foundation.models import BaseModel
 from companyos.foundation.tracking import TrackedFieldsMixin
 
@@ -98,3 +111,53 @@ def test_topics_come_from_the_registered_models_declarations():
 def test_a_declaration_refuses_an_event_type_of_another_topic():
     with pytest.raises(ValueError, match="is not of topic 'widget'"):
         StateEvents(topic="widget", category="widgets", state_field="s", states={"done": "gadget.done"}, snapshot=())
+
+
+def test_the_live_frame_is_the_one_replay_rebuilds_from_the_stored_row(
+    widget_model, organization_id, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as sends:
+        widget = widget_model.objects.create(organization_id=organization_id, name="cog")
+    row = get_event_model().objects.get(subject_id=widget.pk)
+    (send,) = sends
+    _group, message = send.args
+    assert message["id"] == str(row.id)
+    assert json.loads(message["text"]) == json.loads(event_frame(row))
+    assert json.loads(event_frame(row, replay=True))["replay"] is True
+
+
+def test_several_changes_insert_their_events_in_one_statement(widget_model, organization_id):
+    widgets = [widget_model(organization_id=organization_id, name=f"cog {n}") for n in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        insert_with_events(widgets)
+    assert len(queries) == 1
+    rows = get_event_model().objects.filter(subject_id__in=[widget.pk for widget in widgets]).order_by("id")
+    assert [row.subject_id for row in rows] == [widget.pk for widget in widgets]
+    assert widget_model.objects.filter(pk__in=[widget.pk for widget in widgets]).count() == 3
+    assert not widgets[0]._state.adding
+
+
+class _SlowLayer:
+    """A channel layer whose sends take 10 ms each, recording what arrived."""
+
+    sent: list[int] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        await asyncio.sleep(0.01)
+        self.sent.append(message["n"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sends_in_background_do_not_wait_and_go_out_in_order_by_the_end_of_the_block(monkeypatch):
+    monkeypatch.setattr(events, "get_channel_layer", _SlowLayer)
+    monkeypatch.setattr(_SlowLayer, "sent", [])
+    user_id = uuid.uuid4()
+    with events.sends_in_background():
+        started = time.monotonic()
+        for n in range(20):
+            events.control_on_commit(user_id=user_id, n=n)  # in autocommit: sent at once
+        assert time.monotonic() - started < 0.1, "twenty sends of 10 ms each were not waited for"
+    assert _SlowLayer.sent == list(range(20))
+
+    events.control_on_commit(user_id=user_id, n=20)  # outside the block, the caller waits for its send
+    assert _SlowLayer.sent[-1] == 20
