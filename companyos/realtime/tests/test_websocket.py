@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+import redis
 from channels.db import database_sync_to_async
 from channels.routing import get_default_application
 from channels.testing import WebsocketCommunicator
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from agents.tests.factories import AgentTaskFactory
 from analytics.models import Event
-from companyos.foundation.events import declared_topics
+from companyos.foundation.events import declared_topics, topic_group
 from companyos.foundation.ids import uuid7
 from companyos.realtime.tests.support import run
 from core.models import ApiToken, OrganizationMember
@@ -371,6 +372,67 @@ def test_memberships_are_rechecked_while_events_flow(alice, settings):
         assert notice["reason"] == "forbidden"
         assert await ws.receive_nothing(timeout=0.5)
         await ws.disconnect()
+
+    run(scenario)
+
+
+def test_the_membership_recheck_cuts_only_the_users_who_lost_it(alice, settings):
+    """One query checks every connected user of the organization; the others keep receiving."""
+    settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS = 0
+    carol = UserFactory()
+    OrganizationMemberFactory(organization=alice["acme"], user=carol)
+    _, carol_token = api_token_create(user=carol, name="carol")
+
+    async def scenario():
+        alice_ws, carol_ws = connect(headers=bearer(alice["token"])), connect(headers=bearer(carol_token))
+        for ws in (alice_ws, carol_ws):
+            await ws.connect()
+            await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+        await database_sync_to_async(_inactive_user)(alice)
+        event = await database_sync_to_async(make_deployment_ready)(alice["acme"])
+        notice = await alice_ws.receive_json_from(timeout=5)
+        assert (notice["type"], notice["reason"]) == ("unsubscribed", "forbidden")
+        assert await alice_ws.receive_nothing(timeout=0.5)
+        received = [(await carol_ws.receive_json_from(timeout=5))["event"]["id"] for _ in range(2)]
+        assert received[-1] == str(event.id)
+        for ws in (alice_ws, carol_ws):
+            await ws.disconnect()
+
+    run(scenario)
+
+
+def test_a_process_joins_each_group_once_for_its_connections_and_leaves_it_with_the_last(alice):
+    from companyos.realtime.feed import current_feed
+
+    acme = alice["acme"]
+    group = f"{django_settings.REDIS_KEY_PREFIX}:asgi__group__{topic_group(acme.pk, 'deployment')}"
+    redis_client = redis.Redis.from_url(django_settings.REDIS_URL)
+
+    async def received_once(connections, event) -> bool:
+        for ws in connections:
+            frames = [await ws.receive_json_from(timeout=5) for _ in range(2)]  # deployment.created, then it
+            assert frames[-1]["event"]["id"] == str(event.id)
+            assert await ws.receive_nothing(timeout=0.1)
+        return True
+
+    async def scenario():
+        connections = []
+        for _ in range(5):
+            ws = connect(headers=bearer(alice["token"]))
+            await ws.connect()
+            await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
+            connections.append(ws)
+        feed = current_feed()
+        assert set(feed.relays) == {(str(acme.pk), "deployment")}
+        assert redis_client.pubsub_numsub(group)[0][1] == 1
+        assert await received_once(connections, await database_sync_to_async(make_deployment_ready)(acme))
+        for ws in connections[:4]:
+            await ws.disconnect()
+        assert set(feed.relays) == {(str(acme.pk), "deployment")}
+        assert await received_once(connections[4:], await database_sync_to_async(make_deployment_ready)(acme))
+        await connections[4].disconnect()  # returns once the consumer has ended, its leaving done
+        assert feed.relays == {}
+        assert redis_client.pubsub_numsub(group)[0][1] == 0
 
     run(scenario)
 
