@@ -1,10 +1,10 @@
 """Write paths for integrations, webhooks and the webhook delivery log.
 
 A delivery goes through two steps. ``webhook_delivery_record`` stores it
-(one statement, before the provider gets its answer), and
-``webhook_delivery_process`` applies it later: in the worker's job the view
-queued, in the periodic sweep of what is still received (integrations/jobs.py),
-or again on demand (``webhook_delivery_redeliver``). Processing locks the
+and queues the job that applies it (one statement, before the provider gets
+its answer), and ``webhook_delivery_process`` applies it later: in that job
+on a worker, in the periodic sweep of what is still received
+(integrations/jobs.py), or again on demand (``webhook_delivery_redeliver``). Processing locks the
 delivery row with ``SKIP LOCKED``, so each delivery is applied by exactly one
 of them.
 """
@@ -22,15 +22,20 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
 
 from companyos.foundation.batches import delete_in_batches
 from companyos.foundation.console.history import history_source
 from companyos.foundation.ids import uuid7
+from companyos.foundation.jobs import defer_job_sql, job_to_defer
+
+# The module, not its task: the jobs call these services, so they import this module too.
+from integrations import jobs
 from integrations.models import Integration, Webhook, WebhookDelivery, new_webhook_secret
 from integrations.selectors import REFUSAL_DAYS, refusals_key
+from integrations.webhooks.database import primary_connection
 from integrations.webhooks.providers import PROVIDERS, Identity
 
 logger = logging.getLogger(__name__)
@@ -73,9 +78,13 @@ def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str
     return secret
 
 
-# One round trip stores the delivery and counts it on the webhook. A redelivery
-# of a stored id changes nothing (no row comes back), except that one whose
-# processing failed is taken up again: that is what a provider's "redeliver" is for.
+# One round trip stores the delivery, queues the job that applies it when it
+# is to be processed, and counts it on the webhook: the delivery and its job
+# commit together or not at all. A redelivery of a stored id changes nothing
+# (no row comes back, no job is queued), except that one whose processing
+# failed is taken up again: that is what a provider's "redeliver" is for.
+# The statement writes no tracked column (the webhook's counters are churn),
+# so it needs no change context for the history.
 _RECORD_SQL = f"""
 WITH delivery AS (
     INSERT INTO {WebhookDelivery._meta.db_table} AS d (
@@ -90,7 +99,11 @@ WITH delivery AS (
     DO UPDATE SET status = EXCLUDED.status, error = EXCLUDED.error, payload = EXCLUDED.payload,
                   headers = EXCLUDED.headers, response_code = EXCLUDED.response_code, updated_at = EXCLUDED.updated_at
     WHERE d.status = 'failed'
-    RETURNING d.id
+    RETURNING d.id, d.status
+), queued AS (
+    -- The stored row's id: a failed delivery taken up again keeps its own.
+    SELECT {defer_job_sql("jsonb_build_object('delivery_pk', delivery.id::text)")}
+      FROM delivery WHERE delivery.status = 'received'
 )
 UPDATE {Webhook._meta.db_table}
    SET delivery_count = delivery_count + 1,
@@ -98,13 +111,14 @@ UPDATE {Webhook._meta.db_table}
        last_delivery_at = %(now)s,
        last_delivery_status = CASE WHEN EXISTS (SELECT FROM delivery) THEN %(code)s ELSE %(duplicate_code)s END
  WHERE id = %(webhook)s
-RETURNING (SELECT id FROM delivery)
+-- Reading "queued" is what runs it.
+RETURNING (SELECT id FROM delivery), (SELECT count(*) FROM queued)
 """  # noqa: S608 - table names only
 
 DUPLICATE_RESPONSE_CODE = 200
 
 
-def webhook_delivery_record(
+async def webhook_delivery_record(
     *,
     webhook: Webhook,
     identity: Identity,
@@ -115,7 +129,7 @@ def webhook_delivery_record(
     signature_valid: bool,
     error: str = "",
 ) -> uuid.UUID | None:
-    """Store a delivery and count it on its webhook, in one statement.
+    """Store a delivery, queue its processing if it is ``received``, and count it on its webhook, in one statement.
 
     ``payload_json`` is the verified body as received (stored as JSONB
     without re-encoding); rejected deliveries pass None. Returns the
@@ -138,10 +152,10 @@ def webhook_delivery_record(
         "headers": json.dumps(dict(headers)),
         "failed": int(response_code >= 400),
         "duplicate_code": DUPLICATE_RESPONSE_CODE,
+        **job_to_defer(jobs.process_delivery),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_RECORD_SQL, params)
-        row = cursor.fetchone()
+    async with primary_connection() as connection:
+        row = await (await connection.execute(_RECORD_SQL, params)).fetchone()
     return row[0] if row else None
 
 

@@ -1,10 +1,14 @@
 """The public webhook endpoint: ``POST /webhooks/<endpoint_token>/``.
 
-The view only verifies and stores: it answers as soon as the delivery is
-safely in the database (one lookup, one statement) and a job to apply it
-is queued; the worker, woken by that job's NOTIFY, applies it (integrations/jobs.py).
-Every outcome a caller can cause
-is a 4xx or a 2xx, never a 500:
+The view only verifies and stores: it answers as soon as the delivery and
+the job that applies it are committed (one Redis round trip for the rate
+limits, one lookup, one statement); the worker, woken by that job's NOTIFY,
+applies it (integrations/jobs.py). It is asynchronous, with its database
+work on the event loop (``integrations.webhooks.database``) and its Redis
+calls in the loop's thread pool, so deliveries share PostgreSQL's commits
+instead of each waiting in a thread; companyos/config/webhook_asgi.py serves
+it behind async middleware only.
+Every outcome a caller can cause is a 4xx or a 2xx, never a 500:
 
 - 404 unknown or inactive endpoint (nothing stored: there is no webhook to
   attach it to);
@@ -28,19 +32,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from psycopg import DataError
 
 from companyos.foundation.jsonbounds import load_bounded_json
 from companyos.foundation.network import client_address
-from companyos.foundation.ratelimit import hit, too_many_requests
-from integrations.jobs import defer_delivery_processing
+from companyos.foundation.ratelimit import Limit, hit_all, too_many_requests
 from integrations.models import Webhook, WebhookDelivery
 from integrations.selectors import webhook_get_for_endpoint
 from integrations.services import webhook_delivery_record, webhook_refusal_count
+from integrations.webhooks.database import primary_connection
 from integrations.webhooks.providers import PROVIDERS, Provider
 
 logger = logging.getLogger(__name__)
@@ -63,23 +68,29 @@ def _parse(body: bytes) -> tuple[dict[str, Any], str]:
     return payload, body.decode("utf-8")
 
 
-def _refuse_unverified(*, webhook: Webhook, code: int, reason: str) -> JsonResponse:
+# Redis calls go through the cache layers' synchronous client (its circuit
+# breaker, Sentinel): in the loop's thread pool, off the event loop.
+_hit_all = sync_to_async(hit_all, thread_sensitive=False)
+_refusal_count = sync_to_async(webhook_refusal_count, thread_sensitive=False)
+
+
+async def _refuse_unverified(*, webhook: Webhook, code: int, reason: str) -> JsonResponse:
     """Answer a request nobody signed (or too large to check) with a 4xx, counted in Redis only.
 
     Anyone who knows the URL can send these, so each must stay cheap: no
     database write, no log line (the counts are on the webhook's admin page).
     """
-    webhook_refusal_count(webhook=webhook, code=code)
+    await _refusal_count(webhook=webhook, code=code)
     return JsonResponse({"error": reason}, status=code)
 
 
-def _reject(*, webhook: Webhook, provider: Provider, request: HttpRequest, reason: str) -> JsonResponse:
+async def _reject(*, webhook: Webhook, provider: Provider, request: HttpRequest, reason: str) -> JsonResponse:
     """Answer a signed but malformed delivery 400 and log it as rejected, keeping nothing of it but headers.
 
     Only the webhook's sender can sign, so these are rare and worth a row.
     """
     logger.info("Webhook %s rejected a signed delivery: %s", webhook.pk, reason)
-    webhook_delivery_record(
+    await webhook_delivery_record(
         webhook=webhook,
         identity=provider.claimed_identity(headers=request.headers),
         status=Status.REJECTED,
@@ -94,32 +105,39 @@ def _reject(*, webhook: Webhook, provider: Provider, request: HttpRequest, reaso
 
 @csrf_exempt
 @require_POST
-def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
+async def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     """Verify, store and acknowledge one delivery."""
-    retry_after = hit("webhook-address", client_address(request), limit=settings.WEBHOOK_RATE_LIMIT_PER_ADDRESS)
+    # Both limits before the lookup: a flood of one address or one endpoint costs no database work.
+    retry_after = await _hit_all(
+        Limit("webhook-address", client_address(request), settings.WEBHOOK_RATE_LIMIT_PER_ADDRESS),
+        Limit("webhook-endpoint", endpoint_token, settings.WEBHOOK_RATE_LIMIT_PER_ENDPOINT),
+    )
     if retry_after:
         return too_many_requests(retry_after)
-    webhook = webhook_get_for_endpoint(endpoint_token=endpoint_token)
+    # The lookup and the statement that stores share one connection.
+    async with primary_connection():
+        return await _verify_and_store(request, endpoint_token)
+
+
+async def _verify_and_store(request: HttpRequest, endpoint_token: str) -> HttpResponse:
+    webhook = await webhook_get_for_endpoint(endpoint_token=endpoint_token)
     provider = PROVIDERS.get(webhook.integration.service) if webhook else None
     if webhook is None or provider is None:
         return JsonResponse({"error": "Unknown webhook endpoint."}, status=404)
-    retry_after = hit("webhook-endpoint", str(webhook.pk), limit=settings.WEBHOOK_RATE_LIMIT_PER_ENDPOINT)
-    if retry_after:
-        return too_many_requests(retry_after)
 
     limit = settings.WEBHOOK_MAX_BODY_BYTES
     # Refuse a declared oversize without reading it, then bound what is read.
     if _declared_length(request) > limit or len(body := request.read(limit + 1)) > limit:
-        return _refuse_unverified(webhook=webhook, code=413, reason=f"The body is larger than {limit} bytes.")
+        return await _refuse_unverified(webhook=webhook, code=413, reason=f"The body is larger than {limit} bytes.")
     if not provider.signature_valid(secret=webhook.secret, body=body, headers=request.headers):
-        return _refuse_unverified(webhook=webhook, code=401, reason="Missing or wrong signature.")
+        return await _refuse_unverified(webhook=webhook, code=401, reason="Missing or wrong signature.")
 
     try:
         payload, text = _parse(body)
         identity = provider.identify(headers=request.headers, payload=payload)
         reason = provider.ignore_reason(webhook=webhook, event=identity.event)
         status = Status.IGNORED if reason else Status.RECEIVED
-        delivery_pk = webhook_delivery_record(
+        delivery_pk = await webhook_delivery_record(
             webhook=webhook,
             identity=identity,
             status=status,
@@ -143,8 +161,5 @@ def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     else:
         if delivery_pk is None:
             return JsonResponse({"status": "duplicate", "delivery_id": identity.delivery_id}, status=200)
-        answer = {"status": status, "delivery": str(delivery_pk)}
-        if status == Status.RECEIVED:
-            defer_delivery_processing(delivery_pk)
-        return JsonResponse(answer, status=202)
-    return _reject(webhook=webhook, provider=provider, request=request, reason=reason)
+        return JsonResponse({"status": status, "delivery": str(delivery_pk)}, status=202)
+    return await _reject(webhook=webhook, provider=provider, request=request, reason=reason)

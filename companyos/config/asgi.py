@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from companyos.config import webhook_asgi  # noqa: E402
 from companyos.foundation.checks import verify_encryption_keys  # noqa: E402
 from companyos.realtime.auth import EventsAuthStack  # noqa: E402
 from companyos.realtime.routing import websocket_urlpatterns  # noqa: E402
@@ -35,9 +36,19 @@ def _verify_encryption_keys() -> None:
 
 _verify_encryption_keys()
 
+webhook_asgi_app = webhook_asgi.WebhookHandler()
+
+
+async def http_application(scope, receive, send) -> None:
+    """Webhook deliveries to their own handler (webhook_asgi.py), everything else to Django's."""
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    handler = webhook_asgi_app if path.startswith(webhook_asgi.PATH_PREFIX) else django_asgi_app
+    await handler(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": EventsAuthStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -87,6 +87,17 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The webhook intake's chain (companyos/config/webhook_asgi.py): the
+# middleware above that shapes any answer (HTTPS redirect, allowed hosts,
+# security headers), in the same order, with their hooks on the event loop
+# so a delivery never waits in a thread. The rest concerns browsers and staff.
+WEBHOOK_MIDDLEWARE = [
+    "companyos.config.webhook_asgi.OnTheLoopSecurityMiddleware",
+    "companyos.config.webhook_asgi.OnTheLoopCSPMiddleware",
+    "companyos.config.webhook_asgi.OnTheLoopCommonMiddleware",
+    "companyos.config.webhook_asgi.OnTheLoopXFrameOptionsMiddleware",
+]
+
 ROOT_URLCONF = "companyos.config.urls"
 WSGI_APPLICATION = "companyos.config.wsgi.application"
 ASGI_APPLICATION = "companyos.config.asgi.application"

@@ -11,7 +11,8 @@ from integrations.tests.factories import WebhookDeliveryFactory
 from integrations.tests.webhook_helpers import github_payload, post_github, run_queued_deliveries
 from integrations.webhooks.providers import PROVIDERS
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = WebhookDelivery.Status
 OPENED = github_payload("pull_request/opened.payload.json")

@@ -9,7 +9,8 @@ from development.models import PullRequest, Repository
 from integrations.models import WebhookDelivery
 from integrations.tests.webhook_helpers import github_payload, post_github
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = WebhookDelivery.Status
 

@@ -4,6 +4,7 @@ import json
 import uuid
 
 import pytest
+from django.db import connection
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,8 @@ from integrations.tests.webhook_helpers import (
 )
 from integrations.webhooks.signatures import github_signature, vercel_signature
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = WebhookDelivery.Status
 OPENED = github_payload("pull_request/opened.payload.json")
@@ -50,18 +52,69 @@ def assert_refused_in_redis_only(webhook, code: int) -> None:
     assert not PullRequest.objects.exists()
 
 
-def test_acknowledging_takes_one_lookup_one_statement_and_queues_the_job(
-    client, github_webhook, django_assert_num_queries
-):
-    # The 4th clears the change context in the test's transaction (console/history.py); autocommit skips it.
-    with django_assert_num_queries(4):
-        response = post_github(client, github_webhook, "pull_request", OPENED, process=False)
+def test_acknowledging_commits_the_delivery_its_job_and_the_count_in_one_transaction(client, github_webhook):
+    response = post_github(client, github_webhook, "pull_request", OPENED, process=False)
 
     assert response.status_code == 202
     delivery = WebhookDelivery.objects.get()
     assert delivery.status == Status.RECEIVED
-    job = ProcrastinateJob.objects.get(task_name=process_delivery.name)
-    assert (job.args, job.queue_name, job.status) == ({"delivery_pk": str(delivery.pk)}, "webhooks", "todo")
+    job = ProcrastinateJob.objects.get(task_name=process_delivery.name, args={"delivery_pk": str(delivery.pk)})
+    assert (job.queue_name, job.status) == ("webhooks", "todo")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT xmin::text FROM integrations_webhookdelivery WHERE id = %s"
+            " UNION SELECT xmin::text FROM procrastinate_jobs WHERE id = %s"
+            " UNION SELECT xmin::text FROM integrations_webhook WHERE id = %s",
+            [delivery.pk, job.id, github_webhook.pk],
+        )
+        assert len(cursor.fetchall()) == 1, "written by one transaction"
+
+
+@pytest.fixture
+def jobs_refused():
+    """PostgreSQL refuses to queue any job while the test runs."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION test_refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'no jobs today'; END $$;"
+            " CREATE TRIGGER test_refuse_jobs BEFORE INSERT ON procrastinate_jobs"
+            " FOR EACH ROW EXECUTE FUNCTION test_refuse_jobs()"
+        )
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TRIGGER test_refuse_jobs ON procrastinate_jobs; DROP FUNCTION test_refuse_jobs()")
+
+
+def test_a_delivery_whose_job_cannot_be_queued_is_not_stored_either(github_webhook, jobs_refused):
+    response = Client(raise_request_exception=False).post(
+        endpoint(github_webhook),
+        data=OPENED,
+        content_type="application/json",
+        headers={
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": "d-lost",
+            "X-Hub-Signature-256": github_signature(github_webhook.secret, OPENED),
+        },
+    )
+
+    assert response.status_code == 500  # the provider delivers it again later
+    assert not WebhookDelivery.objects.exists()
+    github_webhook.refresh_from_db()
+    assert github_webhook.delivery_count == 0
+
+
+def test_an_ignored_or_duplicate_delivery_queues_no_job(client, github_webhook):
+    assert post_github(client, github_webhook, "push", b"{}", process=False).status_code == 202
+    post_github(client, github_webhook, "pull_request", OPENED, delivery_id="d-1", process=False)
+    duplicate = post_github(client, github_webhook, "pull_request", OPENED, delivery_id="d-1", process=False)
+
+    assert duplicate.status_code == 200
+    # Procrastinate's tables outlive each test: only this test's deliveries count.
+    delivery_pks = [str(pk) for pk in WebhookDelivery.objects.values_list("pk", flat=True)]
+    queued = ProcrastinateJob.objects.filter(task_name=process_delivery.name, args__delivery_pk__in=delivery_pks)
+    assert list(queued.values_list("args", flat=True)) == [
+        {"delivery_pk": str(WebhookDelivery.objects.get(delivery_id="d-1").pk)}
+    ]
 
 
 @pytest.mark.parametrize("token", ["no-such-token", "nul%00byte", "%F0%9F%92%A5", "x" * 500])

@@ -30,7 +30,8 @@ from integrations.tests.webhook_helpers import (
 )
 from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = WebhookDelivery.Status
 OPENED = github_payload("pull_request/opened.payload.json")

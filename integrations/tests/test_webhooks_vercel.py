@@ -10,7 +10,8 @@ from integrations.models import WebhookDelivery
 from integrations.tests.factories import IntegrationFactory, WebhookFactory
 from integrations.tests.webhook_helpers import github_payload, post_github, post_vercel, vercel_event
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = WebhookDelivery.Status
 T0 = 1_700_000_000_000  # ms since the epoch

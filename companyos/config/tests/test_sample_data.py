@@ -10,7 +10,8 @@ import dev
 from integrations.models import Webhook
 from integrations.tests.webhook_helpers import post_github
 
-pytestmark = pytest.mark.django_db
+# Committed rows: the webhook view reads on connections of its own (integrations/webhooks/database.py).
+pytestmark = pytest.mark.django_db(transaction=True)
 
 FIXTURE = Path(dev.ROOT) / "integrations" / "fixtures" / "integrations.json"
 

@@ -122,6 +122,8 @@ def test_history_is_searchable_across_objects(rows, admin_client):
     assert admin_client.get("/admin/console/change/", {"q": "not an id"}).status_code == 200
 
 
+# Committed rows: the webhook view reads on connections of its own (integrations/webhooks/database.py).
+@pytest.mark.django_db(transaction=True)
 def test_changes_applied_from_a_webhook_delivery_say_so(client):
     from development.models import PullRequest
     from integrations.models import Integration, WebhookDelivery

@@ -1,0 +1,79 @@
+"""The webhook intake's own Django handler: its async view behind async middleware only.
+
+Behind the site's full chain, synchronous middleware (static files, change
+history, read-your-writes) would run each delivery in a thread of its own
+and wait there for every database round trip. The intake's chain is
+``WEBHOOK_MIDDLEWARE``: what shapes any answer (HTTPS redirect, allowed
+hosts, security headers), with their hooks run on the event loop.
+companyos/config/asgi.py sends ``/webhooks/`` here.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import csp.middleware
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.common import CommonMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.test.utils import override_settings
+
+PATH_PREFIX = "/webhooks/"  # companyos/config/urls.py
+
+
+class HooksOnTheLoop:
+    """Runs a ``MiddlewareMixin``'s hooks on the event loop, for hooks that do no I/O.
+
+    ``MiddlewareMixin`` runs each hook through ``sync_to_async`` under ASGI:
+    two thread hops per middleware per request, for a few header lookups.
+    """
+
+    async def __acall__(self, request):
+        response = self.process_request(request) if hasattr(self, "process_request") else None
+        response = response or await self.get_response(request)
+        if hasattr(self, "process_response"):
+            response = self.process_response(request, response)
+        return response
+
+
+class OnTheLoopSecurityMiddleware(HooksOnTheLoop, SecurityMiddleware):
+    """Django's, hooks on the event loop."""
+
+
+class OnTheLoopCSPMiddleware(HooksOnTheLoop, csp.middleware.CSPMiddleware):
+    """django-csp's, hooks on the event loop."""
+
+
+class OnTheLoopCommonMiddleware(HooksOnTheLoop, CommonMiddleware):
+    """Django's, hooks on the event loop."""
+
+
+class OnTheLoopXFrameOptionsMiddleware(HooksOnTheLoop, XFrameOptionsMiddleware):
+    """Django's, hooks on the event loop."""
+
+
+class WebhookHandler(ASGIHandler):
+    """Django's ASGI handler with ``WEBHOOK_MIDDLEWARE`` as its chain.
+
+    What still runs in a thread here is the request signals' receivers
+    (Django's: closing idle connections, resetting the URLconf), a few
+    microseconds each. Django starts a thread per request for them; these
+    requests share one of their own, which no other view uses.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-sync")
+
+    async def __call__(self, scope, receive, send) -> None:
+        # The outermost context decides: Django's own per-request one then takes this executor.
+        async with ThreadSensitiveContext(executor=self.sync_thread):
+            await super().__call__(scope, receive, send)
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        # Django builds the chain from settings.MIDDLEWARE, once, here.
+        with override_settings(MIDDLEWARE=settings.WEBHOOK_MIDDLEWARE):
+            super().load_middleware(is_async=is_async)
