@@ -10,7 +10,7 @@ companyos/config/asgi.py sends ``/webhooks/`` here.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 
 import csp.middleware
 from asgiref.sync import ThreadSensitiveContext
@@ -55,25 +55,36 @@ class OnTheLoopXFrameOptionsMiddleware(HooksOnTheLoop, XFrameOptionsMiddleware):
     """Django's, hooks on the event loop."""
 
 
+class OnTheLoop(Executor):
+    """Runs what is submitted at once, in the submitting thread: the event loop's."""
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to whoever awaits the result
+            future.set_exception(exc)
+        return future
+
+
 class WebhookHandler(ASGIHandler):
     """Django's ASGI handler with ``WEBHOOK_MIDDLEWARE`` as its chain.
 
-    What still runs in a thread here is the request signals' receivers
-    (Django's: closing idle connections, resetting the URLconf), a few
-    microseconds each. Django starts a thread per request for them; these
-    requests share one of their own, which no other view uses.
+    What Django still runs as synchronous code here is the request signals'
+    receivers (Django's own: reset the queries log and the URLconf, close
+    unusable database and cache connections), a few microseconds each, and
+    doing no I/O: this path opens no connection of Django's. Django would
+    start a thread per request for them; they run on the event loop instead.
+    A receiver that touched the database there would be refused by Django
+    (SynchronousOnlyOperation), not block the loop.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sync_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="webhook-sync")
-
-    async def __call__(self, scope, receive, send) -> None:
-        # The outermost context decides: Django's own per-request one then takes this executor.
-        async with ThreadSensitiveContext(executor=self.sync_thread):
-            await super().__call__(scope, receive, send)
 
     def load_middleware(self, is_async: bool = False) -> None:
         # Django builds the chain from settings.MIDDLEWARE, once, here.
         with override_settings(MIDDLEWARE=settings.WEBHOOK_MIDDLEWARE):
             super().load_middleware(is_async=is_async)
+
+    async def __call__(self, scope, receive, send) -> None:
+        # The outermost context decides: Django's own per-request one then takes this executor.
+        async with ThreadSensitiveContext(executor=OnTheLoop()):
+            await super().__call__(scope, receive, send)

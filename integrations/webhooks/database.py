@@ -100,7 +100,7 @@ async def primary_connection() -> AsyncIterator[AsyncConnection]:
         _lifetimes.add(lifetime)
         lifetime.add_done_callback(_lifetimes.discard)
     # Shielded: a request that gives up must not cancel the pool's opening for the others.
-    pool = await asyncio.shield(opened)
+    pool = opened.result() if opened.done() else await asyncio.shield(opened)
     async with pool.connection() as connection:
         token = _held.set(connection)
         try:

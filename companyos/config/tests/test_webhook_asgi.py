@@ -2,10 +2,12 @@
 
 import asyncio
 import importlib
+import threading
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings
+from django.core.signals import request_finished, request_started
 
 from companyos.config import webhook_asgi
 
@@ -50,6 +52,7 @@ async def request(asgi, method: str, path: str, host: str = "testserver") -> tup
     await communicator.send_input({"type": "http.request", "body": b""})
     start = await communicator.receive_output(timeout=10)
     await communicator.receive_output(timeout=10)
+    await communicator.wait(timeout=10)
     return start["status"], {name.lower(): value for name, value in start["headers"]}
 
 
@@ -77,6 +80,24 @@ def test_its_answers_carry_the_security_headers_of_every_page(asgi, settings):
     assert headers[b"x-frame-options"] == b"DENY"
     assert headers[b"x-content-type-options"] == b"nosniff"
     assert b"content-security-policy" in headers
+
+
+def test_its_synchronous_parts_run_on_the_event_loop_not_in_a_thread_per_request(asgi, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    threads = []
+
+    def receiver(**kwargs):
+        threads.append(threading.current_thread())
+
+    for signal in (request_started, request_finished):
+        signal.connect(receiver, dispatch_uid="test-thread")
+    try:
+        assert asyncio.run(request(asgi, "GET", "/webhooks/some-token/"))[0] == 405
+    finally:
+        for signal in (request_started, request_finished):
+            signal.disconnect(dispatch_uid="test-thread")
+
+    assert threads == [threading.current_thread()] * 2  # asyncio.run's loop runs in this thread
 
 
 def test_a_host_not_allowed_is_refused_before_the_view(asgi, settings):
