@@ -50,7 +50,12 @@ async def _respond(send, status: int, body: bytes) -> None:
 async def app(scope, receive, send) -> None:
     global _pool
     if _pool is None:
-        _pool = AsyncConnectionPool(os.environ["BENCH_DATABASE_URL"], min_size=4, max_size=16, open=False)
+        _pool = AsyncConnectionPool(
+            os.environ["BENCH_DATABASE_URL"],
+            min_size=int(os.environ["BENCH_POOL_MIN_SIZE"]),
+            max_size=int(os.environ["BENCH_POOL_MAX_SIZE"]),
+            open=False,
+        )
         await _pool.open()
     chunks, more = [], True
     while more:
