@@ -47,7 +47,7 @@ from companyos.foundation.events import (
     user_group,
 )
 from companyos.foundation.ids import uuid7_floor
-from companyos.realtime.feed import StoredEvent, current_feed, id_milliseconds
+from companyos.realtime.feed import StoredEvent, current_feed, id_milliseconds, text_frame
 from companyos.realtime.limits import TokenLimits
 from companyos.realtime.selectors import organization_of_member
 
@@ -142,20 +142,24 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.user_id = user.pk
         # organization id (str) → the smallest id the gap repair sends
         self.repair_floor: dict[str, str] = {}
-        # organization id (str) → live events (id, text) waiting for that organization's replay to be sent
-        self.held: dict[str, list[tuple[str, str]]] = {}
+        # organization id (str) → live events (id, frame) waiting for that organization's replay to be sent
+        self.held: dict[str, list[tuple[str, dict[str, str]]]] = {}
         self.held_chars = 0
-        # Event ids sent, with when, so that no path sends one twice; remembered
-        # until the repair can no longer hand them out again.
+        # Event ids sent, so that no path sends one twice, in two generations:
+        # each id is remembered at least as long as the repair may hand it out again.
         self.sent_ids: set[str] = set()
-        self.sent_order: deque[tuple[float, str]] = deque()
+        self.sent_ids_before: set[str] = set()
         self.sent_ids_seconds = settings.EVENTS_REPLAY_OVERLAP_SECONDS + 3 * settings.EVENTS_POSITION_SECONDS + 5
+        self.sent_ids_until = time.monotonic() + self.sent_ids_seconds
         self.send_buffer_chars = settings.EVENTS_SEND_BUFFER_BYTES
         # Monotonic times of the replays of the last minute.
         self.replays: deque[float] = deque()
+        # ASGI messages for the writer task, and the room it frees (the replay waits for it).
         self.outbox: deque[dict[str, Any]] = deque()
         self.outbox_chars = 0
-        self.outbox_changed = asyncio.Event()
+        self.outbox_room = asyncio.Event()
+        # What the writer awaits while the outbox is empty (a bare future: the cheapest wake-up).
+        self.frame_queued: asyncio.Future | None = None
         await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
         await self.accept()
         self._start(self._write_outbox())
@@ -296,14 +300,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
             for event in events[:limit]:
                 # The replay waits for room in the send buffer instead of overflowing it.
                 while self.outbox_chars > self.send_buffer_chars // 2 and not self.closing:
-                    self.outbox_changed.clear()
-                    await self.outbox_changed.wait()
+                    self.outbox_room.clear()
+                    await self.outbox_room.wait()
                 if str(organization_id) not in self.subscriptions:
                     return  # the membership was lost meanwhile
-                self._send_event(str(event.id), event_frame(event, replay=True))
+                self._send_event(str(event.id), text_frame(event_frame(event, replay=True)))
         finally:
-            for event_id, text in self._release_held(str(organization_id)):
-                self._send_event(event_id, text)
+            for event_id, frame in self._release_held(str(organization_id)):
+                self._send_event(event_id, frame)
         if len(events) > limit:
             raise ProtocolError(
                 "replay_truncated",
@@ -378,16 +382,16 @@ class EventsConsumer(AsyncWebsocketConsumer):
     def watched_topics(self, organization_id: str) -> set[str]:
         return self.subscriptions.get(organization_id, set())
 
-    def deliver(self, organization_id: str, topic: str, event_id: str, text: str) -> None:
+    def deliver(self, organization_id: str, topic: str, event_id: str, frame: dict[str, str]) -> None:
         """A live event (``companyos.foundation.events``) of one of this process's groups."""
         if topic not in self.subscriptions.get(organization_id, ()):
             return  # another connection's topic, or unsubscribed while the event was on its way
         held = self.held.get(organization_id)
         if held is None:
-            self._send_event(event_id, text)
-        elif self._has_room(len(text)):
-            held.append((event_id, text))
-            self.held_chars += len(text)
+            self._send_event(event_id, frame)
+        elif self._has_room(len(frame["text"])):
+            held.append((event_id, frame))
+            self.held_chars += len(frame["text"])
 
     def membership_lost(self, organization_id: str) -> None:
         """The user is no longer a member: stop at once, say so, then leave the groups."""
@@ -404,46 +408,53 @@ class EventsConsumer(AsyncWebsocketConsumer):
             return
         for event in events:
             if event.topic in topics and event.id >= floor:
-                self._send_event(event.id, event.text)
+                self._send_event(event.id, event.frame)
 
-    def position(self, organization_id: str, text: str) -> None:
+    def position(self, organization_id: str, frame: dict[str, str]) -> None:
         if organization_id in self.subscriptions:
-            self._send_frame_text(text)
+            self._queue(frame)
 
     # --- Sending -----------------------------------------------------------------
 
-    def _send_event(self, event_id: str, text: str) -> None:
+    def _send_event(self, event_id: str, frame: dict[str, str]) -> None:
         """Send an event frame unless this connection already sent that id."""
-        if event_id in self.sent_ids or self.closing:
+        if event_id in self.sent_ids or event_id in self.sent_ids_before or self.closing:
             return
         now = time.monotonic()
-        while self.sent_order and self.sent_order[0][0] < now - self.sent_ids_seconds:
-            self.sent_ids.discard(self.sent_order.popleft()[1])
+        if now > self.sent_ids_until:
+            self.sent_ids_before, self.sent_ids = self.sent_ids, set()
+            self.sent_ids_until = now + self.sent_ids_seconds
         self.sent_ids.add(event_id)
-        self.sent_order.append((now, event_id))
-        self._send_frame_text(text)
+        self._queue(frame)
 
     def _send_frame(self, frame: dict[str, Any]) -> None:
-        self._send_frame_text(json.dumps(frame, separators=(",", ":")))
+        self._queue(text_frame(json.dumps(frame, separators=(",", ":"))))
 
-    def _send_frame_text(self, text: str) -> None:
-        """Queue a frame; a full buffer means the client does not read: it is closed with 4008."""
-        if not self._has_room(len(text)):
+    def _queue(self, frame: dict[str, str]) -> None:
+        """Queue a text frame; a full buffer means the client does not read: it is closed with 4008."""
+        if not self._has_room(len(frame["text"])):
             return
-        self.outbox.append({"type": "websocket.send", "text": text})
-        self.outbox_chars += len(text)
-        self.outbox_changed.set()
+        self.outbox.append(frame)
+        self.outbox_chars += len(frame["text"])
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        waiting, self.frame_queued = self.frame_queued, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     async def _write_outbox(self) -> None:
         """The connection's writer: one frame at a time, as fast as the client reads (the server's send waits)."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                while not self.outbox:
-                    self.outbox_changed.clear()
-                    await self.outbox_changed.wait()
+                if not self.outbox:
+                    self.frame_queued = loop.create_future()
+                    await self.frame_queued
+                    continue
                 message = self.outbox.popleft()
                 self.outbox_chars -= len(message.get("text", ""))
-                self.outbox_changed.set()
+                self.outbox_room.set()
                 await self.base_send(message)
                 if message["type"] == "websocket.close":
                     return
@@ -470,7 +481,7 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self.held.clear()
             self.held_chars = 0
         self.outbox.append({"type": "websocket.close", "code": code})
-        self.outbox_changed.set()
+        self._wake_writer()
         self._start(self._leave_all())
         self._timers.append(asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self.stopped.set))
 
@@ -504,9 +515,9 @@ class EventsConsumer(AsyncWebsocketConsumer):
             self._release_held(organization_id)
         return dropped
 
-    def _release_held(self, organization_id: str) -> list[tuple[str, str]]:
+    def _release_held(self, organization_id: str) -> list[tuple[str, dict[str, str]]]:
         held = self.held.pop(organization_id, [])
-        self.held_chars -= sum(len(text) for _, text in held)
+        self.held_chars -= sum(len(frame["text"]) for _, frame in held)
         return held
 
     async def _let_go(self, organization_id: str, topics: set[str]) -> None:

@@ -59,13 +59,18 @@ def id_milliseconds(event_id: str | uuid.UUID) -> int:
     return uuid.UUID(str(event_id)).int >> 80
 
 
+def text_frame(text: str) -> dict[str, str]:
+    """The ASGI message that sends ``text`` as a websocket text frame; one can go to every connection."""
+    return {"type": "websocket.send", "text": text}
+
+
 @dataclass(frozen=True)
 class StoredEvent:
-    """An event row as handed to connections: its id, topic and frame text (serialised once per process)."""
+    """An event row as handed to connections: its id, topic and frame (serialised once per process)."""
 
     id: str
     topic: str
-    text: str
+    frame: dict[str, str]
 
 
 class Watcher(Protocol):
@@ -75,13 +80,13 @@ class Watcher(Protocol):
 
     def watched_topics(self, organization_id: str) -> set[str]: ...
 
-    def deliver(self, organization_id: str, topic: str, event_id: str, text: str) -> None: ...
+    def deliver(self, organization_id: str, topic: str, event_id: str, frame: dict[str, str]) -> None: ...
 
     def membership_lost(self, organization_id: str) -> None: ...
 
     def repair(self, organization_id: str, events: list[StoredEvent]) -> None: ...
 
-    def position(self, organization_id: str, text: str) -> None: ...
+    def position(self, organization_id: str, frame: dict[str, str]) -> None: ...
 
 
 @dataclass
@@ -208,8 +213,9 @@ class Feed:
                 continue
             if time.monotonic() - watch.members_checked_at > settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS:
                 await self._recheck_members(organization_id, watch)
+            frame = text_frame(message["text"])
             for watcher in list(watch.watchers):
-                watcher.deliver(organization_id, topic, message["id"], message["text"])
+                watcher.deliver(organization_id, topic, message["id"], frame)
 
     async def _recheck_members(self, organization_id: str, watch: Watch) -> None:
         """Cut the watchers whose users are no longer active members: one query for all of them."""
@@ -266,7 +272,7 @@ class Feed:
                 watch.read.add(event_id)
                 # A topic is the event type without its last word ("agent.task.started" → "agent.task").
                 topic = row.event_type.rpartition(".")[0]
-                watch.pending.append(StoredEvent(event_id, topic, event_frame(row, replay=True)))
+                watch.pending.append(StoredEvent(event_id, topic, text_frame(event_frame(row, replay=True))))
                 watch.cursor = max(watch.cursor, row.id)
         floor_ms = id_milliseconds(floor)
         watch.read = {event_id for event_id in watch.read if id_milliseconds(event_id) >= floor_ms}
@@ -284,11 +290,11 @@ class Feed:
                 watcher.position(organization_id, positions[watched])
 
     @staticmethod
-    def _position_frame(organization_id: str, topics: Iterable[str], newest: dict[str, str]) -> str:
+    def _position_frame(organization_id: str, topics: Iterable[str], newest: dict[str, str]) -> dict[str, str]:
         ids = [newest[topic] for topic in topics if topic in newest]
         frame = {"type": "position", "organization": organization_id, "topics": sorted(topics)}
         frame["last_id"] = max(ids) if ids else None
-        return json.dumps(frame, separators=(",", ":"))
+        return text_frame(json.dumps(frame, separators=(",", ":")))
 
     async def _probe(self) -> None:
         """Send this process a message through the channel layer every interval; wake the reader when it is back."""
