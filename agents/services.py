@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 from agents.models import Agent, AgentCollaboration, AgentTask
 from agents.queue import retry_delay
 from agents.states import transition
-from companyos.foundation.events import Outbox, insert_with_events
+from companyos.foundation.events import Outbox, insert_with_events, sends_in_background
 from core.models import User
 
 Status = AgentTask.Status
@@ -134,8 +134,10 @@ def tasks_enqueue(
         # the constraints: validating fields avoids one query per relation.
         task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
         tasks.append(task)
-    if tasks:
-        insert_with_events(tasks)
+    # Committed here (autocommit), the events' sends are waited for once, not one by one.
+    with sends_in_background():
+        if tasks:
+            insert_with_events(tasks)
     return tasks
 
 

@@ -268,9 +268,9 @@ class Ours:
     def enqueue_many(self, n: int) -> None:
         services.tasks_enqueue(agent=self.agents[0], task_type="echo", title="bulk", inputs=[{}] * n)
 
-    def starts(self, enqueued: list[AgentTask]) -> list[datetime]:
+    def starts(self, enqueued: list[AgentTask]) -> list[datetime | None]:
         started = dict(self.tasks().filter(pk__in=[task.pk for task in enqueued]).values_list("pk", "started_at"))
-        return [started[task.pk] for task in enqueued]
+        return [started.get(task.pk) for task in enqueued]
 
     def drain_once(self) -> None:
         """One worker process drains the queue and exits."""
@@ -345,11 +345,11 @@ class Procrastinate:
     def enqueue_many(self, n: int) -> None:
         bench_noop.batch_defer(*({} for _ in range(n)))
 
-    def starts(self, enqueued: list[int]) -> list[datetime]:
+    def starts(self, enqueued: list[int]) -> list[datetime | None]:
         with connection.cursor() as cursor:
             cursor.execute(JOB_STARTS, [enqueued])
             started = dict(cursor.fetchall())
-        return [started[job] for job in enqueued]
+        return [started.get(job) for job in enqueued]
 
     def drain_once(self) -> None:
         # Procrastinate's own command: the project's run_worker has no "until empty".
@@ -414,15 +414,25 @@ class PgQueuer:
     def enqueue_many(self, n: int) -> None:
         self.loop.run_until_complete(self.queries.enqueue([PGQUEUER_ENTRYPOINT] * n, [None] * n, [0] * n))
 
-    def starts(self, enqueued: list[int]) -> list[datetime]:
+    def starts(self, enqueued: list[int]) -> list[datetime | None]:
         with connection.cursor() as cursor:
             cursor.execute(PGQUEUER_STARTS, [enqueued])
             started = dict(cursor.fetchall())
-        return [started[job] for job in enqueued]
+        return [started.get(job) for job in enqueued]
 
     def drain_once(self) -> None:
         with forked(pgqueuer_worker, (conninfo(), self.batch_size, True), 1) as (child,):
             child.join()
+
+
+def _all_started(queue, enqueued: list) -> list[datetime]:
+    """When each of ``enqueued`` started, once all have."""
+    deadline = time.monotonic() + 30
+    while None in (starts := queue.starts(enqueued)):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the latency samples did not all start")
+        time.sleep(0.05)
+    return starts
 
 
 def _row(sql: str) -> tuple:
@@ -556,8 +566,7 @@ class Command(BaseCommand):
                     enqueued.append(queue.enqueue_one(index))
                     calls.append((time.perf_counter() - started) * 1000)
                     time.sleep(0.05)  # the worker is idle again before the next one
-                time.sleep(0.5)
-                starts = queue.starts(enqueued)
+                starts = _all_started(queue, enqueued)
                 to_start = [(start - at).total_seconds() * 1000 for at, start in zip(before, starts, strict=True)]
             fresh_start(queue)
             started = time.perf_counter()
