@@ -272,8 +272,9 @@ SESSION_COOKIE_AGE = CACHES["sessions"]["TIMEOUT"]
 # --- Real-time events: channel layer and websocket protocol (H-events) --------
 # docs/realtime.md explains the choice. The pub/sub layer won the measured
 # fan-out (bench_events): a group send is one PUBLISH, delivered once per
-# server process and fanned out in memory, where the classic layer writes one
-# Redis list entry per connection. Delivery is at most once in both; clients
+# server process, where the classic layer writes one Redis entry per member
+# channel. Either way each process is the one member of a group for all its
+# connections (companyos/realtime/feed.py). Delivery is at most once in both; clients
 # catch up with `since`. CHANNEL_LAYER=classic switches back for comparison.
 # Through a Sentinel failover the pub/sub layer silently drops what is
 # published before it subscribes again, the classic layer raises instead;
@@ -306,7 +307,7 @@ CHANNEL_LAYER_BACKENDS = {
             # socket timeout would race it and kill idle consumers.
             "hosts": _channel_layer_hosts(socket_timeout=15),
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
-            # Messages a slow connection may have waiting before new ones are dropped.
+            # Messages a channel (a process's, per group) may have waiting before new ones are dropped.
             "capacity": 1000,
             # An undelivered message is worthless after a minute: the client replays with `since`.
             "expiry": 60,
