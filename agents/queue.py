@@ -1,11 +1,11 @@
 """The queue mechanics on PostgreSQL: claiming, leases, wake-ups, backoff.
 
 Claiming is one statement, ``UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED
-LIMIT n) … RETURNING …``, then one INSERT of the batch's ``started`` events.
-The inner select walks ``task_claim_idx`` (or ``task_claim_agent_idx`` for
-one agent) in claim order, skips rows other workers hold, and the update
-takes them, so no task is handed to two workers and claiming never waits on
-another worker. A claimed task is ``running``
+LIMIT n) … RETURNING …``, and one INSERT of the batch's ``started`` events
+in the same transaction. The inner select walks ``task_claim_idx`` (or
+``task_claim_agent_idx`` for one agent) in claim order, skips rows other
+workers hold, and the update takes them, so no task is handed to two workers
+and claiming never waits on another worker. A claimed task is ``running``
 with a lease: the worker renews it while it works; if the worker dies, the
 lease runs out and :func:`agents.services.tasks_requeue_expired_leases` puts
 the task back (the attempt counts).
@@ -150,11 +150,11 @@ def tasks_claim(
     return tasks
 
 
-def _task_from_row(row: Sequence[object], connection) -> AgentTask:
+def _task_from_row(row: Sequence[object], db) -> AgentTask:
     values = list(row)
     for index, field in _DECODED:
-        values[index] = field.from_db_value(values[index], None, connection)
-    return AgentTask.from_db(connection.alias, _ATTNAMES, values)
+        values[index] = field.from_db_value(values[index], None, db)
+    return AgentTask.from_db(db.alias, _ATTNAMES, values)
 
 
 def tasks_renew_leases(*, worker_id: str, task_ids: Iterable[uuid.UUID], lease_seconds: float | None = None) -> int:
