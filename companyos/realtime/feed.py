@@ -190,7 +190,7 @@ class Feed:
         group = topic_group(organization_id, topic)
         try:
             await get_channel_layer().group_discard(group, relay.channel)
-        except Exception as error:  # Redis is away: a pub/sub subscription went with the connection
+        except Exception as error:  # Redis is away: a pub/sub subscription went with its connection
             logger.warning("Could not leave group %s (%s: %s)", group, type(error).__name__, error)
 
     async def _relay(self, organization_id: str, topic: str, channel: str) -> None:
@@ -231,11 +231,11 @@ class Feed:
             if watcher.user_id in users and watcher.user_id not in members:
                 watcher.membership_lost(organization_id)
 
+    # --- Gap repair and positions ------------------------------------------------
+
     def wake(self) -> None:
         """Read now (the channel layer has just come back)."""
         self._wake.set()
-
-    # --- Gap repair and positions ------------------------------------------------
 
     async def _run(self) -> None:
         interval = settings.EVENTS_POSITION_SECONDS
