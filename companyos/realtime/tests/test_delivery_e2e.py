@@ -7,9 +7,9 @@ uvicorn processes pointed at it, so killing Redis touches nothing shared.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
-import http.client
 import socket
 import subprocess
 import sys
@@ -25,9 +25,9 @@ from django.utils import timezone
 
 from agents.tests.factories import AgentFactory
 from analytics.models import Event
+from companyos.foundation.console.roles import ADMIN
 from companyos.foundation.events import topic_group
 from companyos.foundation.ids import uuid7
-from companyos.foundation.console.roles import ADMIN
 from companyos.foundation.tests.support import give_role, manage_py, uvicorn_server
 from companyos.realtime.consumers import CLOSE_TOO_SLOW
 from companyos.realtime.tests.support import acme_and_globex, child_env, run
