@@ -224,7 +224,7 @@ class Ours:
         return AgentTask.objects.filter(agent__in=self.agents)
 
     def flush_counters(self) -> None:
-        """Nothing: it writes through this process's Django connection, which counters() flushes."""
+        """Nothing: it writes through this process's Django connections, which counters() closes."""
 
     def command(self, *extra: str) -> list[str]:
         command = ["run_agent_worker", "--batch-size", str(self.batch_size), "--poll-seconds", "60"]
@@ -320,7 +320,7 @@ class Procrastinate:
             cursor.execute("DELETE FROM procrastinate_jobs WHERE queue_name = 'bench'")
 
     def flush_counters(self) -> None:
-        """Nothing: it defers through this process's Django connection, which counters() flushes."""
+        """Nothing: it defers through this process's Django connections, which counters() closes."""
 
     def fill(self, n: int) -> None:
         bench_noop.batch_defer(*({} for _ in range(n)))
@@ -461,13 +461,16 @@ def counters(queues: list) -> dict[str, int]:
     """The database's counters, once what this process's connections did is counted.
 
     An idle backend sends its counts up to seconds late unless asked to send
-    them at once; each worker measured has exited, which sends its own.
+    them at once, and one that ends sends them: the pool's connections (any of
+    which this process may have used) are closed, the peers' own asked, and
+    each worker measured has exited.
     """
     for queue in queues:
         queue.flush_counters()
-    time.sleep(0.2)  # the workers' backends have ended
+    connection.close()
+    connection.close_pool()
+    time.sleep(0.5)  # the closed backends have ended
     with connection.cursor() as cursor:
-        cursor.execute(FLUSH_COUNTERS)
         cursor.execute(DATABASE_COUNTERS)
         return dict(zip(COUNTERS, cursor.fetchone(), strict=True))
 
@@ -588,7 +591,7 @@ class Command(BaseCommand):
             before = counters(queues)
             queue.drain_once()
             after = counters(queues)
-            # Reading the counters is two transactions of ours.
-            delta = {name: after[name] - before[name] - (2 if name == "transactions" else 0) for name in COUNTERS}
+            # Reading the counters is one transaction of ours.
+            delta = {name: after[name] - before[name] - (1 if name == "transactions" else 0) for name in COUNTERS}
             self.stdout.write(f"  {queue.name:>13}: " + ", ".join(f"{delta[name] / n:.2f} {name}" for name in COUNTERS))
             queue.clear()
