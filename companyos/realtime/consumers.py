@@ -60,6 +60,9 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_SLOW = 4008
 # The token (or the user's browser sessions) already holds EVENTS_MAX_CONNECTIONS_PER_TOKEN connections.
 CLOSE_TOO_MANY_CONNECTIONS = 4429
+# The channel layer (Redis) is unreachable, so the connection could not join its user's group:
+# the standard "Try Again Later". Reconnect with backoff and subscribe with `since`.
+CLOSE_TRY_AGAIN_LATER = 1013
 
 # A closing connection whose close frame cannot be written (the client reads
 # nothing) is dropped after this long: its buffer is freed, its groups left already.
@@ -107,8 +110,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
                     await serving
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._leave_all(), CLOSE_GRACE_SECONDS)
-        if not serving.cancelled() and serving.exception() is not None:
-            raise serving.exception()
+        if not serving.cancelled() and (error := serving.exception()) is not None:
+            if not hasattr(self, "channel_name"):  # the layer could not make the connection's channel
+                await receive()  # the client's websocket.connect
+                await self._try_again_later(send, error)
+                return
+            raise error
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' dispatch first runs close_old_connections through
@@ -160,7 +167,12 @@ class EventsConsumer(AsyncWebsocketConsumer):
         self.outbox_room = asyncio.Event()
         # What the writer awaits while the outbox is empty (a bare future: the cheapest wake-up).
         self.frame_queued: asyncio.Future | None = None
-        await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
+        try:
+            await self.channel_layer.group_add(user_group(self.user_id), self.channel_name)
+        except Exception as error:  # Redis is away (each layer raises errors of its own)
+            self.closing = True
+            await self._try_again_later(self.base_send, error)
+            return
         await self.accept()
         self._start(self._write_outbox())
         self._start(self._heartbeat())
@@ -168,6 +180,14 @@ class EventsConsumer(AsyncWebsocketConsumer):
         if expires_at is not None:
             delay = max((expires_at - timezone.now()).total_seconds(), 0.0)
             self._timers.append(asyncio.get_running_loop().call_later(delay, self._close, CLOSE_UNAUTHENTICATED))
+
+    @staticmethod
+    async def _try_again_later(send, error: BaseException) -> None:
+        """Refuse a handshake the channel layer cannot serve with a close code the client can act on,
+        not an HTTP 500 (accepted first: a refusal before accepting shows no code)."""
+        logger.warning("websocket refused, the channel layer is unreachable: %s: %s", type(error).__name__, error)
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN_LATER, "reason": "Live events unavailable."})
 
     async def disconnect(self, code: int) -> None:
         await self._leave_all()

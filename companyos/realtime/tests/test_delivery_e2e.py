@@ -7,6 +7,7 @@ uvicorn processes pointed at it, so killing Redis touches nothing shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import signal
@@ -29,7 +30,7 @@ from companyos.foundation.console.roles import ADMIN
 from companyos.foundation.events import topic_group
 from companyos.foundation.ids import uuid7
 from companyos.foundation.tests.support import give_role, manage_py, uvicorn_server
-from companyos.realtime.consumers import CLOSE_TOO_SLOW
+from companyos.realtime.consumers import CLOSE_TOO_SLOW, CLOSE_TRY_AGAIN_LATER
 from companyos.realtime.tests.support import acme_and_globex, child_env, run
 from companyos.realtime.tests.test_outage import REDIS_SERVER, RedisServer
 from core.services import api_token_create
@@ -117,6 +118,7 @@ class Client:
         self.ids: list[str] = []
         self.organizations: set[str] = set()
         self.repaired_at: list[float] = []  # when frames from the store (repair or replay) arrived
+        self.refusals = 0  # handshakes answered with 1013 (try again later)
         self.ws = None
 
     async def connect(self, since: str | None = None) -> None:
@@ -141,21 +143,21 @@ class Client:
     async def cut_and_resume(self, after: float) -> None:
         """Drop the connection, stay away ``after`` seconds, come back with the last id seen.
 
-        Coming back while Redis is down, the handshake is refused (the server cannot join the
-        connection's groups): like any client, it tries again a little later.
+        Coming back while Redis is down, the server closes at once with 1013 (try again later:
+        it cannot join the connection's groups): like any client, it tries again a little later.
         """
         await self.ws.close()
         await asyncio.sleep(after)
         deadline = time.monotonic() + 30
         while True:
-            try:
+            with contextlib.suppress(websockets.ConnectionClosed):
                 await self.connect(since=self.ids[-1] if self.ids else None)
-                break
-            except (websockets.InvalidStatus, OSError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
-        await self.read()
+            await self.read()
+            if self.ws.close_code != CLOSE_TRY_AGAIN_LATER:
+                return
+            self.refusals += 1
+            assert time.monotonic() < deadline, "still refused after 30 s"
+            await asyncio.sleep(0.5)
 
 
 class TaskPoster(threading.Thread):
@@ -239,8 +241,11 @@ def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
                 poster = TaskPoster(port_1, staff_token, "acme", str(agent.pk), rate=5)
                 poster.start()
                 await asyncio.sleep(3)
-                # Ten clients are cut mid-stream and come back with `since` (during the outage, too).
-                cut = [asyncio.create_task(client.cut_and_resume(4)) for client in clients[:10]]
+                # Ten clients are cut mid-stream and come back with `since`: five during the outage, five after.
+                cut = [
+                    asyncio.create_task(client.cut_and_resume(1.5 if n < 5 else 4))
+                    for n, client in enumerate(clients[:10])
+                ]
                 killed_at = timezone.now()
                 kill_redis(redis_server)
                 await asyncio.sleep(3)
@@ -289,6 +294,8 @@ def test_every_client_gets_every_event_once_through_a_redis_kill(tmp_path):
     # Within a connection nothing comes twice; a resumed client may see the replay's overlap again.
     for client in clients[10:]:
         assert len(client.ids) == len(set(client.ids))
+    # Those back during the outage were told to try again later (1013), not shown an HTTP error.
+    assert all(client.refusals > 0 for client in clients[:5])
     repaired = [t - back_at for client in clients for t in client.repaired_at]
     print(
         f"\n{len(expected['acme']) + len(expected['globex'])} events committed (web, worker, shell); "
