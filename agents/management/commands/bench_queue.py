@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import multiprocessing
 import signal
 import statistics
@@ -496,6 +497,8 @@ class Command(BaseCommand):
         peers = options["peers"].split(",") if options["peers"] else []
         if "pgqueuer" in peers and importlib.util.find_spec("pgqueuer") is None:
             raise CommandError("PgQueuer is not installed (requirements-dev.txt), or leave it out of --peers.")
+        # Procrastinate logs a line per defer call: the latency samples would bury the table.
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
         self.organization = Organization.objects.create(name="Queue benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
         # Each completion updates its agent's counters in the same transaction,
         # so one agent's row serialises its completions: spread the tasks.
