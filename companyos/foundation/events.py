@@ -20,9 +20,9 @@ state, which publishes through the same code.
 Each event is an ``EVENTS_MODEL`` row (``analytics.Event``) inserted in the
 caller's transaction (an outbox: the row commits with the change, a rollback
 leaves nothing); once the transaction commits, the websocket envelope goes to
-the organization's topic group on the channel layer. Consumers
-(``companyos.realtime.consumers``) forward it to their clients and replay the
-stored rows (:func:`events_to_replay`) to clients that reconnect with ``since``.
+the organization's topic group on the channel layer. Each server process's
+relay (``companyos.realtime.feed``) hands it to its connections, which replay
+the stored rows (:func:`events_to_replay`) to clients that reconnect with ``since``.
 
 A failed send (Redis down) is logged, rate-limited, and never raises into the
 code that made the change: the row is already committed, and a reconnecting
@@ -68,7 +68,8 @@ logger = logging.getLogger(__name__)
 
 ALL_TOPICS = "*"
 
-# Messages on the channel layer, handled by EventsConsumer.events_deliver / events_control.
+# Messages on the channel layer: DELIVER to a topic group, read by each server process's relay
+# (companyos/realtime/feed.py); CONTROL to a user's group, handled by EventsConsumer.events_control.
 DELIVER = "events.deliver"
 CONTROL = "events.control"
 
