@@ -10,16 +10,16 @@ companyos/config/asgi.py sends ``/webhooks/`` here.
 
 from __future__ import annotations
 
-from concurrent.futures import Executor, Future
-
 import csp.middleware
-from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.signals import request_started
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.common import CommonMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.test.utils import override_settings
+from django.urls import set_script_prefix
 
 PATH_PREFIX = "/webhooks/"  # companyos/config/urls.py
 
@@ -55,28 +55,19 @@ class OnTheLoopXFrameOptionsMiddleware(HooksOnTheLoop, XFrameOptionsMiddleware):
     """Django's, hooks on the event loop."""
 
 
-class OnTheLoop(Executor):
-    """Runs what is submitted at once, in the submitting thread: the event loop's."""
-
-    def submit(self, fn, /, *args, **kwargs) -> Future:
-        future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to whoever awaits the result
-            future.set_exception(exc)
-        return future
-
-
 class WebhookHandler(ASGIHandler):
-    """Django's ASGI handler with ``WEBHOOK_MIDDLEWARE`` as its chain.
+    """Django's ASGI handler with ``WEBHOOK_MIDDLEWARE`` as its chain, and no thread hop or task per request.
 
-    What Django still runs as synchronous code here is the request signals'
-    receivers (Django's own: reset the queries log and the URLconf, close
-    unusable database and cache connections), a few microseconds each, and
-    doing no I/O: this path opens no connection of Django's. Django would
-    start a thread per request for them; they run on the event loop instead.
-    A receiver that touched the database there would be refused by Django
-    (SynchronousOnlyOperation), not block the loop.
+    Django's handler sends the request signals through ``sync_to_async`` and
+    runs the view in a task of its own beside one that listens for the
+    client hanging up, to cancel the view. The signals' receivers are
+    Django's own (reset the queries log and the URLconf, close unusable
+    database and cache connections), a few microseconds each and doing no
+    I/O: this path opens no connection of Django's. They run here on the
+    event loop, where a receiver that touched the database would be refused
+    by Django (SynchronousOnlyOperation), not block the loop. The view runs
+    to its end: a sender that hangs up mid-delivery redelivers, and a
+    delivery already stored is then answered as a duplicate.
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -84,7 +75,18 @@ class WebhookHandler(ASGIHandler):
         with override_settings(MIDDLEWARE=settings.WEBHOOK_MIDDLEWARE):
             super().load_middleware(is_async=is_async)
 
-    async def __call__(self, scope, receive, send) -> None:
-        # The outermost context decides: Django's own per-request one then takes this executor.
-        async with ThreadSensitiveContext(executor=OnTheLoop()):
-            await super().__call__(scope, receive, send)
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        with body_file:
+            set_script_prefix(get_script_prefix(scope))
+            request_started.send(sender=self.__class__, scope=scope)
+            request, response = self.create_request(scope, body_file)
+            if request is not None:
+                response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            finally:
+                response.close()  # sends request_finished
