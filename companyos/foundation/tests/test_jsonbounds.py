@@ -44,6 +44,9 @@ def test_deeper_json_is_refused_quickly_whatever_its_depth(depth):
         ('{"a": 1e400}', "out of range"),
         ('{"a": -1e400}', "out of range"),
         ('{"a": ' + "9" * 101 + "}", "limited to 100 characters"),
+        ('{"a": -' + "9" * 100 + "}", "limited to 100 characters"),
+        ("[" + "9" * 5000 + "]", "limited to 100 characters"),  # past Python's own limit on integers
+        ('{"a": 1.' + "0" * 99 + "}", "limited to 100 characters"),
         ('{"a": "\\u0000"}', "cannot be stored"),
         ('{"\\ud800": 1}', "cannot be stored"),
         ('{"a": }', "not valid"),
@@ -52,6 +55,11 @@ def test_deeper_json_is_refused_quickly_whatever_its_depth(depth):
 def test_what_jsonb_cannot_take_back_is_refused_with_a_reason(text, message):
     with pytest.raises(JSONRefused, match=message):
         load_bounded_json(text)
+
+
+@pytest.mark.parametrize("literal", ["9" * 100, "-" + "9" * 99, "-0", "1." + "0" * 98])
+def test_numbers_of_up_to_100_characters_are_taken(literal):
+    assert load_bounded_json(f'{{"a": [{literal}]}}') == {"a": [json.loads(literal)]}
 
 
 def test_size_is_counted_in_utf8_bytes(settings):
