@@ -2,7 +2,8 @@
 
 The view only verifies and stores: it answers as soon as the delivery and
 the job that applies it are committed (one Redis round trip for the rate
-limits, one lookup, one statement); the worker, woken by that job's NOTIFY,
+limits, shared with the deliveries arriving at the same time, one lookup,
+one statement); the worker, woken by that job's NOTIFY,
 applies it (integrations/jobs.py). It is asynchronous, with its database
 work on the event loop (``integrations.webhooks.database``) and its Redis
 calls on a few threads of their own, so deliveries share PostgreSQL's commits
@@ -44,7 +45,7 @@ from psycopg import DataError
 
 from companyos.foundation.jsonbounds import load_bounded_json
 from companyos.foundation.network import client_address
-from companyos.foundation.ratelimit import Limit, hit_all, too_many_requests
+from companyos.foundation.ratelimit import Limit, SharedCounts, too_many_requests
 from integrations.models import Webhook, WebhookDelivery
 from integrations.selectors import webhook_get_for_endpoint
 from integrations.services import webhook_delivery_record, webhook_refusal_count
@@ -84,6 +85,10 @@ async def _on_redis_thread(function: Callable[..., Result], /, *args: Any, **kwa
     return await asyncio.get_running_loop().run_in_executor(_redis_threads, partial(function, *args, **kwargs))
 
 
+# Concurrent deliveries share the rate limits' round trips (and hand-overs to a thread).
+_rate_limits = SharedCounts(_on_redis_thread)
+
+
 async def _refuse_unverified(*, webhook: Webhook, code: int, reason: str) -> JsonResponse:
     """Answer a request nobody signed (or too large to check) with a 4xx, counted in Redis only.
 
@@ -118,8 +123,7 @@ async def _reject(*, webhook: Webhook, provider: Provider, request: HttpRequest,
 async def webhook_receive(request: HttpRequest, endpoint_token: str) -> HttpResponse:
     """Verify, store and acknowledge one delivery."""
     # Both limits before the lookup: a flood of one address or one endpoint costs no database work.
-    retry_after = await _on_redis_thread(
-        hit_all,
+    retry_after = await _rate_limits.hit_all(
         Limit("webhook-address", client_address(request), settings.WEBHOOK_RATE_LIMIT_PER_ADDRESS),
         Limit("webhook-endpoint", endpoint_token, settings.WEBHOOK_RATE_LIMIT_PER_ENDPOINT),
     )

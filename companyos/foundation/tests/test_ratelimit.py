@@ -1,12 +1,21 @@
 """The fixed-window limiter and the client address it keys on."""
 
+import asyncio
 import uuid
 
 import pytest
 from django.test import RequestFactory, override_settings
 
 from companyos.foundation.network import address_in, client_address
-from companyos.foundation.ratelimit import WINDOW_SECONDS, Limit, hit, hit_all, too_many_requests
+from companyos.foundation.ratelimit import (
+    WINDOW_SECONDS,
+    Limit,
+    SharedCounts,
+    hit,
+    hit_all,
+    hit_each,
+    too_many_requests,
+)
 from companyos.foundation.tests.test_health import caches_at, unused_port
 
 
@@ -45,6 +54,54 @@ def test_several_limits_count_in_order_and_a_refused_request_stops_counting(raw,
     assert count(second)[0] == 3, "the request the first limit refused was not counted against the second"
     assert 0 < count(second)[1] <= WINDOW_SECONDS + 5
     assert hit_all(Limit("test", first, 0)) is None
+
+
+def test_requests_counted_together_are_answered_as_each_alone():
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    refused_by_first = (Limit("test", first, 1), Limit("test", second, 5))
+    answers = hit_each([refused_by_first, refused_by_first, (Limit("test", second, 2),), ()])
+
+    assert answers[0] is None and 1 <= answers[1] <= WINDOW_SECONDS
+    # The second request was refused before its second limit: the third is the second counted there.
+    assert answers[2:] == [None, None]
+    assert 1 <= hit_all(Limit("test", second, 2)) <= WINDOW_SECONDS
+
+
+def test_shared_counts_serve_the_requests_waiting_together_in_one_round_trip():
+    key = uuid.uuid4().hex
+    round_trips = []
+
+    async def run(function, requests):
+        round_trips.append(len(requests))
+        return await asyncio.to_thread(function, requests)
+
+    shared = SharedCounts(run)
+
+    async def flood():
+        return await asyncio.gather(*(shared.hit_all(Limit("test", key, 5)) for _ in range(10)))
+
+    async def one_after_another():
+        return [await shared.hit_all(Limit("test", key, 5)) for _ in range(2)]
+
+    answers = asyncio.run(flood())
+
+    assert answers[:5] == [None] * 5 and all(1 <= answer <= WINDOW_SECONDS for answer in answers[5:])
+    assert round_trips == [10]
+    assert all(asyncio.run(one_after_another())), "a new event loop starts afresh"
+    assert round_trips == [10, 1, 1], "a lone request goes at once"
+
+
+def test_shared_counts_raise_a_failure_to_every_request_waiting():
+    async def run(function, requests):
+        await asyncio.sleep(0)
+        raise RuntimeError("no thread left")
+
+    shared = SharedCounts(run)
+
+    async def two():
+        return await asyncio.gather(*(shared.hit_all(Limit("test", "k", 5)) for _ in range(2)), return_exceptions=True)
+
+    assert [type(answer) for answer in asyncio.run(two())] == [RuntimeError, RuntimeError]
 
 
 def test_a_limit_of_zero_is_unlimited_and_an_unreachable_redis_lets_requests_through():
