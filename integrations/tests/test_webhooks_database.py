@@ -3,8 +3,10 @@
 import asyncio
 
 import pytest
+from django.conf import settings
 from django.db import connections
 
+from companyos.foundation.db import DIRECT_ALIAS
 from integrations.webhooks import database
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -20,13 +22,20 @@ async def use_a_connection():
         return connection
 
 
-def test_connections_reach_djangos_primary_without_prepared_statements():
+def test_connections_reach_djangos_primary_and_prepare_statements_when_no_pooler_is_in_between():
     asyncio.run(use_a_connection())
 
     pool = database._new_pool()
-    # A transaction-mode PgBouncer gives each transaction any server connection: no named statements.
-    assert pool.kwargs["prepare_threshold"] is None
+    assert "prepare_threshold" not in pool.kwargs, "psycopg's default: prepared after a few uses"
     assert pool.max_size == connections["default"].settings_dict["OPTIONS"]["pool"]["max_size"]
+
+
+def test_behind_a_transaction_mode_pooler_statements_are_not_prepared(monkeypatch):
+    # DATABASE_DIRECT_URL set: DATABASE_URL is a PgBouncer in transaction mode,
+    # which gives each transaction any server connection: no named statements.
+    monkeypatch.setitem(settings.DATABASES, DIRECT_ALIAS, connections["default"].settings_dict)
+
+    assert database._new_pool().kwargs["prepare_threshold"] is None
 
 
 def test_a_loops_pool_closes_its_connections_when_the_loop_ends():

@@ -9,10 +9,10 @@ share PostgreSQL's commits.
 
 The pool is configured from Django's ``default`` alias, the primary every
 write goes to (``companyos.foundation.db``): the same server and options
-(through PgBouncer in transaction mode too: Django's parameters turn
-prepared statements off, and each statement is its own transaction), the
-same pool sizes, and the same check of each connection as it is taken when
-``CONN_HEALTH_CHECKS`` is on. With Django's pool turned off
+(through PgBouncer in transaction mode too: each statement is its own
+transaction, and prepared statements stay off as Django leaves them, while
+without a pooler psycopg prepares them), the same pool sizes, and the same
+check of each connection as it is taken when ``CONN_HEALTH_CHECKS`` is on. With Django's pool turned off
 (``DATABASE_POOL_MAX_SIZE=0``) each statement connects, as Django then does.
 
 A pool belongs to one event loop: uvicorn runs one per process, Django's
@@ -31,6 +31,8 @@ from django.db import connections
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, AsyncNullConnectionPool
 
+from companyos.foundation.db import session_alias
+
 ALIAS = "default"
 
 _pools: dict[asyncio.AbstractEventLoop, asyncio.Future[AsyncConnectionPool]] = {}
@@ -44,6 +46,12 @@ def _new_pool() -> AsyncConnectionPool:
     params = database.get_connection_params()
     # Django's synchronous cursor class; psycopg's asynchronous default binds on the server.
     params.pop("cursor_factory", None)
+    if session_alias() == ALIAS and "prepare_threshold" not in database.settings_dict["OPTIONS"]:
+        # Django turns prepared statements off for a transaction-mode pooler's
+        # sake; with none in front of the primary, psycopg prepares the
+        # intake's two statements on each connection after a few uses, and
+        # PostgreSQL no longer parses and plans them for every delivery.
+        del params["prepare_threshold"]
     check = AsyncConnectionPool.check_connection if database.settings_dict["CONN_HEALTH_CHECKS"] else None
     sizes = database.settings_dict["OPTIONS"].get("pool")
     if not sizes:
