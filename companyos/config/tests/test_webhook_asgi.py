@@ -33,7 +33,9 @@ def test_its_chain_runs_on_the_event_loop():
     assert [name for name in site if name in shared] == shared
 
 
-async def request(asgi, method: str, path: str, host: str = "testserver") -> tuple[int, dict[bytes, bytes]]:
+async def request(
+    asgi, method: str, path: str, host: str = "testserver", *, then_hang_up: bool = False
+) -> tuple[int, dict[bytes, bytes]]:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -50,6 +52,8 @@ async def request(asgi, method: str, path: str, host: str = "testserver") -> tup
     }
     communicator = ApplicationCommunicator(asgi.application, scope)
     await communicator.send_input({"type": "http.request", "body": b""})
+    if then_hang_up:
+        await communicator.send_input({"type": "http.disconnect"})
     start = await communicator.receive_output(timeout=10)
     await communicator.receive_output(timeout=10)
     await communicator.wait(timeout=10)
@@ -106,3 +110,11 @@ def test_a_host_not_allowed_is_refused_before_the_view(asgi, settings):
     status, _ = asyncio.run(request(asgi, "POST", "/webhooks/some-token/", host="evil.example"))
 
     assert status == 400
+
+
+def test_a_sender_hanging_up_does_not_cancel_its_delivery(asgi, settings):
+    settings.ALLOWED_HOSTS = ["testserver"]
+
+    status, _ = asyncio.run(request(asgi, "POST", "/webhooks/some-token/", then_hang_up=True))
+
+    assert status == 404, "answered after the lookup: the view ran to its end"
