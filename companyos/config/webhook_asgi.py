@@ -65,7 +65,8 @@ class WebhookHandler(ASGIHandler):
     database and cache connections), a few microseconds each and doing no
     I/O: this path opens no connection of Django's. They run here on the
     event loop, where a receiver that touched the database would be refused
-    by Django (SynchronousOnlyOperation), not block the loop. The view runs
+    by Django (SynchronousOnlyOperation), not block the loop, and an async
+    receiver would fail loudly (``Signal.send`` cannot await it). The view runs
     to its end: a sender that hangs up mid-delivery redelivers, and a
     delivery already stored is then answered as a duplicate.
     """
