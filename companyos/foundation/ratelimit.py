@@ -10,9 +10,9 @@ new counter gets its expiry in the same round trip), so a refused request
 costs one Redis round trip and no database work. :func:`hit_all` counts a
 request against several limits in that one round trip (a webhook delivery:
 its address and its endpoint); :class:`SharedCounts` lets the requests an
-event loop serves at the same time share round trips. A fixed window lets a client
-send up to twice the limit across a window boundary; for limits whose job
-is to keep floods cheap, not to meter exactly, that is the price of one
+event loop serves at the same time share round trips. A fixed window lets a
+client send up to twice the limit across a window boundary; for limits whose
+job is to keep floods cheap, not to meter exactly, that is the price of one
 round trip (a sliding window needs a sorted set per key).
 
 A library was weighed: django-ratelimit counts in the cache too, but answers

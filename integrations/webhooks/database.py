@@ -12,8 +12,9 @@ write goes to (``companyos.foundation.db``): the same server and options
 (through PgBouncer in transaction mode too: each statement is its own
 transaction, and prepared statements stay off as Django leaves them, while
 without a pooler psycopg prepares them), the same pool sizes, and the same
-check of each connection as it is taken when ``CONN_HEALTH_CHECKS`` is on. With Django's pool turned off
-(``DATABASE_POOL_MAX_SIZE=0``) each statement connects, as Django then does.
+check of each connection as it is taken when ``CONN_HEALTH_CHECKS`` is on.
+With Django's pool turned off (``DATABASE_POOL_MAX_SIZE=0``) each statement
+connects, as Django then does.
 
 A pool belongs to one event loop: uvicorn runs one per process, Django's
 test client one per request. It is opened by the loop's first delivery and
