@@ -134,8 +134,9 @@ def tasks_enqueue(
         # the constraints: validating fields avoids one query per relation.
         task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
         tasks.append(task)
-    # Committed here (autocommit), the events' sends are waited for once, not one by one.
-    with sends_in_background():
+    # Committed here (autocommit), the events' sends go out in the background:
+    # the caller (a request, the API) does not wait on Redis for them.
+    with sends_in_background(wait_at_end=False):
         if tasks:
             insert_with_events(tasks)
     return tasks
