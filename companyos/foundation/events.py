@@ -568,6 +568,8 @@ class _SenderLoop:
     loop: asyncio.AbstractEventLoop
     background: asyncio.Queue
     room: threading.Semaphore
+    # A forked child (pre-fork servers, test workers) inherits its parent's, without the thread.
+    pid: int
 
 
 class _LayerSender:
@@ -586,17 +588,18 @@ class _LayerSender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._current: _SenderLoop | None = None
-        self._pid: int | None = None
 
     def _running(self) -> _SenderLoop:
+        current = self._current
+        if current is not None and current.pid == os.getpid():
+            return current  # the common case, once per send: no lock
         with self._lock:
-            # A forked child (pre-fork servers, test workers) needs its own thread.
-            if self._current is None or self._pid != os.getpid():
+            if self._current is None or self._current.pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="events-sender", daemon=True).start()
-                current = _SenderLoop(loop, asyncio.Queue(), threading.Semaphore(BACKGROUND_SENDS))
+                current = _SenderLoop(loop, asyncio.Queue(), threading.Semaphore(BACKGROUND_SENDS), os.getpid())
                 asyncio.run_coroutine_threadsafe(self._drain(current), loop)
-                self._current, self._pid = current, os.getpid()
+                self._current = current
                 # Exit handlers run while daemon threads still do: the loop sends what is queued.
                 atexit.register(self.flush_at_exit, os.getpid())
             return self._current
@@ -632,7 +635,9 @@ class _LayerSender:
         while True:
             group, message = await current.background.get()
             try:
-                await asyncio.wait_for(get_channel_layer().group_send(group, message), settings.EVENTS_SEND_TIMEOUT)
+                # A timeout context, not wait_for(): no task created per send.
+                async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
+                    await get_channel_layer().group_send(group, message)
             except Exception as exc:  # as in _send: logged, and the next one goes out
                 _failures.report(exc)
             finally:
