@@ -89,6 +89,10 @@ def task_enqueue(
     return task
 
 
+# The relations a new task is given as instances (see tasks_enqueue).
+_RELATIONS = ["agent", "organization", "created_by", "parent_task", "target_content_type"]
+
+
 def tasks_enqueue(
     *,
     agent: Agent,
@@ -112,6 +116,7 @@ def tasks_enqueue(
     if parent_task is not None and parent_task.organization_id != agent.organization_id:
         raise ValidationError("A task's parent must belong to the same organization.", code="cross_organization")
     tasks = []
+    all_but_input = [field.name for field in AgentTask._meta.fields if field.name != "input"]
     for task_input in inputs:
         task = AgentTask(
             organization_id=agent.organization_id,
@@ -131,11 +136,13 @@ def tasks_enqueue(
         if target is not None:
             task.target = target
         # The foreign keys are instances we were given, and the database checks
-        # the constraints: validating fields avoids one query per relation.
-        task.clean_fields(exclude=["agent", "organization", "created_by", "parent_task", "target_content_type"])
+        # the constraints: validating fields avoids one query per relation. The
+        # tasks differ only in their input: the other fields are validated once.
+        task.clean_fields(exclude=all_but_input if tasks else _RELATIONS)
         tasks.append(task)
-    # Committed here (autocommit), the events' sends are waited for once, not one by one.
-    with sends_in_background():
+    # Committed here (autocommit), the events' sends go out in the background:
+    # the caller (a request, the API) does not wait on Redis for them.
+    with sends_in_background(wait_at_end=False):
         if tasks:
             insert_with_events(tasks)
     return tasks

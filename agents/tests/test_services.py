@@ -307,6 +307,13 @@ def test_bulk_enqueue_writes_every_task_and_event_in_one_statement(agent, django
     assert {event.event_type for event in events} == {"agent.task.queued"}
 
 
+def test_bulk_enqueue_checks_every_input_and_writes_nothing_when_one_is_bad(agent):
+    inputs = [{"n": 0}, {"n": 1}, {"n": {1, 2}}]  # a set is not JSON
+    with pytest.raises(ValidationError, match="input"):
+        services.tasks_enqueue(agent=agent, task_type="echo", title="many", inputs=inputs)
+    assert not AgentTask.objects.filter(agent=agent).exists()
+
+
 def test_completion_writes_task_counters_and_event_in_one_statement(agent, django_capture_on_commit_callbacks):
     services.task_enqueue(agent=agent, task_type="echo", title="t")
     claimed = _claim_one(agent)

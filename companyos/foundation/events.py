@@ -36,6 +36,7 @@ stores nothing and is never replayed.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
 import json
 import logging
@@ -494,7 +495,7 @@ def control_on_commit(*, user_id: uuid.UUID | str, **message: Any) -> None:
 
 
 @contextmanager
-def sends_in_background() -> Iterator[None]:
+def sends_in_background(*, wait_at_end: bool = True) -> Iterator[None]:
     """Within the block, this thread's sends do not wait for the channel layer.
 
     They queue (up to :data:`BACKGROUND_SENDS`; past that the sender waits
@@ -502,17 +503,24 @@ def sends_in_background() -> Iterator[None]:
     units of work (the agent worker) never waits on Redis between them.
     Leaving the block waits until the queue is sent (at most
     ``EVENTS_SEND_TIMEOUT``), so a process that stops after the block has
-    still published.
+    still published. With ``wait_at_end=False`` it does not (a call that
+    returns to its caller, like enqueueing a task): the queue is sent
+    meanwhile, and a process that exits sends what is left first.
     """
     token = _in_background.set(True)
     try:
         yield
     finally:
         _in_background.reset(token)
-        try:
-            _sender.flush()
-        except Exception as exc:  # as for any send: logged, never raised into the caller
-            _failures.report(exc)
+        if wait_at_end:
+            _flush_reporting_failures()
+
+
+def _flush_reporting_failures() -> None:
+    try:
+        _sender.flush()
+    except Exception as exc:  # as for any send: logged, never raised into the caller
+        _failures.report(exc)
 
 
 def _send(group: str, message: dict[str, Any]) -> None:
@@ -560,6 +568,8 @@ class _SenderLoop:
     loop: asyncio.AbstractEventLoop
     background: asyncio.Queue
     room: threading.Semaphore
+    # A forked child (pre-fork servers, test workers) inherits its parent's, without the thread.
+    pid: int
 
 
 class _LayerSender:
@@ -578,17 +588,20 @@ class _LayerSender:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._current: _SenderLoop | None = None
-        self._pid: int | None = None
 
     def _running(self) -> _SenderLoop:
+        current = self._current
+        if current is not None and current.pid == os.getpid():
+            return current  # the common case, once per send: no lock
         with self._lock:
-            # A forked child (pre-fork servers, test workers) needs its own thread.
-            if self._current is None or self._pid != os.getpid():
+            if self._current is None or self._current.pid != os.getpid():
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name="events-sender", daemon=True).start()
-                current = _SenderLoop(loop, asyncio.Queue(), threading.Semaphore(BACKGROUND_SENDS))
+                current = _SenderLoop(loop, asyncio.Queue(), threading.Semaphore(BACKGROUND_SENDS), os.getpid())
                 asyncio.run_coroutine_threadsafe(self._drain(current), loop)
-                self._current, self._pid = current, os.getpid()
+                self._current = current
+                # Exit handlers run while daemon threads still do: the loop sends what is queued.
+                atexit.register(self.flush_at_exit, os.getpid())
             return self._current
 
     def group_send(self, group: str, message: dict[str, Any]) -> None:
@@ -604,6 +617,11 @@ class _LayerSender:
         """Wait until every queued send has been made (or has failed)."""
         self._wait(self._running().background.join())
 
+    def flush_at_exit(self, pid: int) -> None:
+        """:meth:`flush` in the process that started the loop (a forked child inherits the handler)."""
+        if pid == os.getpid():
+            _flush_reporting_failures()
+
     def _wait(self, coroutine) -> None:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._running().loop)
         try:
@@ -617,7 +635,9 @@ class _LayerSender:
         while True:
             group, message = await current.background.get()
             try:
-                await asyncio.wait_for(get_channel_layer().group_send(group, message), settings.EVENTS_SEND_TIMEOUT)
+                # A timeout context, not wait_for(): no task created per send.
+                async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
+                    await get_channel_layer().group_send(group, message)
             except Exception as exc:  # as in _send: logged, and the next one goes out
                 _failures.report(exc)
             finally:

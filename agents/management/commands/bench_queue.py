@@ -242,11 +242,13 @@ class Ours:
         self.tasks().delete()
 
     def fill(self, n: int) -> None:
-        """``n`` echo tasks spread over the agents, queued (with their events) in one transaction."""
+        """``n`` echo tasks queued (with their events) in one transaction, task ``i`` for agent
+        ``i mod agents``: in claim order the agents alternate, as the tasks of several agents
+        do in a shared queue, rather than coming one agent's block at a time."""
         with transaction.atomic():
-            for index, agent in enumerate(self.agents):
-                inputs = [{"n": i} for i in range(index, n, len(self.agents))]
-                services.tasks_enqueue(agent=agent, task_type="echo", title="bench", inputs=inputs)
+            for i in range(n):
+                agent = self.agents[i % len(self.agents)]
+                services.tasks_enqueue(agent=agent, task_type="echo", title="bench", inputs=[{"n": i}])
 
     def done(self, n: int) -> bool:
         return self.tasks().filter(status=AgentTask.Status.COMPLETED).count() >= n
@@ -492,6 +494,9 @@ class Command(BaseCommand):
         )  # fmt: skip
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if settings.DEBUG:
+            # The workers inherit it: every query would be kept and logged, as no deployment does.
+            raise CommandError("bench_queue measures the project as deployed: run it with DEBUG=false.")
         n, repeat = options["tasks"], options["repeat"]
         counts = [int(count) for count in options["workers"].split(",")]
         peers = options["peers"].split(",") if options["peers"] else []

@@ -167,7 +167,8 @@ WRITE_STATEMENTS = ("insert", "update", "delete", "with", "merge")
 # A request with another method changes nothing, so it gets no context (and no user lookup).
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
-_current_context: ContextVar[dict[str, Any] | None] = ContextVar("change_context", default=None)
+# The current context, and its JSON as sent (serialised once per block, not per statement).
+_current_context: ContextVar[tuple[dict[str, Any], str] | None] = ContextVar("change_context", default=None)
 
 
 def _send_context(execute, sql, params, many, context):
@@ -175,7 +176,7 @@ def _send_context(execute, sql, params, many, context):
     text = sql.decode() if isinstance(sql, bytes) else sql
     if not text.lstrip()[:6].lower().startswith(WRITE_STATEMENTS):
         return execute(sql, params, many, context)
-    value = json.dumps(_current_context.get(), cls=DjangoJSONEncoder)
+    _, value = _current_context.get()
     cursor = context["cursor"]
     if many:
         # executemany() prepares its statement, which cannot hold two: the
@@ -199,13 +200,14 @@ def _send_context(execute, sql, params, many, context):
 
 
 @contextmanager
-def change_context(*, source: str = "", user: Any = None, **metadata: Any) -> Iterator[dict[str, Any]]:
+def change_context(*, source: str = "", user: Any = None, **metadata: Any) -> Iterator[None]:
     """Attach source, user and metadata to every write made inside the block.
 
     Nested blocks belong to the outer one (same context id): they replace
     its source and user when they give one, and add to its metadata.
     """
-    outer = _current_context.get()
+    outer_context = _current_context.get()
+    outer = None if outer_context is None else outer_context[0]
     if outer is None:
         current = {"id": uuid.uuid4(), "source": source, "user": user, "metadata": metadata}
     else:
@@ -215,13 +217,13 @@ def change_context(*, source: str = "", user: Any = None, **metadata: Any) -> It
             "user": user or outer["user"],
             "metadata": {**outer["metadata"], **metadata},
         }
-    token = _current_context.set(current)
+    token = _current_context.set((current, json.dumps(current, cls=DjangoJSONEncoder)))
     try:
         if outer is None:
             with connection.execute_wrapper(_send_context):
-                yield current
+                yield
         else:
-            yield current
+            yield
     finally:
         _current_context.reset(token)
         if outer is None:

@@ -2,11 +2,14 @@
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
@@ -20,6 +23,7 @@ from companyos.foundation.events import (
     publish_state_change,
 )
 from companyos.foundation.models import BaseModel
+from companyos.foundation.tests.support import child_env
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
@@ -161,3 +165,35 @@ def test_sends_in_background_do_not_wait_and_go_out_in_order_by_the_end_of_the_b
 
     events.control_on_commit(user_id=user_id, n=20)  # outside the block, the caller waits for its send
     assert _SlowLayer.sent[-1] == 20
+
+
+# A child process: twenty sends of 10 ms each queued without waiting, then it exits at once.
+_EXIT_SENDS = """
+import asyncio, sys, time, uuid
+import django
+django.setup()
+from companyos.foundation import events
+
+class FileLayer:
+    async def group_send(self, group, message):
+        await asyncio.sleep(0.01)
+        with open(sys.argv[1], "a") as sent:
+            sent.write(f"{message['n']}\\n")
+
+events.get_channel_layer = FileLayer
+started = time.monotonic()
+with events.sends_in_background(wait_at_end=False):
+    for n in range(20):
+        events.control_on_commit(user_id=uuid.uuid4(), n=n)
+print(time.monotonic() - started)
+"""
+
+
+def test_sends_not_waited_for_still_go_out_when_the_process_exits(tmp_path):
+    sent = tmp_path / "sent"
+    child = subprocess.run(
+        [sys.executable, "-c", _EXIT_SENDS, str(sent)], env=child_env(), cwd=settings.BASE_DIR,
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert float(child.stdout) < 0.1, "leaving the block waited for the sends"
+    assert sent.read_text().split() == [str(n) for n in range(20)]
