@@ -89,8 +89,15 @@ def task_enqueue(
     return task
 
 
-# The relations a new task is given as instances (see tasks_enqueue).
-_RELATIONS = ["agent", "organization", "created_by", "parent_task", "target_content_type"]
+# The fields of a new task that come from the caller, validated as a form would. The
+# rest is set by tasks_enqueue (the relations as instances it was given, the status)
+# or by default, and the database's constraints check them: no query per relation.
+_GIVEN_FIELDS = {
+    "task_type", "title", "input", "priority", "requires_approval", "scheduled_for", "max_attempts", "metadata",
+    "target_object_id",
+}  # fmt: skip
+_NOT_GIVEN = [field.name for field in AgentTask._meta.fields if field.name not in _GIVEN_FIELDS]
+_ALL_BUT_INPUT = [field.name for field in AgentTask._meta.fields if field.name != "input"]
 
 
 def tasks_enqueue(
@@ -116,7 +123,6 @@ def tasks_enqueue(
     if parent_task is not None and parent_task.organization_id != agent.organization_id:
         raise ValidationError("A task's parent must belong to the same organization.", code="cross_organization")
     tasks = []
-    all_but_input = [field.name for field in AgentTask._meta.fields if field.name != "input"]
     for task_input in inputs:
         task = AgentTask(
             organization_id=agent.organization_id,
@@ -135,10 +141,8 @@ def tasks_enqueue(
         )
         if target is not None:
             task.target = target
-        # The foreign keys are instances we were given, and the database checks
-        # the constraints: validating fields avoids one query per relation. The
-        # tasks differ only in their input: the other fields are validated once.
-        task.clean_fields(exclude=all_but_input if tasks else _RELATIONS)
+        # The tasks differ only in their input: the other given fields are validated once.
+        task.clean_fields(exclude=_ALL_BUT_INPUT if tasks else _NOT_GIVEN)
         tasks.append(task)
     # Committed here (autocommit), the events' sends go out in the background:
     # the caller (a request, the API) does not wait on Redis for them.
