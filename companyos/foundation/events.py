@@ -278,7 +278,8 @@ class Outbox:
 
     def __init__(self) -> None:
         self._rows: list[str] = []
-        self._sends: list[tuple[str, dict[str, Any]]] = []
+        # (group, envelope, data JSON): the channel-layer messages are built once the rows are written.
+        self._sends: list[tuple[str, dict[str, Any], str]] = []
 
     def add_state_change(
         self, instance: models.Model, *, previous: str | None, by_user: uuid.UUID | str | None = None
@@ -332,7 +333,7 @@ class Outbox:
                 "occurred_at": now,
                 "subject": {"type": row["subject_type"], "id": subject_id},
             }
-            self._sends.append((group, _deliver_message(envelope, data_json)))
+            self._sends.append((group, envelope, data_json))
 
     def insert_sql(self, *, placeholder: str = "%s", only_if_rows_in: str | None = None) -> tuple[str, str]:
         """The INSERT of the rows, and the value for its one ``placeholder``.
@@ -361,8 +362,8 @@ class Outbox:
 
     def send_on_commit(self) -> None:
         """Send each event to its group once the transaction that wrote the rows commits."""
-        for group, message in self._sends:
-            transaction.on_commit(partial(_send, group, message))
+        for group, envelope, data_json in self._sends:
+            transaction.on_commit(partial(_send, group, _deliver_message(envelope, data_json)))
 
 
 _COMPACT = (",", ":")
