@@ -18,6 +18,7 @@ New work wakes idle workers through LISTEN/NOTIFY: a trigger (migration
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 import uuid
@@ -63,12 +64,18 @@ def claim_sql(*, agent_ids: Sequence[uuid.UUID] = (), task_types: Sequence[str] 
     One agent uses ``agent_id = …`` so ``task_claim_agent_idx`` returns rows
     already in claim order; several use ``= ANY(…)``.
     """
+    return _claim_sql(agents=min(len(agent_ids), 2), by_type=bool(task_types))
+
+
+@functools.cache
+def _claim_sql(*, agents: int, by_type: bool) -> str:
+    """:func:`claim_sql` for no agent filter (0), one agent (1) or several (2): built once per shape."""
     filters = []
-    if len(agent_ids) == 1:
+    if agents == 1:
         filters.append("AND agent_id = %(agent_id)s")
-    elif agent_ids:
+    elif agents:
         filters.append("AND agent_id = ANY(%(agent_ids)s)")
-    if task_types:
+    if by_type:
         filters.append("AND task_type = ANY(%(task_types)s)")
     return f"""
         UPDATE {_TABLE} AS task

@@ -1,9 +1,11 @@
 """The agent worker: claims due tasks and runs their handlers.
 
 One process runs ``concurrency`` runner threads (each with its own database
-connection) and, in the main thread, the supervisor: it LISTENs for new
-tasks and wakes idle runners, renews the leases of the tasks in hand and
-returns expired leases of dead workers to the queue.
+connection) and, in the main thread, the supervisor: it renews the leases of
+the tasks in hand, returns expired leases of dead workers to the queue, and
+wakes the runners at every poll. New tasks are announced by NOTIFY: the first
+runner to go idle waits on the LISTEN connection itself, so a notification
+starts its claim at once, and it wakes the other idle runners.
 
 Stopping (SIGTERM/SIGINT, or :meth:`Worker.stop`) lets each runner finish
 the task it is running, hands back the claimed tasks it has not started,
@@ -38,8 +40,9 @@ from companyos.foundation.events import sends_in_background
 
 logger = logging.getLogger("agents.worker")
 
-# How long the supervisor blocks at a time, so it notices a stop request quickly.
-SUPERVISOR_SLICE_SECONDS = 0.5
+# How long the supervisor, or a runner waiting for a NOTIFY, blocks at a time:
+# a stop request or a poll is seen within it.
+WAIT_SLICE_SECONDS = 0.5
 
 
 def _describe_outcome(task: AgentTask) -> str:
@@ -79,6 +82,9 @@ class Worker:
         self._wakeups = [threading.Event() for _ in range(self.concurrency)]
         self._in_hand: set[uuid.UUID] = set()
         self._lock = threading.Lock()
+        # Held by the idle runner that waits on the LISTEN connection.
+        self._listening = threading.Lock()
+        self._listener: TaskListener | None = None
 
     def stop(self) -> None:
         """Finish the running tasks, hand back the others, and return from :meth:`run`."""
@@ -92,7 +98,7 @@ class Worker:
             self.worker_id, self.concurrency, self.burst,
             ",".join(map(str, self.agent_ids)) or "all", ",".join(self.task_types) or "all",
         )
-        listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
+        self._listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
             # History records each runner's changes as the worker's; the live
             # sends of a task's events go out while the next task runs (the
@@ -108,30 +114,26 @@ class Worker:
             self._maintain()
             for runner in runners:
                 runner.start()
-            self._supervise(runners, listener)
+            self._supervise(runners)
         finally:
             self.stop()
             for runner in runners:
                 if runner.is_alive():
                     runner.join()
-            if listener is not None:
-                listener.close()
+            if self._listener is not None:
+                self._listener.close()
             connection.close()
         logger.info("worker %s stopped after %d tasks", self.worker_id, self.processed)
         return self.processed
 
-    def _supervise(self, runners: list[threading.Thread], listener: TaskListener | None) -> None:
-        """Wake runners on NOTIFY (and at every poll), renew leases and reap
-        expired ones, until the runners are done. Waits in short slices so a
-        stop request is seen at once."""
+    def _supervise(self, runners: list[threading.Thread]) -> None:
+        """Renew leases and reap expired ones, and wake the runners at every
+        poll, until the runners are done. Waits in short slices."""
         maintenance_every = max(min(self.lease_seconds / 3, 30.0), 0.5)
         next_maintenance = time.monotonic() + maintenance_every
         next_poll = time.monotonic() + self.poll_seconds
         while alive := [runner for runner in runners if runner.is_alive()]:
-            if listener is None or self._stopping.is_set():
-                alive[0].join(SUPERVISOR_SLICE_SECONDS)
-            elif self._listen(listener):
-                self._wake_all()
+            alive[0].join(WAIT_SLICE_SECONDS)
             now = time.monotonic()
             if now >= next_maintenance:
                 self._maintain()
@@ -141,11 +143,26 @@ class Worker:
                 self._wake_all()
                 next_poll = now + self.poll_seconds
 
+    def _idle(self, wakeup: threading.Event) -> None:
+        """Wait until there may be work: on the LISTEN connection if no other
+        runner is waiting there (then a NOTIFY wakes the other runners too),
+        otherwise for a wake-up. Polls and stop requests set ``wakeup``."""
+        if self._listener is None or not self._listening.acquire(blocking=False):
+            wakeup.wait()
+            return
+        try:
+            while not wakeup.is_set():
+                if self._listen(self._listener):
+                    self._wake_all()
+                    return
+        finally:
+            self._listening.release()
+
     def _listen(self, listener: TaskListener) -> bool:
         """Wait a slice for a NOTIFY; a lost connection is logged and reopened
         (meanwhile the poll keeps the runners going)."""
         try:
-            return listener.wait(SUPERVISOR_SLICE_SECONDS)
+            return listener.wait(WAIT_SLICE_SECONDS)
         except psycopg.Error:  # the listener's own connection, outside Django's error wrapping
             logger.exception("worker %s lost its LISTEN connection; reconnecting", self.worker_id)
             self._stopping.wait(self.poll_seconds)
@@ -188,7 +205,7 @@ class Worker:
                 if not tasks:
                     if self.burst:
                         return
-                    wakeup.wait()
+                    self._idle(wakeup)
                     continue
                 for position, task in enumerate(tasks):
                     if self._stopping.is_set():

@@ -117,3 +117,18 @@ def test_an_idle_worker_starts_a_new_task_at_once(agent, spawn_worker):
     assert (task.started_at - task.created_at).total_seconds() < 1
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
+
+
+def test_while_one_runner_works_another_starts_a_new_task_at_once(agent, spawn_worker):
+    """The idle runner waits on LISTEN itself; with a 60 s poll, only that explains a start within a second."""
+    worker = spawn_worker("--poll-seconds", "60", "--concurrency", "2")
+    long = services.task_enqueue(agent=agent, task_type="sleep", title="long", input={"seconds": 5})
+    wait_for(lambda: AgentTask.objects.filter(pk=long.pk, status=Status.RUNNING).exists(), timeout=30)
+    time.sleep(0.5)  # the other runner is idle again, waiting on LISTEN
+
+    task = services.task_enqueue(agent=agent, task_type="echo", title="now")
+    task = wait_for(lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), timeout=5)
+    assert (task.started_at - task.created_at).total_seconds() < 1
+    assert AgentTask.objects.get(pk=long.pk).status == Status.RUNNING
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
