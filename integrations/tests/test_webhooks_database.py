@@ -22,9 +22,12 @@ async def use_a_connection():
         return connection
 
 
-def test_connections_reach_djangos_primary_and_prepare_statements_when_no_pooler_is_in_between():
+def test_connections_reach_djangos_primary_and_prepare_statements_when_no_pooler_is_in_between(monkeypatch):
     asyncio.run(use_a_connection())
 
+    # No DATABASE_DIRECT_URL: DATABASE_URL reaches the primary itself (this
+    # suite also runs through the topology's PgBouncer, where it is set).
+    monkeypatch.delitem(settings.DATABASES, DIRECT_ALIAS, raising=False)
     pool = database._new_pool()
     assert "prepare_threshold" not in pool.kwargs, "psycopg's default: prepared after a few uses"
     assert pool.max_size == connections["default"].settings_dict["OPTIONS"]["pool"]["max_size"]
