@@ -349,10 +349,7 @@ class Procrastinate:
         bench_noop.batch_defer(*({} for _ in range(n)))
 
     def starts(self, enqueued: list[int]) -> list[datetime | None]:
-        with connection.cursor() as cursor:
-            cursor.execute(JOB_STARTS, [enqueued])
-            started = dict(cursor.fetchall())
-        return [started.get(job) for job in enqueued]
+        return job_starts(JOB_STARTS, enqueued)
 
     def drain_once(self) -> None:
         # Procrastinate's own command: the project's run_worker has no "until empty".
@@ -418,14 +415,19 @@ class PgQueuer:
         self.loop.run_until_complete(self.queries.enqueue([PGQUEUER_ENTRYPOINT] * n, [None] * n, [0] * n))
 
     def starts(self, enqueued: list[int]) -> list[datetime | None]:
-        with connection.cursor() as cursor:
-            cursor.execute(PGQUEUER_STARTS, [enqueued])
-            started = dict(cursor.fetchall())
-        return [started.get(job) for job in enqueued]
+        return job_starts(PGQUEUER_STARTS, enqueued)
 
     def drain_once(self) -> None:
         with forked(pgqueuer_worker, (conninfo(), self.batch_size, True), 1) as (child,):
             child.join()
+
+
+def job_starts(sql: str, enqueued: list[int]) -> list[datetime | None]:
+    """When each of the peer's jobs ``enqueued`` started (None: not yet), by ``sql`` (job id, start)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [enqueued])
+        started = dict(cursor.fetchall())
+    return [started.get(job) for job in enqueued]
 
 
 def _all_started(queue, enqueued: list) -> list[datetime]:

@@ -59,6 +59,17 @@ def bearer(raw: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {raw}".encode())]
 
 
+async def subscribed(token: str, topics: list[str], count: int) -> list[WebsocketCommunicator]:
+    """``count`` connections of ``token``, each subscribed to ``topics`` of acme."""
+    connections = []
+    for _ in range(count):
+        ws = connect(headers=bearer(token))
+        await ws.connect()
+        await send(ws, {"action": "subscribe", "organization": "acme", "topics": topics})
+        connections.append(ws)
+    return connections
+
+
 async def send(ws: WebsocketCommunicator, frame: dict[str, Any]) -> dict[str, Any]:
     await ws.send_json_to(frame)
     return await ws.receive_json_from(timeout=5)
@@ -416,12 +427,7 @@ def test_a_process_joins_each_group_once_for_its_connections_and_leaves_it_with_
         return True
 
     async def scenario():
-        connections = []
-        for _ in range(5):
-            ws = connect(headers=bearer(alice["token"]))
-            await ws.connect()
-            await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["deployment"]})
-            connections.append(ws)
+        connections = await subscribed(alice["token"], ["deployment"], 5)
         feed = current_feed()
         assert set(feed.relays) == {(str(acme.pk), "deployment")}
         assert redis_client.pubsub_numsub(group)[0][1] == 1
@@ -740,12 +746,7 @@ def test_connections_of_one_organization_share_one_read_per_interval(alice, sett
     settings.EVENTS_POSITION_SECONDS = 0.2
 
     async def scenario():
-        connections = []
-        for _ in range(20):
-            ws = connect(headers=bearer(alice["token"]))
-            await ws.connect()
-            await send(ws, {"action": "subscribe", "organization": "acme", "topics": ["*"]})
-            connections.append(ws)
+        connections = await subscribed(alice["token"], ["*"], 20)
         feed = current_feed()
         before = feed.reads
         await asyncio.sleep(1.0)
