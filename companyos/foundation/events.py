@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import datetime as dt
+import decimal
 import json
 import logging
 import os
@@ -58,8 +59,8 @@ from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, models, router, transaction
 from django.db.models import Q
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from companyos.foundation import declarations
 from companyos.foundation.db.router import current_replica_reads
@@ -230,20 +231,52 @@ def insert_with_events(instances: Sequence[models.Model]) -> None:
     model = type(instances[0])
     declaration = _declaration_required(model)
     using = router.db_for_write(model)
-    query = InsertQuery(model)
-    # Compiling runs each field's pre_save (auto_now), as a save does.
-    query.insert_values([field for field in model._meta.local_concrete_fields if not field.generated], instances)
-    [(insert_sql, insert_params)] = query.get_compiler(using=using).as_sql()
+    insert_sql, rows = _insert_rows_sql(model, instances, connections[using])
     outbox = Outbox()
     for instance in instances:
         outbox.add(declaration, instance, created=True, previous=None, changed=(), by_user=None)
     events_sql, events = outbox.insert_sql()
     with connections[using].cursor() as cursor:
-        cursor.execute(f"WITH inserted AS ({insert_sql}) {events_sql}", (*insert_params, events))
+        cursor.execute(f"WITH inserted AS ({insert_sql}) {events_sql}", (rows, events))
     for instance in instances:
         instance._state.adding, instance._state.db = False, using
         instance.remember_tracked()
     outbox.send_on_commit()
+
+
+def _insert_rows_sql(model: type[models.Model], instances: Sequence[models.Model], connection) -> tuple[str, str]:
+    """The INSERT of ``instances`` and the value of its one placeholder: the rows as a JSON array.
+
+    The rows travel as one parameter, as the event rows do: one value for the
+    driver to quote however many rows there are, where a compiled INSERT binds
+    an array per column. Each value is the one a save would write: the field's
+    ``pre_save`` (``auto_now``), then its ``get_db_prep_save``.
+    """
+    fields = [field for field in model._meta.local_concrete_fields if not field.generated]
+    rows = [{field.column: _prepared(field, instance, connection) for field in fields} for instance in instances]
+    table = connection.ops.quote_name(model._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    # Only the model's table and column names are interpolated.
+    sql = f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+    sql += f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
+    return sql, json.dumps(rows, default=_row_value_json, separators=_COMPACT)
+
+
+def _prepared(field: models.Field, instance: models.Model, connection) -> Any:
+    value = field.get_db_prep_save(field.pre_save(instance, True), connection)
+    if isinstance(value, Jsonb):
+        # A JSONField's value, wrapped with its encoder's dumps: nested as JSON in the row.
+        return value.obj if value.dumps is json.dumps else json.loads(value.dumps(value.obj))
+    return value
+
+
+def _row_value_json(value: Any) -> Any:
+    """A column value JSON has no type for, as text PostgreSQL reads back into the column's type."""
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()  # microseconds kept, unlike DjangoJSONEncoder's
+    raise TypeError(f"insert_with_events cannot send a {type(value).__name__} column value as JSON: {value!r}")
 
 
 def publish_saved(sender, instance: models.Model, created: bool, raw: bool, update_fields=None, **kwargs) -> None:

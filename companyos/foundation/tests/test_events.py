@@ -1,15 +1,19 @@
 """A model's events are declared on the model alone: the platform's dispatcher does the rest."""
 
 import asyncio
+import datetime as dt
 import json
 import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext, isolate_apps
 
@@ -139,6 +143,69 @@ def test_several_changes_insert_their_events_in_one_statement(widget_model, orga
     assert [row.subject_id for row in rows] == [widget.pk for widget in widgets]
     assert widget_model.objects.filter(pk__in=[widget.pk for widget in widgets]).count() == 3
     assert not widgets[0]._state.adding
+
+
+@pytest.fixture
+def gauge_model(db):
+    """A declared model with the column types ``insert_with_events`` sends as JSON text."""
+    with isolate_apps("companyos.foundation"):
+
+        class Gauge(TrackedFieldsMixin, BaseModel):
+            state_events = StateEvents(
+                topic="gauge",
+                category="core",
+                state_field="state",
+                states={},
+                created="gauge.created",
+                snapshot=("id", "state"),
+                source="user",
+            )
+            organization_id = models.UUIDField()
+            state = models.CharField(max_length=10, default="new")
+            reading = models.DecimalField(max_digits=12, decimal_places=6)
+            calibrated_on = models.DateField()
+            settings = models.JSONField(encoder=DjangoJSONEncoder)
+            note = models.JSONField(null=True)
+            labels = ArrayField(models.CharField(max_length=20), default=list)
+            checksum = models.BinaryField(null=True)
+
+            class Meta:
+                app_label = "foundation"
+
+        with connection.schema_editor() as editor:
+            editor.create_model(Gauge)
+        yield Gauge
+
+
+def test_inserted_rows_hold_what_a_save_writes(gauge_model, organization_id):
+    """The rows travel as JSON text: every column type must come back as the value a save stores."""
+    values = {
+        "organization_id": organization_id,
+        "reading": Decimal("3.141593"),
+        "calibrated_on": dt.date(2026, 2, 28),
+        "settings": {"at": dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC), "scale": [1, 2.5, None]},
+        "note": "a JSON string, not an object",
+        "labels": ["north", 'it\'s "quoted"'],
+    }
+    inserted, saved = gauge_model(**values), gauge_model(**values)
+    insert_with_events([inserted])
+    saved.save()
+    columns = [field.attname for field in gauge_model._meta.concrete_fields if field.attname != "id"]
+    rows = gauge_model.objects.filter(pk__in=[inserted.pk, saved.pk]).values("pk", *columns)
+    by_pk = {row.pop("pk"): row for row in rows}
+    # The saved twin has its own timestamps; the inserted row's are its instance's, to the microsecond.
+    timestamps = {"created_at": inserted.created_at, "updated_at": inserted.updated_at}
+    assert by_pk[inserted.pk] == {**by_pk[saved.pk], **timestamps}
+
+
+def test_a_value_json_cannot_carry_is_refused_and_nothing_is_written(gauge_model, organization_id):
+    gauge = gauge_model(
+        organization_id=organization_id, reading=1, calibrated_on=dt.date(2026, 1, 1), settings={}, checksum=b"\x00"
+    )
+    with pytest.raises(TypeError, match="cannot send a Binary column value as JSON"):
+        insert_with_events([gauge])
+    assert not gauge_model.objects.exists()
+    assert not get_event_model().objects.filter(subject_id=gauge.pk).exists()
 
 
 class _SlowLayer:
