@@ -50,7 +50,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from channels.layers import get_channel_layer
@@ -252,14 +252,21 @@ def _insert_rows_sql(model: type[models.Model], instances: Sequence[models.Model
     an array per column. Each value is the one a save would write: the field's
     ``pre_save`` (``auto_now``), then its ``get_db_prep_save``.
     """
-    fields = [field for field in model._meta.local_concrete_fields if not field.generated]
+    sql, fields = _insert_rows_statement(model, connection.alias)
     rows = [{field.column: _prepared(field, instance, connection) for field in fields} for instance in instances]
-    table = connection.ops.quote_name(model._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    return sql, json.dumps(rows, default=_row_value_json, separators=_COMPACT)
+
+
+@cache
+def _insert_rows_statement(model: type[models.Model], using: str) -> tuple[str, list[models.Field]]:
+    """:func:`_insert_rows_sql`'s statement and the fields it writes, built once per model."""
+    fields = [field for field in model._meta.local_concrete_fields if not field.generated]
+    quote = connections[using].ops.quote_name
+    table = quote(model._meta.db_table)
+    columns = ", ".join(quote(field.column) for field in fields)
     # Only the model's table and column names are interpolated.
     sql = f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-    sql += f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"
-    return sql, json.dumps(rows, default=_row_value_json, separators=_COMPACT)
+    return sql + f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)", fields
 
 
 def _prepared(field: models.Field, instance: models.Model, connection) -> Any:
