@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -31,32 +32,38 @@ from companyos.foundation.tests.support import child_env
 from companyos.foundation.tracking import TrackedFieldsMixin
 
 
-@pytest.fixture
-def widget_model(db):
+@contextmanager
+def declared_model(model_name: str, state_events: StateEvents, /, **fields: models.Field):
     """A model no app knows, with its table: only its declaration says it has events."""
     with isolate_apps("companyos.foundation"):
-
-        class Widget(TrackedFieldsMixin, BaseModel):
-            state_events = StateEvents(
-                topic="widget",
-                category="core",  # the event model's own check allows only its categories and sources
-                state_field="state",
-                created="widget.created",
-                states={"done": "widget.done"},
-                snapshot=("id", "name", "state"),
-                source="user",
-                extra_data=lambda widget: {"shouted": widget.name.upper()},
-            )
-            organization_id = models.UUIDField()
-            name = models.CharField(max_length=50)
-            state = models.CharField(max_length=10, default="new")
-
-            class Meta:
-                app_label = "foundation"
-
+        meta = type("Meta", (), {"app_label": "foundation"})
+        namespace = {"__module__": __name__, "Meta": meta, "state_events": state_events, **fields}
+        model = type(model_name, (TrackedFieldsMixin, BaseModel), namespace)
         with connection.schema_editor() as editor:
-            editor.create_model(Widget)
-        yield Widget
+            editor.create_model(model)
+        yield model
+
+
+@pytest.fixture
+def widget_model(db):
+    declaration = StateEvents(
+        topic="widget",
+        category="core",  # the event model's own check allows only its categories and sources
+        state_field="state",
+        created="widget.created",
+        states={"done": "widget.done"},
+        snapshot=("id", "name", "state"),
+        source="user",
+        extra_data=lambda widget: {"shouted": widget.name.upper()},
+    )
+    with declared_model(
+        "Widget",
+        declaration,
+        organization_id=models.UUIDField(),
+        name=models.CharField(max_length=50),
+        state=models.CharField(max_length=10, default="new"),
+    ) as widget:
+        yield widget
 
 
 @pytest.fixture
@@ -148,33 +155,23 @@ def test_several_changes_insert_their_events_in_one_statement(widget_model, orga
 @pytest.fixture
 def gauge_model(db):
     """A declared model with the column types ``insert_with_events`` sends as JSON text."""
-    with isolate_apps("companyos.foundation"):
-
-        class Gauge(TrackedFieldsMixin, BaseModel):
-            state_events = StateEvents(
-                topic="gauge",
-                category="core",
-                state_field="state",
-                states={},
-                created="gauge.created",
-                snapshot=("id", "state"),
-                source="user",
-            )
-            organization_id = models.UUIDField()
-            state = models.CharField(max_length=10, default="new")
-            reading = models.DecimalField(max_digits=12, decimal_places=6)
-            calibrated_on = models.DateField()
-            settings = models.JSONField(encoder=DjangoJSONEncoder)
-            note = models.JSONField(null=True)
-            labels = ArrayField(models.CharField(max_length=20), default=list)
-            checksum = models.BinaryField(null=True)
-
-            class Meta:
-                app_label = "foundation"
-
-        with connection.schema_editor() as editor:
-            editor.create_model(Gauge)
-        yield Gauge
+    declaration = StateEvents(
+        topic="gauge", category="core", state_field="state", states={}, created="gauge.created",
+        snapshot=("id", "state"), source="user",
+    )  # fmt: skip
+    with declared_model(
+        "Gauge",
+        declaration,
+        organization_id=models.UUIDField(),
+        state=models.CharField(max_length=10, default="new"),
+        reading=models.DecimalField(max_digits=12, decimal_places=6),
+        calibrated_on=models.DateField(),
+        settings=models.JSONField(encoder=DjangoJSONEncoder),
+        note=models.JSONField(null=True),
+        labels=ArrayField(models.CharField(max_length=20), default=list),
+        checksum=models.BinaryField(null=True),
+    ) as gauge:
+        yield gauge
 
 
 def test_inserted_rows_hold_what_a_save_writes(gauge_model, organization_id):
