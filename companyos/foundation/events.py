@@ -258,15 +258,18 @@ def _insert_rows_sql(model: type[models.Model], instances: Sequence[models.Model
 
 
 @cache
-def _insert_rows_statement(model: type[models.Model], using: str) -> tuple[str, list[models.Field]]:
-    """:func:`_insert_rows_sql`'s statement and the fields it writes, built once per model."""
+def _insert_rows_statement(
+    model: type[models.Model], using: str, placeholder: str = "%s"
+) -> tuple[str, list[models.Field]]:
+    """The INSERT of ``model``'s rows from a JSON array in ``placeholder``, and the fields it writes:
+    built once per model (new rows in :func:`_insert_rows_sql`, event rows in an :class:`Outbox`)."""
     fields = [field for field in model._meta.local_concrete_fields if not field.generated]
     quote = connections[using].ops.quote_name
     table = quote(model._meta.db_table)
     columns = ", ".join(quote(field.column) for field in fields)
     # Only the model's table and column names are interpolated.
     sql = f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-    return sql + f"FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)", fields
+    return sql + f"FROM jsonb_populate_recordset(NULL::{table}, {placeholder}::jsonb)", fields
 
 
 def _prepared(field: models.Field, instance: models.Model, connection) -> Any:
@@ -382,11 +385,7 @@ class Outbox:
         inserted only if it returned a row (the change happened).
         """
         model = get_event_model()
-        table = model._meta.db_table
-        columns = ", ".join(field.column for field in model._meta.concrete_fields)
-        # Only the model's table and column names are interpolated.
-        sql = f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-        sql += f"FROM jsonb_populate_recordset(NULL::{table}, {placeholder}::jsonb)"
+        sql, _ = _insert_rows_statement(model, router.db_for_write(model), placeholder)
         if only_if_rows_in:
             sql += f" WHERE EXISTS (SELECT FROM {only_if_rows_in})"
         return sql, f"[{','.join(self._rows)}]"
