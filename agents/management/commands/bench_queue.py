@@ -3,7 +3,9 @@
 Measures, in one run, with the same task count on the same PostgreSQL:
 
 * tasks/s run by 1, 2 and 4 worker processes of each queue, idle first and
-  woken by the enqueue's NOTIFY (medians of ``--repeat`` runs):
+  woken by the enqueue's NOTIFY (medians of ``--repeat`` runs; every queue's
+  workers wait side by side and the queues take turns, so a slower spell of
+  the machine falls on all of them):
 
   - ours: ``run_agent_worker`` (state machine, ``started`` and ``completed``
     event rows, history rows, live sends, the agent's counters);
@@ -40,7 +42,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -507,23 +509,29 @@ class Command(BaseCommand):
         # Procrastinate logs a line per defer call: the latency samples would bury the table.
         logging.getLogger("procrastinate").setLevel(logging.WARNING)
         self.organization = Organization.objects.create(name="Queue benchmark", slug=f"bench-{uuid.uuid4().hex[:8]}")
+
         # Each completion updates its agent's counters in the same transaction,
         # so one agent's row serialises its completions: spread the tasks.
-        agents = [
-            Agent.objects.create(
-                organization=self.organization, name=f"Bench echo {index}", slug=f"bench-echo-{index}",
-                agent_type=Agent.AgentType.ANALYST, model="none",
-            )  # fmt: skip
-            for index in range(options["agents"])
-        ]
-        ours = Ours(agents, options["batch_size"])
+        def bench_agents(role: str) -> list[Agent]:
+            return [
+                Agent.objects.create(
+                    organization=self.organization,
+                    name=f"Bench {role} {index}",
+                    slug=f"bench-{role}-{index}",
+                    agent_type=Agent.AgentType.ANALYST,
+                    model="none",
+                )  # fmt: skip
+                for index in range(options["agents"])
+            ]
+
+        ours = Ours(bench_agents("echo"), options["batch_size"])
         queues = [ours]
         for peer in peers:
             queues.append(
                 {
                     "procrastinate": Procrastinate,
                     "pgqueuer": lambda: PgQueuer(options["batch_size"]),
-                    "raw": lambda: Raw(agents, options["batch_size"]),
+                    "raw": lambda: Raw(bench_agents("raw"), options["batch_size"]),
                 }[peer]()
             )
         try:
@@ -532,7 +540,8 @@ class Command(BaseCommand):
                 f"(ours, PgQueuer); ours keeps every event row, history row and live send"
             )
             self._throughput(queues, counts, n, repeat)
-            self._latency([queue for queue in queues if not isinstance(queue, Raw)], options["latency_samples"], n)
+            timed = [queue for queue in queues if not isinstance(queue, Raw)]
+            self._latency(timed, options["latency_samples"], n, repeat)
             self._per_task(queues, n)
         finally:
             for queue in queues:
@@ -550,15 +559,19 @@ class Command(BaseCommand):
         )  # fmt: skip
         rates: dict[str, dict[int, float]] = {name: {} for name in names}
         for count in counts:
-            wrong = 0
-            for queue in queues:
-                runs = []
-                with queue.workers(count):
-                    for _ in range(repeat):
+            runs: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
+            # Every queue's workers wait side by side, and the queues take turns, one
+            # run each per round: a machine that slows down for a while slows them alike.
+            with ExitStack() as stack:
+                for queue in queues:
+                    stack.enter_context(queue.workers(count))
+                for _ in range(repeat):
+                    for queue in queues:
                         fresh_start(queue)
-                        runs.append(queue.run(n))
-                rates[queue.name][count] = statistics.median(rate for rate, _ in runs)
-                wrong += sum(not_once for _, not_once in runs)
+                        runs[queue.name].append(queue.run(n))
+            for name in names:
+                rates[name][count] = statistics.median(rate for rate, _ in runs[name])
+            wrong = sum(not_once for name in names for _, not_once in runs[name])
             ours = rates["ours"][count]
             self.stdout.write(
                 f"{count:>7} " + " ".join(f"{rates[name][count]:>13.0f}" for name in names) + " "
@@ -567,29 +580,44 @@ class Command(BaseCommand):
         if 1 in counts and 2 in counts:
             self.stdout.write(f"scaling, ours: 2 workers / 1 worker = {rates['ours'][2] / rates['ours'][1]:.2f}")
 
-    def _latency(self, queues: list, samples: int, n: int) -> None:
-        """Enqueue→start with one idle worker, the enqueue call one at a time, and in bulk (ms)."""
-        for queue in queues:
-            fresh_start(queue)
-            enqueued, before, calls = [], [], []
-            with queue.workers(1):
-                for index in range(samples):
-                    before.append(timezone.now())
+    def _latency(self, queues: list, samples: int, n: int, repeat: int) -> None:
+        """Enqueue→start with one idle worker, the enqueue call one at a time, and in bulk (ms).
+
+        The queues take turns here too: one sample of each per round, with
+        every queue's idle worker waiting; then ``repeat`` rounds of the bulk
+        call, with no worker running.
+        """
+        before: dict[str, list[datetime]] = {queue.name: [] for queue in queues}
+        enqueued: dict[str, list[Any]] = {queue.name: [] for queue in queues}
+        calls: dict[str, list[float]] = {queue.name: [] for queue in queues}
+        with ExitStack() as stack:
+            for queue in queues:
+                fresh_start(queue)
+                stack.enter_context(queue.workers(1))
+            for index in range(samples):
+                for queue in queues:
+                    before[queue.name].append(timezone.now())
                     started = time.perf_counter()
-                    enqueued.append(queue.enqueue_one(index))
-                    calls.append((time.perf_counter() - started) * 1000)
-                    time.sleep(0.05)  # the worker is idle again before the next one
-                starts = _all_started(queue, enqueued)
-                to_start = [(start - at).total_seconds() * 1000 for at, start in zip(before, starts, strict=True)]
-            fresh_start(queue)
-            started = time.perf_counter()
-            queue.enqueue_many(n)
-            bulk = (time.perf_counter() - started) * 1000
-            queue.clear()
+                    enqueued[queue.name].append(queue.enqueue_one(index))
+                    calls[queue.name].append((time.perf_counter() - started) * 1000)
+                    time.sleep(0.05)  # the workers are idle again before the next one
+            starts = {queue.name: _all_started(queue, enqueued[queue.name]) for queue in queues}
+        bulk: dict[str, list[float]] = {queue.name: [] for queue in queues}
+        for _ in range(repeat):
+            for queue in queues:
+                fresh_start(queue)
+                started = time.perf_counter()
+                queue.enqueue_many(n)
+                bulk[queue.name].append((time.perf_counter() - started) * 1000)
+                queue.clear()
+        for queue in queues:
+            pairs = zip(before[queue.name], starts[queue.name], strict=True)
+            to_start = [(start - at).total_seconds() * 1000 for at, start in pairs]
             self.stdout.write(
                 f"{queue.name}: enqueue→start p50 {statistics.median(to_start):.1f} ms, "
                 f"p90 {statistics.quantiles(to_start, n=10)[-1]:.1f} ms ({samples} samples, idle worker); "
-                f"one enqueue call p50 {statistics.median(calls):.2f} ms; {n} in one call {bulk:.0f} ms"
+                f"one enqueue call p50 {statistics.median(calls[queue.name]):.2f} ms; "
+                f"{n} in one call {statistics.median(bulk[queue.name]):.0f} ms (median of {repeat})"
             )
 
     def _per_task(self, queues: list, n: int) -> None:
