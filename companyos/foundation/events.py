@@ -414,15 +414,11 @@ def _json_with(head: dict[str, Any], key: str, value_json: str) -> str:
     return f'{text[:-1]}{"," if head else ""}"{key}":{value_json}}}'
 
 
-def _deliver_message(envelope: dict[str, Any], data_json: str, *, replay: bool = False) -> dict[str, Any]:
-    """The channel-layer message of one event: its id, and the client's frame serialised once here
-    rather than once per connected client."""
-    return {
-        "type": DELIVER,
-        "id": envelope["id"],
-        "organization": envelope["organization"],
-        "text": _frame(envelope, data_json, replay=replay),
-    }
+def _deliver_message(envelope: dict[str, Any], data_json: str) -> dict[str, Any]:
+    """The channel-layer message of one event: ``events`` lists ``[id, frame]`` pairs, the client's
+    frame serialised once here rather than once per connected client. Background sends waiting
+    together for one group go out as one message listing them all (:func:`_merged`)."""
+    return {"type": DELIVER, "events": [[envelope["id"], _frame(envelope, data_json, replay=False)]]}
 
 
 def _frame(envelope: dict[str, Any], data_json: str, *, replay: bool) -> str:
@@ -599,6 +595,8 @@ class _FailureLog:
 
 # Sends a thread in sends_in_background() may have waiting before it waits for room.
 BACKGROUND_SENDS = 1000
+# Background sends the sender takes off its queue at once, to merge (a task claim's batch, say).
+MERGED_SENDS = 100
 
 
 @dataclass
@@ -672,17 +670,43 @@ class _LayerSender:
 
     @staticmethod
     async def _drain(current: _SenderLoop) -> None:
+        queue = current.background
         while True:
-            group, message = await current.background.get()
+            waiting = [await queue.get()]
+            while len(waiting) < MERGED_SENDS and not queue.empty():
+                waiting.append(queue.get_nowait())
             try:
-                # A timeout context, not wait_for(): no task created per send.
-                async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
-                    await get_channel_layer().group_send(group, message)
-            except Exception as exc:  # as in _send: logged, and the next one goes out
-                _failures.report(exc)
+                for group, message in _merged(waiting):
+                    try:
+                        # A timeout context, not wait_for(): no task created per send.
+                        async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
+                            await get_channel_layer().group_send(group, message)
+                    except Exception as exc:  # as in _send: logged, and the next one goes out
+                        _failures.report(exc)
             finally:
-                current.background.task_done()
-                current.room.release()
+                for _ in waiting:
+                    queue.task_done()
+                    current.room.release()
+
+
+def _merged(sends: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """``sends`` with the events of each group in one DELIVER message, each group's in their order.
+
+    A send of a user's group (CONTROL) is never merged, and no event queued
+    after it moves ahead of it: a removed member gets nothing committed later.
+    """
+    merged: list[tuple[str, dict[str, Any]]] = []
+    open_deliveries: dict[str, dict[str, Any]] = {}
+    for group, message in sends:
+        if message["type"] != DELIVER:
+            open_deliveries.clear()
+            merged.append((group, message))
+        elif group in open_deliveries:
+            open_deliveries[group]["events"].extend(message["events"])
+        else:
+            open_deliveries[group] = {**message, "events": list(message["events"])}
+            merged.append((group, open_deliveries[group]))
+    return merged
 
 
 _sender = _LayerSender()

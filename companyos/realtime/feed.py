@@ -213,9 +213,11 @@ class Feed:
                 continue
             if time.monotonic() - watch.members_checked_at > settings.EVENTS_MEMBERSHIP_RECHECK_SECONDS:
                 await self._recheck_members(organization_id, watch)
-            frame = text_frame(message["text"])
-            for watcher in list(watch.watchers):
-                watcher.deliver(organization_id, topic, message["id"], frame)
+            watchers = list(watch.watchers)
+            for event_id, text in message["events"]:
+                frame = text_frame(text)
+                for watcher in watchers:
+                    watcher.deliver(organization_id, topic, event_id, frame)
 
     async def _recheck_members(self, organization_id: str, watch: Watch) -> None:
         """Cut the watchers whose users are no longer active members: one query for all of them."""

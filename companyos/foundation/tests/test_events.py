@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -136,8 +137,9 @@ def test_the_live_frame_is_the_one_replay_rebuilds_from_the_stored_row(
     row = get_event_model().objects.get(subject_id=widget.pk)
     (send,) = sends
     _group, message = send.args
-    assert message["id"] == str(row.id)
-    assert json.loads(message["text"]) == json.loads(event_frame(row))
+    ((event_id, text),) = message["events"]
+    assert event_id == str(row.id)
+    assert json.loads(text) == json.loads(event_frame(row))
     assert json.loads(event_frame(row, replay=True))["replay"] is True
 
 
@@ -229,6 +231,48 @@ def test_sends_in_background_do_not_wait_and_go_out_in_order_by_the_end_of_the_b
 
     events.control_on_commit(user_id=user_id, n=20)  # outside the block, the caller waits for its send
     assert _SlowLayer.sent[-1] == 20
+
+
+class _GatedLayer:
+    """A channel layer that records each send and holds the first until the test opens the gate."""
+
+    sent: list[tuple[str, dict]] = []
+    gate = threading.Event()
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.sent.append((group, message))
+        if len(self.sent) == 1:
+            await asyncio.to_thread(self.gate.wait, 5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_waiting_for_the_channel_layer_go_out_as_one_message_in_order(
+    widget_model, organization_id, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(events, "get_channel_layer", _GatedLayer)
+    monkeypatch.setattr(_GatedLayer, "sent", [])
+    monkeypatch.setattr(_GatedLayer, "gate", threading.Event())
+    with events.sends_in_background():
+        for n in range(5):
+            widget_model.objects.create(organization_id=organization_id, name=f"cog {n}")  # autocommit: queued
+        _GatedLayer.gate.set()
+    stored = get_event_model().objects.filter(organization_id=organization_id).order_by("id")
+    sent_ids = [[event_id for event_id, _ in message["events"]] for _, message in _GatedLayer.sent]
+    assert len(sent_ids) == 2, "the four events queued behind the first did not go out together"
+    assert sum(sent_ids, []) == [str(event_id) for event_id in stored.values_list("id", flat=True)]
+    assert {group for group, _ in _GatedLayer.sent} == {events.topic_group(organization_id, "widget")}
+
+
+def test_merging_keeps_each_groups_order_and_moves_no_event_ahead_of_a_control_message():
+    def deliver(event_id: str) -> dict:
+        return {"type": events.DELIVER, "events": [[event_id, f"frame {event_id}"]]}
+
+    revoke = {"type": events.CONTROL, "action": "membership_revoked"}
+    first = deliver("1")
+    sends = [("g", first), ("h", deliver("2")), ("g", deliver("3")), ("user", revoke), ("g", deliver("4"))]
+    merged = [(group, [event_id for event_id, _ in sent.get("events", [])]) for group, sent in events._merged(sends)]
+    assert merged == [("g", ["1", "3"]), ("h", ["2"]), ("user", []), ("g", ["4"])]
+    assert first["events"] == [["1", "frame 1"]], "the queued message itself was changed"
 
 
 # A child process: twenty sends of 10 ms each queued without waiting, then it exits at once.

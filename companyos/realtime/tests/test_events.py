@@ -323,8 +323,9 @@ def test_committed_event_reaches_the_topic_group_on_the_real_channel_layer():
     message = asyncio.run(scenario())
     event = Event.objects.get(subject_id=deployment.pk, event_type="deployment.ready")
     assert message["type"] == "events.deliver"
-    assert message["id"] == str(event.id)
-    assert f'"id":"{event.id}"' in message["text"]
+    ((event_id, text),) = message["events"]
+    assert event_id == str(event.id)
+    assert f'"id":"{event.id}"' in text
 
 
 @pytest.mark.django_db(transaction=True)
