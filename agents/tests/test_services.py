@@ -299,7 +299,8 @@ def test_bulk_enqueue_writes_every_task_and_event_in_one_statement(agent, django
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
         tasks = services.tasks_enqueue(agent=agent, task_type="echo", title="many", inputs=inputs)
     assert len(queries) == 1
-    assert len(sends) == 5
+    (send,) = sends  # one callback after commit, sending the five events
+    assert len(send.args[0]) == 5
     stored = AgentTask.objects.filter(pk__in=[task.pk for task in tasks])
     assert sorted(task.input["n"] for task in stored) == list(range(5))
     events = Event.objects.filter(subject_id__in=[task.pk for task in tasks]).order_by("id")
@@ -340,7 +341,8 @@ def test_a_claimed_batch_writes_its_started_events_in_one_insert(agent, django_c
     with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as sends:
         claimed = tasks_claim(worker_id="w1", limit=3)
     assert len(_writes(queries)) == 2, "the claim's UPDATE, then one INSERT of the events"
-    assert len(sends) == 3
+    (send,) = sends  # one callback after commit, sending the three events
+    assert len(send.args[0]) == 3
     started = Event.objects.filter(event_type="agent.task.started", subject_id__in=[task.pk for task in queued])
     assert started.count() == 3
     assert all(task.input == {} and task.status == Status.RUNNING for task in claimed)

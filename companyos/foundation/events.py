@@ -401,8 +401,8 @@ class Outbox:
 
     def send_on_commit(self) -> None:
         """Send each event to its group once the transaction that wrote the rows commits."""
-        for group, envelope, data_json in self._sends:
-            transaction.on_commit(partial(_send, group, _deliver_message(envelope, data_json)))
+        if self._sends:
+            transaction.on_commit(partial(_send_events, list(self._sends)))
 
 
 _COMPACT = (",", ":")
@@ -527,7 +527,7 @@ def event_frame(event, *, replay: bool = False) -> str:
 
 def control_on_commit(*, user_id: uuid.UUID | str, **message: Any) -> None:
     """After commit, tell every connection of ``user_id`` something (e.g. ``action="membership_revoked"``)."""
-    transaction.on_commit(partial(_send, user_group(user_id), {"type": CONTROL, **message}))
+    transaction.on_commit(partial(_send, [(user_group(user_id), {"type": CONTROL, **message})]))
 
 
 @contextmanager
@@ -559,12 +559,17 @@ def _flush_reporting_failures() -> None:
         _failures.report(exc)
 
 
-def _send(group: str, message: dict[str, Any]) -> None:
+def _send_events(sends: list[tuple[str, dict[str, Any], str]]) -> None:
+    _send([(group, _deliver_message(envelope, data_json)) for group, envelope, data_json in sends])
+
+
+def _send(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send one commit's messages, in order: in the background within :func:`sends_in_background`."""
     try:
         if _in_background.get():
-            _sender.send_later(group, message)
+            _sender.send_later(sends)
         else:
-            _sender.group_send(group, message)
+            _sender.send_now(sends)
     except Exception as exc:  # a lost live message must not fail the committed change
         _failures.report(exc)
 
@@ -593,10 +598,10 @@ class _FailureLog:
         )
 
 
-# Sends a thread in sends_in_background() may have waiting before it waits for room.
+# Commits whose sends a thread in sends_in_background() may have waiting before it waits for room.
 BACKGROUND_SENDS = 1000
-# Background sends the sender takes off its queue at once, to merge (a task claim's batch, say).
-MERGED_SENDS = 100
+# Events one DELIVER message carries at most.
+EVENTS_PER_MESSAGE = 100
 
 
 @dataclass
@@ -617,10 +622,11 @@ class _LayerSender:
     outside an ASGI server (shell, worker, management command), and the
     channel layer keeps its Redis connections per loop: every event would open
     a new connection. One long-lived loop in a daemon thread keeps them.
-    :meth:`group_send` waits for the send (bounded by ``EVENTS_SEND_TIMEOUT``),
+    :meth:`send_now` waits for the sends (each bounded by ``EVENTS_SEND_TIMEOUT``),
     so a script that exits right after its save has still published;
-    :meth:`send_later` queues it for the loop to send in order, and
-    :meth:`flush` waits for that queue.
+    :meth:`send_later` queues them for the loop to send in order, and
+    :meth:`flush` waits for that queue. Either way the events of one group
+    that go out together travel as one message (:func:`_merged`).
     """
 
     def __init__(self) -> None:
@@ -642,14 +648,15 @@ class _LayerSender:
                 atexit.register(self.flush_at_exit, os.getpid())
             return self._current
 
-    def group_send(self, group: str, message: dict[str, Any]) -> None:
-        self._wait(get_channel_layer().group_send(group, message))
+    def send_now(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
+        messages = _merged(sends)
+        self._wait(_send_each(messages), timeout=settings.EVENTS_SEND_TIMEOUT * len(messages))
 
-    def send_later(self, group: str, message: dict[str, Any]) -> None:
+    def send_later(self, sends: list[tuple[str, dict[str, Any]]]) -> None:
         current = self._running()
         if not current.room.acquire(timeout=settings.EVENTS_SEND_TIMEOUT):
-            raise TimeoutError(f"{BACKGROUND_SENDS} sends are still waiting for the channel layer")
-        current.loop.call_soon_threadsafe(current.background.put_nowait, (group, message))
+            raise TimeoutError(f"{BACKGROUND_SENDS} commits' sends are still waiting for the channel layer")
+        current.loop.call_soon_threadsafe(current.background.put_nowait, sends)
 
     def flush(self) -> None:
         """Wait until every queued send has been made (or has failed)."""
@@ -660,10 +667,10 @@ class _LayerSender:
         if pid == os.getpid():
             _flush_reporting_failures()
 
-    def _wait(self, coroutine) -> None:
+    def _wait(self, coroutine, *, timeout: float | None = None) -> None:
         future = asyncio.run_coroutine_threadsafe(coroutine, self._running().loop)
         try:
-            future.result(timeout=settings.EVENTS_SEND_TIMEOUT)
+            future.result(timeout=timeout or settings.EVENTS_SEND_TIMEOUT)
         except FutureTimeout:
             future.cancel()
             raise
@@ -672,25 +679,35 @@ class _LayerSender:
     async def _drain(current: _SenderLoop) -> None:
         queue = current.background
         while True:
-            waiting = [await queue.get()]
-            while len(waiting) < MERGED_SENDS and not queue.empty():
-                waiting.append(queue.get_nowait())
+            waiting = list(await queue.get())
+            commits = 1
+            # What else is queued goes out with it (a claimed batch's commits, say).
+            while len(waiting) < EVENTS_PER_MESSAGE and not queue.empty():
+                waiting.extend(queue.get_nowait())
+                commits += 1
             try:
-                for group, message in _merged(waiting):
-                    try:
-                        # A timeout context, not wait_for(): no task created per send.
-                        async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
-                            await get_channel_layer().group_send(group, message)
-                    except Exception as exc:  # as in _send: logged, and the next one goes out
-                        _failures.report(exc)
+                await _send_each(_merged(waiting))
             finally:
-                for _ in waiting:
+                for _ in range(commits):
                     queue.task_done()
                     current.room.release()
 
 
+async def _send_each(messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send the messages in order, each within ``EVENTS_SEND_TIMEOUT``; a failure is logged and the next goes out."""
+    layer = get_channel_layer()
+    for group, message in messages:
+        try:
+            # A timeout context, not wait_for(): no task created per send.
+            async with asyncio.timeout(settings.EVENTS_SEND_TIMEOUT):
+                await layer.group_send(group, message)
+        except Exception as exc:  # as in _send: a lost live message never fails anything
+            _failures.report(exc)
+
+
 def _merged(sends: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
-    """``sends`` with the events of each group in one DELIVER message, each group's in their order.
+    """``sends`` with the events of each group in DELIVER messages of up to :data:`EVENTS_PER_MESSAGE`,
+    each group's in their order.
 
     A send of a user's group (CONTROL) is never merged, and no event queued
     after it moves ahead of it: a removed member gets nothing committed later.
@@ -701,7 +718,7 @@ def _merged(sends: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str
         if message["type"] != DELIVER:
             open_deliveries.clear()
             merged.append((group, message))
-        elif group in open_deliveries:
+        elif group in open_deliveries and len(open_deliveries[group]["events"]) < EVENTS_PER_MESSAGE:
             open_deliveries[group]["events"].extend(message["events"])
         else:
             open_deliveries[group] = {**message, "events": list(message["events"])}

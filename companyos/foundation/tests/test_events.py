@@ -130,13 +130,14 @@ def test_a_declaration_refuses_an_event_type_of_another_topic():
 
 
 def test_the_live_frame_is_the_one_replay_rebuilds_from_the_stored_row(
-    widget_model, organization_id, django_capture_on_commit_callbacks
+    widget_model, organization_id, django_capture_on_commit_callbacks, monkeypatch
 ):
-    with django_capture_on_commit_callbacks() as sends:
+    sent = []
+    monkeypatch.setattr(events, "_send", sent.extend)
+    with django_capture_on_commit_callbacks(execute=True):
         widget = widget_model.objects.create(organization_id=organization_id, name="cog")
     row = get_event_model().objects.get(subject_id=widget.pk)
-    (send,) = sends
-    _group, message = send.args
+    ((_group, message),) = sent
     ((event_id, text),) = message["events"]
     assert event_id == str(row.id)
     assert json.loads(text) == json.loads(event_frame(row))
@@ -273,6 +274,8 @@ def test_merging_keeps_each_groups_order_and_moves_no_event_ahead_of_a_control_m
     merged = [(group, [event_id for event_id, _ in sent.get("events", [])]) for group, sent in events._merged(sends)]
     assert merged == [("g", ["1", "3"]), ("h", ["2"]), ("user", []), ("g", ["4"])]
     assert first["events"] == [["1", "frame 1"]], "the queued message itself was changed"
+    many = events._merged([("g", deliver(str(n))) for n in range(events.EVENTS_PER_MESSAGE * 2 + 1)])
+    assert [len(message["events"]) for _, message in many] == [events.EVENTS_PER_MESSAGE] * 2 + [1]
 
 
 # A child process: twenty sends of 10 ms each queued without waiting, then it exits at once.
