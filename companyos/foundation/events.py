@@ -416,8 +416,8 @@ def _json_with(head: dict[str, Any], key: str, value_json: str) -> str:
 
 def _deliver_message(envelope: dict[str, Any], data_json: str) -> dict[str, Any]:
     """The channel-layer message of one event: ``events`` lists ``[id, frame]`` pairs, the client's
-    frame serialised once here rather than once per connected client. Background sends waiting
-    together for one group go out as one message listing them all (:func:`_merged`)."""
+    frame serialised once here rather than once per connected client. The events of one group
+    that go out together travel as one message listing them all (:func:`_merged`)."""
     return {"type": DELIVER, "events": [[envelope["id"], _frame(envelope, data_json, replay=False)]]}
 
 

@@ -520,7 +520,7 @@ class Command(BaseCommand):
                     slug=f"bench-{role}-{index}",
                     agent_type=Agent.AgentType.ANALYST,
                     model="none",
-                )  # fmt: skip
+                )
                 for index in range(options["agents"])
             ]
 
