@@ -271,7 +271,9 @@ def tasks_requeue_expired_leases(*, limit: int = 100) -> list[AgentTask]:
             .filter(status=Status.RUNNING, lease_expires_at__lt=now)
             .order_by("lease_expires_at")[:limit]
         )
-        for task in expired:
+        # Each failure updates its agent's counters: the agents' rows are locked
+        # in id order, as every transaction that locks several does (agents/worker.py).
+        for task in sorted(expired, key=lambda task: task.agent_id):
             error = f"The lease expired: worker {task.worker_id} stopped responding."
             _fail_attempt(task, error=error, permanent=False, now=now)
     return expired

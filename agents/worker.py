@@ -1,16 +1,19 @@
 """The agent worker: claims due tasks and runs their handlers.
 
-One process runs ``concurrency`` runner threads (each with its own database
-connection) and, in the main thread, the supervisor: it renews the leases of
-the tasks in hand, returns expired leases of dead workers to the queue, and
-wakes the runners at every poll. New tasks are announced by NOTIFY: the first
-runner to go idle waits on the LISTEN connection itself, so a notification
-starts its claim at once, and it wakes the other idle runners.
+One process runs ``concurrency`` runner threads, each with its own database
+connection and a recorder thread (with another) that writes the outcomes
+while the runner goes on, and, in the main thread, the supervisor: it renews
+the leases of the tasks in hand, returns expired leases of dead workers to
+the queue, and wakes the runners at every poll. New tasks are announced by
+NOTIFY: the first runner to go idle waits on the LISTEN connection itself,
+so a notification starts its claim at once, and it wakes the other idle
+runners.
 
 Stopping (SIGTERM/SIGINT, or :meth:`Worker.stop`) lets each runner finish
 the task it is running, hands back the claimed tasks it has not started,
-and exits. A worker killed outright loses its leases instead; another
-worker's reaper requeues those tasks once the lease has run out.
+records the outcomes it has, and exits. A worker killed outright loses its
+leases instead; another worker's reaper requeues those tasks once the lease
+has run out.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import secrets
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils.module_loading import autodiscover_modules
 
 from agents import services
@@ -49,6 +54,60 @@ def _describe_outcome(task: AgentTask) -> str:
     if task.status == AgentTask.Status.QUEUED:
         return f"failed, retry at {task.scheduled_for:%H:%M:%S}"
     return task.status
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What a handler did with a task, waiting to be recorded."""
+
+    task: AgentTask
+    output: object
+    error: str
+    permanent: bool
+    duration_ms: int
+
+
+class _Recorder:
+    """Records a runner's outcomes from a thread with a connection of its own.
+
+    The runner starts the next task while the outcomes before it are being
+    written, and the outcomes that arrive meanwhile are written together
+    next, in one transaction (group commit): a handler that takes time gets
+    its outcome written alone at once, fast handlers share a commit instead
+    of waiting for one each. At most ``limit`` outcomes wait behind the ones
+    being written; a worker killed outright leaves both unrecorded, and their
+    leases return them to the queue, as for any task it held.
+    """
+
+    def __init__(self, record: Callable[[list[_Outcome]], None], *, limit: int, name: str, within: Callable) -> None:
+        self._record = record
+        self._outcomes: queue.Queue[_Outcome | None] = queue.Queue(maxsize=limit)
+        self._thread = threading.Thread(target=within(self._loop), name=name)
+        self._thread.start()
+
+    def submit(self, outcome: _Outcome) -> None:
+        self._outcomes.put(outcome)
+
+    def close(self) -> None:
+        """Record what was submitted, then stop."""
+        self._outcomes.put(None)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        try:
+            while True:
+                waiting = [self._outcomes.get()]
+                with contextlib.suppress(queue.Empty):
+                    while waiting[-1] is not None:
+                        waiting.append(self._outcomes.get_nowait())
+                if connection.errors_occurred:
+                    close_old_connections()  # as the runner does: reconnect after an error
+                if outcomes := [outcome for outcome in waiting if outcome is not None]:
+                    self._record(outcomes)
+                if waiting[-1] is None:
+                    return
+        finally:
+            connection.close()
 
 
 def new_worker_id() -> str:
@@ -100,14 +159,7 @@ class Worker:
         )
         self._listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
-            # History records each runner's changes as the worker's; the live
-            # sends of a task's events go out while the next task runs (the
-            # runner waits for them once, as it stops).
-            threading.Thread(
-                target=history_source("worker", worker_id=self.worker_id)(sends_in_background()(self._runner)),
-                args=(index,),
-                name=f"runner-{index}",
-            )
+            threading.Thread(target=self._within(self._runner), args=(index,), name=f"runner-{index}")
             for index in range(self.concurrency)
         ]
         try:
@@ -125,6 +177,12 @@ class Worker:
             connection.close()
         logger.info("worker %s stopped after %d tasks", self.worker_id, self.processed)
         return self.processed
+
+    def _within(self, function: Callable) -> Callable:
+        """``function`` as a runner's or recorder's thread runs it: history records its
+        changes as the worker's, and the live sends of its events go out while it goes on
+        (it waits for them once, as it stops)."""
+        return history_source("worker", worker_id=self.worker_id)(sends_in_background()(function))
 
     def _supervise(self, runners: list[threading.Thread]) -> None:
         """Renew leases and reap expired ones, and wake the runners at every
@@ -188,6 +246,7 @@ class Worker:
 
     def _runner(self, index: int) -> None:
         wakeup = self._wakeups[index]
+        recorder = _Recorder(self._record, limit=self.batch_size, name=f"recorder-{index}", within=self._within)
         try:
             while not self._stopping.is_set():
                 wakeup.clear()
@@ -211,8 +270,9 @@ class Worker:
                     if self._stopping.is_set():
                         self._hand_back(tasks[position:])
                         return
-                    self._execute(task)
+                    recorder.submit(self._run_handler(task))
         finally:
+            recorder.close()
             connection.close()
 
     def _claim(self) -> list[AgentTask]:
@@ -228,11 +288,11 @@ class Worker:
         return tasks
 
     def _execute(self, task: AgentTask) -> None:
-        """Run one claimed task's handler and record the outcome; one log line.
+        """Run one claimed task's handler and record the outcome, in this thread."""
+        self._record([self._run_handler(task)])
 
-        If recording fails (the database is down) the task stays running and
-        its lease, no longer renewed, returns it to the queue.
-        """
+    @staticmethod
+    def _run_handler(task: AgentTask) -> _Outcome:
         started = time.monotonic()
         error, permanent, output = "", False, None
         try:
@@ -241,32 +301,53 @@ class Worker:
             error, permanent = str(exc), True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-        duration_ms = round((time.monotonic() - started) * 1000)
+        return _Outcome(task, output, error, permanent, round((time.monotonic() - started) * 1000))
+
+    def _record(self, outcomes: list[_Outcome]) -> None:
+        """Record handlers' outcomes, several in one transaction; one log line each.
+
+        If recording fails (the database is down, the connection closed) the
+        tasks stay running and their leases, no longer renewed, return them
+        to the queue.
+        """
+        # A group takes its agents' row locks (their counters) in one order, so
+        # two workers' groups never wait on each other in a cycle.
+        outcomes = sorted(outcomes, key=lambda outcome: outcome.task.agent_id)
+        try:
+            with transaction.atomic() if len(outcomes) > 1 else nullcontext():
+                described = [self._write(outcome) for outcome in outcomes]
+        except Exception:  # not only DatabaseError: the recorder must go on, the runner must not wait on it
+            tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)
+            logger.exception("tasks %s: could not record the outcomes", tasks)
+            not_recorded = "outcome not recorded: the lease will return it to the queue"
+            described = [(outcome.task, not_recorded, outcome.error) for outcome in outcomes]
+        finally:
+            with self._lock:
+                self._in_hand.difference_update(outcome.task.pk for outcome in outcomes)
+                self.processed += len(outcomes)
+        for (task, described_outcome, error), outcome in zip(described, outcomes, strict=True):
+            logger.info(
+                "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
+                task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
+                described_outcome, outcome.duration_ms, f": {error}" if error else "",
+            )
+
+    def _write(self, outcome: _Outcome) -> tuple[AgentTask, str, str]:
+        """Write one outcome: the task, what became of it, and its error."""
+        task, error, permanent = outcome.task, outcome.error, outcome.permanent
         try:
             if not error:
                 try:
                     task = services.task_complete(
-                        task=task, worker_id=self.worker_id, output=output, duration_ms=duration_ms
+                        task=task, worker_id=self.worker_id, output=outcome.output, duration_ms=outcome.duration_ms
                     )
                 except (TypeError, ValueError) as exc:
                     error, permanent = f"The handler's output cannot be stored as JSON: {exc}", True
             if error:
                 task = services.task_fail(task=task, worker_id=self.worker_id, error=error, permanent=permanent)
-            outcome = _describe_outcome(task)
         except services.LeaseLost:
-            outcome = "dropped: cancelled or lease lost meanwhile"
-        except DatabaseError:
-            logger.exception("task %s: could not record the outcome", task.pk)
-            outcome = "outcome not recorded: the lease will return it to the queue"
-        finally:
-            with self._lock:
-                self._in_hand.discard(task.pk)
-                self.processed += 1
-        logger.info(
-            "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
-            task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
-            outcome, duration_ms, f": {error}" if error else "",
-        )
+            return task, "dropped: cancelled or lease lost meanwhile", error
+        return task, _describe_outcome(task), error
 
     def _hand_back(self, tasks: list[AgentTask]) -> None:
         for task in tasks:

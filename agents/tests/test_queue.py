@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from agents import services
@@ -16,7 +17,8 @@ from agents.handlers import PermanentFailure, register, unregister
 from agents.models import AgentTask
 from agents.queue import TaskListener, claim_params, claim_sql, retry_delay, tasks_claim, tasks_renew_leases
 from agents.tests.factories import AgentFactory, AgentTaskFactory
-from agents.worker import Worker
+from agents.worker import Worker, _Outcome, _Recorder
+from analytics.models import Event
 
 Status = AgentTask.Status
 
@@ -149,6 +151,28 @@ def test_an_expired_lease_on_the_last_attempt_fails_the_task(agent):
     task.refresh_from_db()
     agent.refresh_from_db()
     assert (task.status, task.attempts, agent.tasks_failed) == (Status.FAILED, 1, 1)
+
+
+def test_the_reaper_takes_the_agents_locks_in_id_order(agent, monkeypatch):
+    """As a worker's group of outcomes does: the two cannot deadlock."""
+    other = AgentFactory(organization=agent.organization)
+    _make(other, max_attempts=1)
+    _make(agent, max_attempts=1)
+    claimed = tasks_claim(worker_id="dead", limit=2, lease_seconds=60)
+    for seconds_ago, task in enumerate(sorted(claimed, key=lambda task: task.agent_id), start=1):
+        # The other agent's lease expired first: the reaper selects its task first.
+        AgentTask.objects.filter(pk=task.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=seconds_ago))
+    failed_agents = []
+    real_fail = services._fail_attempt
+
+    def spy(task, **kwargs):
+        failed_agents.append(task.agent_id)
+        return real_fail(task, **kwargs)
+
+    monkeypatch.setattr(services, "_fail_attempt", spy)
+    reaped = services.tasks_requeue_expired_leases()
+    assert [task.agent_id for task in reaped] == [other.pk, agent.pk], "selected by lease expiry"
+    assert failed_agents == [agent.pk, other.pk], "failed, locking each agent, in id order"
 
 
 def test_handing_back_does_not_count_the_attempt(agent):
@@ -318,3 +342,107 @@ def test_a_threaded_burst_worker_drains_the_due_tasks_of_its_agents_and_types(ag
     assert all(row == (Status.COMPLETED, 1, {"x": 1}) for row in done.values_list("status", "attempts", "output"))
     assert AgentTask.objects.filter(status=Status.QUEUED).count() == 5
     assert AgentTask.objects.filter(status=Status.RUNNING).count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_recorded_together_share_one_transaction_and_keep_every_event(agent):
+    """A group of outcomes (fast handlers') is one commit: each task still gets
+    its own completion, its event, and its count; a lease lost meanwhile drops
+    only that task's outcome, and an output JSON cannot store fails only its task."""
+    worker = Worker()
+    done, also_done, lost, opaque = _make(agent, 4)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=4)}
+    AgentTask.objects.filter(pk=lost.pk).update(worker_id="another")  # its lease went elsewhere
+    worker._record(
+        [
+            _Outcome(claimed[done.pk], {"ok": 1}, "", False, 3),
+            _Outcome(claimed[also_done.pk], {"ok": 0}, "", False, 0),
+            _Outcome(claimed[lost.pk], {"ok": 2}, "", False, 4),
+            _Outcome(claimed[opaque.pk], {"when": object()}, "", False, 5),
+        ]
+    )
+    # A row's xmin is the transaction that wrote it.
+    rows = AgentTask.objects.filter(agent=agent).annotate(xmin=RawSQL("xmin::text", []))
+    fields = ("id", "status", "output", "duration_ms", "worker_id", "error", "xmin")
+    by_id = {row["id"]: row for row in rows.values(*fields)}
+    assert (by_id[done.pk]["status"], by_id[done.pk]["output"], by_id[done.pk]["duration_ms"]) == (
+        Status.COMPLETED, {"ok": 1}, 3
+    )  # fmt: skip
+    assert (by_id[lost.pk]["status"], by_id[lost.pk]["worker_id"]) == (Status.RUNNING, "another")
+    assert by_id[opaque.pk]["status"] == Status.FAILED
+    assert by_id[opaque.pk]["error"].startswith("The handler's output cannot be stored as JSON")
+    assert by_id[done.pk]["xmin"] == by_id[also_done.pk]["xmin"], "both completions were written by one transaction"
+    finished = Event.objects.filter(subject_id__in=[done.pk, also_done.pk, lost.pk, opaque.pk])
+    assert sorted(finished.exclude(event_type__in=["agent.task.queued", "agent.task.started"]).values_list(
+        "subject_id", "event_type"
+    )) == sorted([
+        (done.pk, "agent.task.completed"), (also_done.pk, "agent.task.completed"), (opaque.pk, "agent.task.failed"),
+    ])  # fmt: skip
+    agent.refresh_from_db()
+    assert (agent.tasks_completed, agent.tasks_failed) == (2, 1)
+    assert worker.processed == 4 and not worker._in_hand
+
+
+def test_a_database_error_in_a_group_records_none_of_it(agent, monkeypatch, caplog):
+    """The group is one transaction: if it fails, every task in it stays running
+    (its lease returns it), and the log says so for each."""
+    worker = Worker()
+    first, second = _make(agent, 2)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    real_complete = services.task_complete
+
+    def complete_then_fail(*, task, **kwargs):
+        if task.pk == second.pk:
+            raise DatabaseError("the server went away")
+        return real_complete(task=task, **kwargs)
+
+    monkeypatch.setattr(services, "task_complete", complete_then_fail)
+    worker._record([_Outcome(claimed[first.pk], {}, "", False, 1), _Outcome(claimed[second.pk], {}, "", False, 1)])
+    assert set(AgentTask.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
+        Status.RUNNING
+    }, "the first completion was rolled back with the group"
+    assert not Event.objects.filter(event_type="agent.task.completed").exists()
+    assert caplog.text.count("outcome not recorded: the lease will return it to the queue") == 2
+
+
+def test_the_recorder_writes_what_arrived_while_it_was_busy_as_one_group():
+    """The first outcome is written at once; those submitted while it is being
+    written go together next, in submission order; closing writes what is left."""
+    groups: list[list[int]] = []
+    writing, release = threading.Event(), threading.Event()
+
+    def record(outcomes):
+        groups.append([outcome.duration_ms for outcome in outcomes])
+        writing.set()
+        release.wait(5)
+
+    recorder = _Recorder(record, limit=10, name="recorder-test", within=lambda function: function)
+    recorder.submit(_Outcome(None, None, "", False, 0))
+    assert writing.wait(5)
+    for number in range(1, 5):
+        recorder.submit(_Outcome(None, None, "", False, number))
+    release.set()
+    recorder.close()
+    assert groups == [[0], [1, 2, 3, 4]]
+
+
+def test_a_group_takes_its_agents_locks_in_one_order(agent, monkeypatch):
+    """Each completion updates its agent's counters, locking the agent's row
+    until the group commits: every group takes them in agent id order, so two
+    workers' groups cannot deadlock."""
+    other = AgentFactory(organization=agent.organization)
+    worker = Worker()
+    tasks = _make(other, 2) + _make(agent, 2)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=4)}
+    written = []
+    real_complete = services.task_complete
+
+    def spy(*, task, **kwargs):
+        written.append(task.agent_id)
+        return real_complete(task=task, **kwargs)
+
+    monkeypatch.setattr(services, "task_complete", spy)
+    worker._record([_Outcome(claimed[task.pk], {}, "", False, 0) for task in tasks])  # the other agent's first
+    assert agent.pk < other.pk  # UUIDv7: created first
+    assert written == [agent.pk, agent.pk, other.pk, other.pk]
+    assert AgentTask.objects.filter(status=Status.COMPLETED).count() == 4
