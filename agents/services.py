@@ -11,13 +11,15 @@ workers finish at once.
 The paths that run once per task write the row and its events in as few
 statements as they can, through ``companyos.foundation.events`` (an
 ``Outbox``, or ``insert_with_events``) rather than ``save()``: the enqueue,
-the claim (in :mod:`agents.queue`) and :func:`task_complete`. The admin, the
-API and the worker all call these functions.
+the claim (in :mod:`agents.queue`) and :func:`task_complete` (:func:`tasks_complete`
+for a worker's group of outcomes). The admin, the API and the worker all call
+these functions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
@@ -163,9 +165,9 @@ def task_release(*, task: AgentTask) -> AgentTask:
 
 # The worker's hot path in one statement: the task's outcome, guarded by the
 # lease (still running, still this worker's), the agent's counters as SQL
-# increments, and the event rows. An UPDATE or INSERT in a WITH runs whether
-# or not the outer query reads it; the agent and the events are written only
-# if the task was.
+# increments (unless the caller counts a group's at its end), and the event
+# rows. An UPDATE or INSERT in a WITH runs whether or not the outer query
+# reads it; the agent and the events are written only if the task was.
 _RECORD_OUTPUT_SQL = f"""
     WITH task AS (
         UPDATE {AgentTask._meta.db_table}
@@ -173,17 +175,37 @@ _RECORD_OUTPUT_SQL = f"""
             completed_at = %(completed_at)s, lease_expires_at = NULL, updated_at = %(now)s
         WHERE id = %(id)s AND status = '{Status.RUNNING}' AND worker_id = %(worker_id)s
         RETURNING agent_id
-    ), agent AS (
+    ){{agent}}, event AS (
+        {{events}}
+    )
+    SELECT count(*) FROM task
+"""  # noqa: S608 - only table names and constants are interpolated
+_COUNT_FOR_AGENT_SQL = f"""
+    , agent AS (
         UPDATE {Agent._meta.db_table} AS agent
         SET tasks_completed = agent.tasks_completed + %(completed)s,
             total_duration_ms = agent.total_duration_ms + %(counted_ms)s,
             last_active_at = %(now)s, updated_at = %(now)s
         FROM task WHERE agent.id = task.agent_id
-    ), event AS (
-        {{events}}
+    )"""  # noqa: S608
+
+
+# A group's completions counted for their agents in one statement. The rows
+# are locked in id order first (LockRows above the sort), as every transaction
+# that locks several agents does: the UPDATE only reaches a row once it and
+# the rows before it are locked.
+_COUNT_GROUP_SQL = f"""
+    WITH counts AS (
+        SELECT * FROM jsonb_to_recordset(%s::jsonb) AS counts(agent_id uuid, n int, ms bigint)
+    ), locked AS (
+        SELECT id FROM {Agent._meta.db_table} WHERE id IN (SELECT agent_id FROM counts) ORDER BY id FOR UPDATE
     )
-    SELECT count(*) FROM task
-"""  # noqa: S608 - only table names and constants are interpolated
+    UPDATE {Agent._meta.db_table} AS agent
+    SET tasks_completed = agent.tasks_completed + counts.n,
+        total_duration_ms = agent.total_duration_ms + counts.ms,
+        last_active_at = %s, updated_at = %s
+    FROM counts WHERE agent.id = counts.agent_id AND agent.id IN (SELECT id FROM locked)
+"""  # noqa: S608 - only table names are interpolated
 
 
 def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: int) -> AgentTask:
@@ -199,8 +221,56 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
     collaboration, in a transaction around both.
     ``task`` must be the worker's claimed instance (status ``running``).
     """
-    transition(task, Status.AWAITING_APPROVAL if task.requires_approval else Status.COMPLETED)
     now = timezone.now()
+    finishes_collaboration = not task.requires_approval and task.parent_task_id is not None
+    with transaction.atomic() if finishes_collaboration else nullcontext():
+        if not _write_output(task, worker_id=worker_id, output=output, duration_ms=duration_ms, now=now, count=True):
+            raise LeaseLost.of(task, worker_id)
+    return task
+
+
+def tasks_complete(*, worker_id: str, results: Sequence[tuple[AgentTask, Any, int]]) -> list[AgentTask | Exception]:
+    """:func:`task_complete` for several ``(task, output, duration_ms)`` at once, in one transaction.
+
+    Each task gets its own statement (task, lease check, event); the agents'
+    counters come last, in one statement that locks the agents' rows in id
+    order. So those rows are locked only from there to the commit, and
+    always in the same order: two workers' groups neither queue behind each
+    other for the whole group nor deadlock. Returns, for each result in order, the
+    recorded task, its :class:`LeaseLost`, or the ``TypeError``/``ValueError``
+    of an output JSON cannot store (that task is not written).
+    """
+    now = timezone.now()
+    recorded: list[AgentTask | Exception] = []
+    counts: dict[str, dict[str, Any]] = {}
+    with transaction.atomic():
+        for task, output, duration_ms in results:
+            try:
+                written = _write_output(task, worker_id=worker_id, output=output, duration_ms=duration_ms, now=now)
+            except (TypeError, ValueError) as exc:
+                recorded.append(exc)
+                continue
+            if not written:
+                recorded.append(LeaseLost.of(task, worker_id))
+                continue
+            recorded.append(task)
+            # As the single statement: a task awaiting approval counts nothing yet, but the agent was active.
+            count = counts.setdefault(str(task.agent_id), {"agent_id": str(task.agent_id), "n": 0, "ms": 0})
+            if task.status == Status.COMPLETED:
+                count["n"] += 1
+                count["ms"] += duration_ms
+        if counts:
+            with connection.cursor() as cursor:
+                cursor.execute(_COUNT_GROUP_SQL, [json.dumps(list(counts.values())), now, now])
+    return recorded
+
+
+def _write_output(
+    task: AgentTask, *, worker_id: str, output: Any, duration_ms: int, now: datetime, count: bool = False
+) -> bool:
+    """The statement of :func:`task_complete` (with the agent's counters if ``count``);
+    False if the worker no longer holds the task. Sends the event after commit."""
+    transition(task, Status.AWAITING_APPROVAL if task.requires_approval else Status.COMPLETED)
     completed = task.status == Status.COMPLETED
     task.output = output
     task.duration_ms = duration_ms
@@ -221,17 +291,16 @@ def task_complete(*, task: AgentTask, worker_id: str, output: Any, duration_ms: 
         "counted_ms": duration_ms if completed else 0,
         "events": events,
     }
-    finishes_collaboration = completed and task.parent_task_id is not None
-    with transaction.atomic() if finishes_collaboration else nullcontext():
-        with connection.cursor() as cursor:
-            cursor.execute(_RECORD_OUTPUT_SQL.format(events=events_sql), params)
-            (updated,) = cursor.fetchone()
-        if not updated:
-            raise LeaseLost.of(task, worker_id)
-        if finishes_collaboration:
-            _collaboration_finish(task, now=now)
-        outbox.send_on_commit()
-    return task
+    sql = _RECORD_OUTPUT_SQL.format(agent=_COUNT_FOR_AGENT_SQL if count else "", events=events_sql)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (updated,) = cursor.fetchone()
+    if not updated:
+        return False
+    if completed and task.parent_task_id is not None:
+        _collaboration_finish(task, now=now)
+    outbox.send_on_commit()
+    return True
 
 
 def task_fail(*, task: AgentTask, worker_id: str, error: str, permanent: bool = False) -> AgentTask:

@@ -19,6 +19,7 @@ has run out.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -28,12 +29,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils.module_loading import autodiscover_modules
 
 from agents import services
@@ -50,10 +50,18 @@ logger = logging.getLogger("agents.worker")
 WAIT_SLICE_SECONDS = 0.5
 
 
-def _describe_outcome(task: AgentTask) -> str:
-    if task.status == AgentTask.Status.QUEUED:
-        return f"failed, retry at {task.scheduled_for:%H:%M:%S}"
-    return task.status
+_NOT_RECORDED = "outcome not recorded: the lease will return it to the queue"
+
+
+def _described(task: AgentTask, result: AgentTask | Exception | str) -> tuple[AgentTask, str]:
+    """The task to log, and what became of it, from what recording it returned."""
+    if isinstance(result, str):
+        return task, result
+    if isinstance(result, services.LeaseLost):
+        return task, "dropped: cancelled or lease lost meanwhile"
+    if result.status == AgentTask.Status.QUEUED:
+        return result, f"failed, retry at {result.scheduled_for:%H:%M:%S}"
+    return result, result.status
 
 
 @dataclass(frozen=True)
@@ -304,50 +312,71 @@ class Worker:
         return _Outcome(task, output, error, permanent, round((time.monotonic() - started) * 1000))
 
     def _record(self, outcomes: list[_Outcome]) -> None:
-        """Record handlers' outcomes, several in one transaction; one log line each.
+        """Record handlers' outcomes, one log line each: the completions of
+        several in one transaction (:func:`services.tasks_complete`), a single
+        one in one statement, each failure in a transaction of its own.
 
         If recording fails (the database is down, the connection closed) the
         tasks stay running and their leases, no longer renewed, return them
         to the queue.
         """
-        # A group takes its agents' row locks (their counters) in one order, so
-        # two workers' groups never wait on each other in a cycle.
-        outcomes = sorted(outcomes, key=lambda outcome: outcome.task.agent_id)
+        described: dict[uuid.UUID, tuple[AgentTask, str, str]] = {}
+        completing = [outcome for outcome in outcomes if not outcome.error]
+        failing = [outcome for outcome in outcomes if outcome.error]
         try:
-            with transaction.atomic() if len(outcomes) > 1 else nullcontext():
-                described = [self._write(outcome) for outcome in outcomes]
-        except Exception:  # not only DatabaseError: the recorder must go on, the runner must not wait on it
-            tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)
-            logger.exception("tasks %s: could not record the outcomes", tasks)
-            not_recorded = "outcome not recorded: the lease will return it to the queue"
-            described = [(outcome.task, not_recorded, outcome.error) for outcome in outcomes]
+            try:
+                results = self._complete(completing)
+            except Exception:  # not only DatabaseError: the recorder must go on, the runner must not wait on it
+                tasks = ", ".join(str(outcome.task.pk) for outcome in completing)
+                logger.exception("tasks %s: could not record the outcomes", tasks)
+                results = [_NOT_RECORDED] * len(completing)
+            for outcome, result in zip(completing, results, strict=True):
+                if isinstance(result, TypeError | ValueError):
+                    error = f"The handler's output cannot be stored as JSON: {result}"
+                    failing.append(dataclasses.replace(outcome, error=error, permanent=True))
+                else:
+                    described[outcome.task.pk] = (*_described(outcome.task, result), "")
+            for outcome in failing:
+                described[outcome.task.pk] = (*_described(outcome.task, self._fail(outcome)), outcome.error)
         finally:
             with self._lock:
                 self._in_hand.difference_update(outcome.task.pk for outcome in outcomes)
                 self.processed += len(outcomes)
-        for (task, described_outcome, error), outcome in zip(described, outcomes, strict=True):
+        for outcome in outcomes:
+            task, what, error = described.get(outcome.task.pk, (outcome.task, _NOT_RECORDED, outcome.error))
             logger.info(
                 "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
                 task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
-                described_outcome, outcome.duration_ms, f": {error}" if error else "",
+                what, outcome.duration_ms, f": {error}" if error else "",
             )
 
-    def _write(self, outcome: _Outcome) -> tuple[AgentTask, str, str]:
-        """Write one outcome: the task, what became of it, and its error."""
-        task, error, permanent = outcome.task, outcome.error, outcome.permanent
+    def _complete(self, outcomes: list[_Outcome]) -> list[AgentTask | Exception]:
+        """Each outcome's recorded task, or why not: several in one transaction, one in one statement."""
+        if len(outcomes) > 1:
+            results = [(outcome.task, outcome.output, outcome.duration_ms) for outcome in outcomes]
+            return services.tasks_complete(worker_id=self.worker_id, results=results)
+        if not outcomes:
+            return []
+        (outcome,) = outcomes
         try:
-            if not error:
-                try:
-                    task = services.task_complete(
-                        task=task, worker_id=self.worker_id, output=outcome.output, duration_ms=outcome.duration_ms
-                    )
-                except (TypeError, ValueError) as exc:
-                    error, permanent = f"The handler's output cannot be stored as JSON: {exc}", True
-            if error:
-                task = services.task_fail(task=task, worker_id=self.worker_id, error=error, permanent=permanent)
-        except services.LeaseLost:
-            return task, "dropped: cancelled or lease lost meanwhile", error
-        return task, _describe_outcome(task), error
+            return [
+                services.task_complete(
+                    task=outcome.task, worker_id=self.worker_id, output=outcome.output, duration_ms=outcome.duration_ms
+                )
+            ]
+        except (services.LeaseLost, TypeError, ValueError) as exc:
+            return [exc]
+
+    def _fail(self, outcome: _Outcome) -> AgentTask | Exception | str:
+        try:
+            return services.task_fail(
+                task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
+            )
+        except services.LeaseLost as exc:
+            return exc
+        except Exception:  # as for completions: logged, the lease returns the task
+            logger.exception("task %s: could not record the outcome", outcome.task.pk)
+            return _NOT_RECORDED
 
     def _hand_back(self, tasks: list[AgentTask]) -> None:
         for task in tasks:

@@ -6,19 +6,22 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.db.models.expressions import RawSQL
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents import services
 from agents.handlers import PermanentFailure, register, unregister
-from agents.models import AgentTask
+from agents.models import Agent, AgentTask
 from agents.queue import TaskListener, claim_params, claim_sql, retry_delay, tasks_claim, tasks_renew_leases
 from agents.tests.factories import AgentFactory, AgentTaskFactory
 from agents.worker import Worker, _Outcome, _Recorder
 from analytics.models import Event
+from companyos.foundation.tests.support import current_database_url
 
 Status = AgentTask.Status
 
@@ -389,14 +392,14 @@ def test_a_database_error_in_a_group_records_none_of_it(agent, monkeypatch, capl
     worker = Worker()
     first, second = _make(agent, 2)
     claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
-    real_complete = services.task_complete
+    real_write = services._write_output
 
-    def complete_then_fail(*, task, **kwargs):
+    def write_then_fail(task, **kwargs):
         if task.pk == second.pk:
             raise DatabaseError("the server went away")
-        return real_complete(task=task, **kwargs)
+        return real_write(task, **kwargs)
 
-    monkeypatch.setattr(services, "task_complete", complete_then_fail)
+    monkeypatch.setattr(services, "_write_output", write_then_fail)
     worker._record([_Outcome(claimed[first.pk], {}, "", False, 1), _Outcome(claimed[second.pk], {}, "", False, 1)])
     assert set(AgentTask.objects.filter(pk__in=[first.pk, second.pk]).values_list("status", flat=True)) == {
         Status.RUNNING
@@ -426,23 +429,56 @@ def test_the_recorder_writes_what_arrived_while_it_was_busy_as_one_group():
     assert groups == [[0], [1, 2, 3, 4]]
 
 
-def test_a_group_takes_its_agents_locks_in_one_order(agent, monkeypatch):
-    """Each completion updates its agent's counters, locking the agent's row
-    until the group commits: every group takes them in agent id order, so two
-    workers' groups cannot deadlock."""
+def test_a_group_counts_for_its_agents_once_after_its_tasks(agent):
+    """Each completion counts for its agent, locking the agent's row until the
+    group commits: the group counts once per group, after its tasks, so the
+    agents' rows stay locked only from there to the commit."""
     other = AgentFactory(organization=agent.organization)
     worker = Worker()
     tasks = _make(other, 2) + _make(agent, 2)
     claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=4)}
-    written = []
-    real_complete = services.task_complete
-
-    def spy(*, task, **kwargs):
-        written.append(task.agent_id)
-        return real_complete(task=task, **kwargs)
-
-    monkeypatch.setattr(services, "task_complete", spy)
-    worker._record([_Outcome(claimed[task.pk], {}, "", False, 0) for task in tasks])  # the other agent's first
-    assert agent.pk < other.pk  # UUIDv7: created first
-    assert written == [agent.pk, agent.pk, other.pk, other.pk]
+    with CaptureQueriesContext(connection) as queries:
+        worker._record([_Outcome(claimed[task.pk], {}, "", False, 5) for task in tasks])
+    writes = [query["sql"] for query in queries if "UPDATE" in query["sql"]]
+    counting = [index for index, sql in enumerate(writes) if f"UPDATE {Agent._meta.db_table} AS agent" in sql]
+    assert counting == [len(writes) - 1], "one statement, the last"
+    agent.refresh_from_db()
+    other.refresh_from_db()
+    assert (agent.tasks_completed, agent.total_duration_ms, other.tasks_completed) == (2, 10, 2)
     assert AgentTask.objects.filter(status=Status.COMPLETED).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_group_locks_its_agents_in_id_order(agent):
+    """Two groups (or a group and the reaper) lock the agents they count in
+    one order, so they cannot deadlock: while the group waits for the first
+    agent's row, it holds no later one."""
+    later = AgentFactory(organization=agent.organization)
+    assert agent.pk < later.pk  # UUIDv7: created first
+    worker = Worker()
+    tasks = _make(later, 1) + _make(agent, 1)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    table = Agent._meta.db_table
+    with psycopg.connect(current_database_url()) as holder:
+        holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [agent.pk])  # noqa: S608
+
+        def record():
+            worker._record([_Outcome(claimed[task.pk], {}, "", False, 1) for task in tasks])
+            connection.close()
+
+        group = threading.Thread(target=record)
+        group.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = %s"
+        deadline = time.monotonic() + 10
+        while holder.execute(waiting, ["Lock"]).fetchone()[0] == 0:
+            assert time.monotonic() < deadline, "the group never waited for the first agent"
+            time.sleep(0.02)
+        # The later agent's row is free: NOWAIT would raise if the group held it.
+        holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE NOWAIT", [later.pk])  # noqa: S608
+        holder.rollback()
+        group.join(10)
+    assert not group.is_alive()
+    assert AgentTask.objects.filter(status=Status.COMPLETED).count() == 2
+    agent.refresh_from_db()
+    later.refresh_from_db()
+    assert (agent.tasks_completed, later.tasks_completed) == (1, 1)
