@@ -193,12 +193,14 @@ _COUNT_FOR_AGENT_SQL = f"""
 # A group's completions counted for their agents in one statement. The rows
 # are locked in id order first (LockRows above the sort), as every transaction
 # that locks several agents does: the UPDATE only reaches a row once it and
-# the rows before it are locked.
+# the rows before it are locked. NO KEY UPDATE, the lock the UPDATE itself
+# takes: FOR UPDATE would also block the foreign-key checks other
+# transactions make at commit (their event rows name the agent).
 _COUNT_GROUP_SQL = f"""
     WITH counts AS (
         SELECT * FROM jsonb_to_recordset(%s::jsonb) AS counts(agent_id uuid, n int, ms bigint)
     ), locked AS (
-        SELECT id FROM {Agent._meta.db_table} WHERE id IN (SELECT agent_id FROM counts) ORDER BY id FOR UPDATE
+        SELECT id FROM {Agent._meta.db_table} WHERE id IN (SELECT agent_id FROM counts) ORDER BY id FOR NO KEY UPDATE
     )
     UPDATE {Agent._meta.db_table} AS agent
     SET tasks_completed = agent.tasks_completed + counts.n,

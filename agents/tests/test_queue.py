@@ -482,3 +482,26 @@ def test_a_group_locks_its_agents_in_id_order(agent):
     agent.refresh_from_db()
     later.refresh_from_db()
     assert (agent.tasks_completed, later.tasks_completed) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_groups_counting_lets_foreign_key_checks_through(agent):
+    """Another transaction's event row naming the agent takes a KEY SHARE lock
+    on it at commit: the group's counting must not wait for that transaction,
+    nor make it wait (two such waits crossed are a deadlock)."""
+    worker = Worker()
+    tasks = _make(agent, 2)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    with psycopg.connect(current_database_url()) as holder:
+        holder.execute(f"SELECT 1 FROM {Agent._meta.db_table} WHERE id = %s FOR KEY SHARE", [agent.pk])  # noqa: S608
+
+        def record():
+            worker._record([_Outcome(claimed[task.pk], {}, "", False, 1) for task in tasks])
+            connection.close()
+
+        group = threading.Thread(target=record)
+        group.start()
+        group.join(10)
+        assert not group.is_alive(), "the group waited for the key share"
+    agent.refresh_from_db()
+    assert agent.tasks_completed == 2
