@@ -190,23 +190,22 @@ _COUNT_FOR_AGENT_SQL = f"""
     )"""  # noqa: S608
 
 
-# A group's completions counted for their agents in one statement. The rows
-# are locked in id order first (LockRows above the sort), as every transaction
-# that locks several agents does: the UPDATE only reaches a row once it and
-# the rows before it are locked. NO KEY UPDATE, the lock the UPDATE itself
-# takes: FOR UPDATE would also block the foreign-key checks other
-# transactions make at commit (their event rows name the agent).
+# A group's completions counted for their agents, in one round trip. First
+# the agents' rows are locked in id order (the sort comes before the locks),
+# as every transaction that locks several agents does. NO KEY UPDATE is the
+# lock the UPDATE takes: FOR UPDATE would also block the foreign-key checks
+# other transactions make at commit (their event rows name the agent). The
+# UPDATE is a statement of its own: its snapshot, taken once the rows are
+# locked, sees their latest versions, where locking and updating in one
+# statement can wait on a version that a third transaction replaced.
 _COUNT_GROUP_SQL = f"""
-    WITH counts AS (
-        SELECT * FROM jsonb_to_recordset(%s::jsonb) AS counts(agent_id uuid, n int, ms bigint)
-    ), locked AS (
-        SELECT id FROM {Agent._meta.db_table} WHERE id IN (SELECT agent_id FROM counts) ORDER BY id FOR NO KEY UPDATE
-    )
+    SELECT FROM {Agent._meta.db_table} WHERE id = ANY(%s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
     UPDATE {Agent._meta.db_table} AS agent
     SET tasks_completed = agent.tasks_completed + counts.n,
         total_duration_ms = agent.total_duration_ms + counts.ms,
         last_active_at = %s, updated_at = %s
-    FROM counts WHERE agent.id = counts.agent_id AND agent.id IN (SELECT id FROM locked)
+    FROM jsonb_to_recordset(%s::jsonb) AS counts(agent_id uuid, n int, ms bigint)
+    WHERE agent.id = counts.agent_id
 """  # noqa: S608 - only table names are interpolated
 
 
@@ -263,7 +262,7 @@ def tasks_complete(*, worker_id: str, results: Sequence[tuple[AgentTask, Any, in
                 count["ms"] += duration_ms
         if counts:
             with connection.cursor() as cursor:
-                cursor.execute(_COUNT_GROUP_SQL, [json.dumps(list(counts.values())), now, now])
+                cursor.execute(_COUNT_GROUP_SQL, [list(counts), now, now, json.dumps(list(counts.values()))])
     return recorded
 
 
