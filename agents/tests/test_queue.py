@@ -448,6 +448,18 @@ def test_a_group_counts_for_its_agents_once_after_its_tasks(agent):
     assert AgentTask.objects.filter(status=Status.COMPLETED).count() == 4
 
 
+def _group_thread(worker: Worker, tasks: list[AgentTask]) -> threading.Thread:
+    """Claim ``tasks`` as ``worker`` now; the thread returned records their
+    outcomes as one group on a connection of its own."""
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=len(tasks))}
+
+    def record():
+        worker._record([_Outcome(claimed[task.pk], {}, "", False, 1) for task in tasks])
+        connection.close()
+
+    return threading.Thread(target=record)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_group_locks_its_agents_in_id_order(agent):
     """Two groups (or a group and the reaper) lock the agents they count in
@@ -455,18 +467,10 @@ def test_a_group_locks_its_agents_in_id_order(agent):
     agent's row, it holds no later one."""
     later = AgentFactory(organization=agent.organization)
     assert agent.pk < later.pk  # UUIDv7: created first
-    worker = Worker()
-    tasks = _make(later, 1) + _make(agent, 1)
-    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    group = _group_thread(Worker(), _make(later, 1) + _make(agent, 1))
     table = Agent._meta.db_table
     with psycopg.connect(current_database_url()) as holder:
         holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [agent.pk])  # noqa: S608
-
-        def record():
-            worker._record([_Outcome(claimed[task.pk], {}, "", False, 1) for task in tasks])
-            connection.close()
-
-        group = threading.Thread(target=record)
         group.start()
         waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = %s"
         deadline = time.monotonic() + 10
@@ -489,17 +493,9 @@ def test_a_groups_counting_lets_foreign_key_checks_through(agent):
     """Another transaction's event row naming the agent takes a KEY SHARE lock
     on it at commit: the group's counting must not wait for that transaction,
     nor make it wait (two such waits crossed are a deadlock)."""
-    worker = Worker()
-    tasks = _make(agent, 2)
-    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    group = _group_thread(Worker(), _make(agent, 2))
     with psycopg.connect(current_database_url()) as holder:
         holder.execute(f"SELECT 1 FROM {Agent._meta.db_table} WHERE id = %s FOR KEY SHARE", [agent.pk])  # noqa: S608
-
-        def record():
-            worker._record([_Outcome(claimed[task.pk], {}, "", False, 1) for task in tasks])
-            connection.close()
-
-        group = threading.Thread(target=record)
         group.start()
         group.join(10)
         assert not group.is_alive(), "the group waited for the key share"
