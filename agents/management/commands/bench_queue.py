@@ -115,6 +115,9 @@ DATABASE_COUNTERS = """
     FROM pg_stat_database WHERE datname = current_database()
 """
 COUNTERS = ("transactions", "inserted", "updated", "deleted")
+# Deadlocks abort a transaction and, in a worker, leave its tasks to their leases:
+# a run that has any is not measuring the queue.
+DEADLOCKS = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
 FLUSH_COUNTERS = "SELECT pg_stat_force_next_flush()"
 
 
@@ -555,11 +558,12 @@ class Command(BaseCommand):
         ratios = [f"ours/{name[:5]}" for name in names[1:]]
         self.stdout.write(
             f"{'workers':>7} " + " ".join(f"{name:>13}" for name in names) + " "
-            + " ".join(f"{ratio:>10}" for ratio in ratios) + "  not run exactly once (tasks/s medians)"
+            + " ".join(f"{ratio:>10}" for ratio in ratios) + "  not run exactly once, deadlocks (tasks/s medians)"
         )  # fmt: skip
         rates: dict[str, dict[int, float]] = {name: {} for name in names}
         for count in counts:
             runs: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
+            deadlocks = scalar(DEADLOCKS)
             # Every queue's workers wait side by side, and the queues take turns, one
             # run each per round: a machine that slows down for a while slows them alike.
             with ExitStack() as stack:
@@ -569,13 +573,15 @@ class Command(BaseCommand):
                     for queue in queues:
                         fresh_start(queue)
                         runs[queue.name].append(queue.run(n))
+            # The workers have exited: their backends have reported their counts.
+            deadlocks = scalar(DEADLOCKS) - deadlocks
             for name in names:
                 rates[name][count] = statistics.median(rate for rate, _ in runs[name])
             wrong = sum(not_once for name in names for _, not_once in runs[name])
             ours = rates["ours"][count]
             self.stdout.write(
                 f"{count:>7} " + " ".join(f"{rates[name][count]:>13.0f}" for name in names) + " "
-                + " ".join(f"{ours / rates[name][count]:>10.2f}" for name in names[1:]) + f"  {wrong}"
+                + " ".join(f"{ours / rates[name][count]:>10.2f}" for name in names[1:]) + f"  {wrong}, {deadlocks}"
             )  # fmt: skip
         if 1 in counts and 2 in counts:
             self.stdout.write(f"scaling, ours: 2 workers / 1 worker = {rates['ours'][2] / rates['ours'][1]:.2f}")
