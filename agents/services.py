@@ -237,10 +237,20 @@ def tasks_complete(*, worker_id: str, results: Sequence[tuple[AgentTask, Any, in
     counters come last, in one statement that locks the agents' rows in id
     order. So those rows are locked only from there to the commit, and
     always in the same order: two workers' groups neither queue behind each
-    other for the whole group nor deadlock. Returns, for each result in order, the
-    recorded task, its :class:`LeaseLost`, or the ``TypeError``/``ValueError``
-    of an output JSON cannot store (that task is not written).
+    other for the whole group nor deadlock. A single result takes
+    :func:`task_complete`'s one statement instead. Returns, for each result in
+    order, the recorded task, its :class:`LeaseLost`, or the
+    ``TypeError``/``ValueError`` of an output JSON cannot store (that task is
+    not written).
     """
+    if not results:
+        return []
+    if len(results) == 1:
+        ((task, output, duration_ms),) = results
+        try:
+            return [task_complete(task=task, worker_id=worker_id, output=output, duration_ms=duration_ms)]
+        except (LeaseLost, TypeError, ValueError) as exc:
+            return [exc]
     now = timezone.now()
     recorded: list[AgentTask | Exception] = []
     counts: dict[str, dict[str, Any]] = {}

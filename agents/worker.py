@@ -312,9 +312,9 @@ class Worker:
         return _Outcome(task, output, error, permanent, round((time.monotonic() - started) * 1000))
 
     def _record(self, outcomes: list[_Outcome]) -> None:
-        """Record handlers' outcomes, one log line each: the completions of
-        several in one transaction (:func:`services.tasks_complete`), a single
-        one in one statement, each failure in a transaction of its own.
+        """Record handlers' outcomes, one log line each: the completions
+        through :func:`services.tasks_complete` (several in one transaction),
+        each failure in a transaction of its own.
 
         If recording fails (the database is down, the connection closed) the
         tasks stay running and their leases, no longer renewed, return them
@@ -325,7 +325,10 @@ class Worker:
         failing = [outcome for outcome in outcomes if outcome.error]
         try:
             try:
-                results = self._complete(completing)
+                results = services.tasks_complete(
+                    worker_id=self.worker_id,
+                    results=[(outcome.task, outcome.output, outcome.duration_ms) for outcome in completing],
+                )
             except Exception:  # not only DatabaseError: the recorder must go on, the runner must not wait on it
                 tasks = ", ".join(str(outcome.task.pk) for outcome in completing)
                 logger.exception("tasks %s: could not record the outcomes", tasks)
@@ -343,29 +346,12 @@ class Worker:
                 self._in_hand.difference_update(outcome.task.pk for outcome in outcomes)
                 self.processed += len(outcomes)
         for outcome in outcomes:
-            task, what, error = described.get(outcome.task.pk, (outcome.task, _NOT_RECORDED, outcome.error))
+            task, what, error = described[outcome.task.pk]
             logger.info(
                 "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
                 task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
                 what, outcome.duration_ms, f": {error}" if error else "",
             )
-
-    def _complete(self, outcomes: list[_Outcome]) -> list[AgentTask | Exception]:
-        """Each outcome's recorded task, or why not: several in one transaction, one in one statement."""
-        if len(outcomes) > 1:
-            results = [(outcome.task, outcome.output, outcome.duration_ms) for outcome in outcomes]
-            return services.tasks_complete(worker_id=self.worker_id, results=results)
-        if not outcomes:
-            return []
-        (outcome,) = outcomes
-        try:
-            return [
-                services.task_complete(
-                    task=outcome.task, worker_id=self.worker_id, output=outcome.output, duration_ms=outcome.duration_ms
-                )
-            ]
-        except (services.LeaseLost, TypeError, ValueError) as exc:
-            return [exc]
 
     def _fail(self, outcome: _Outcome) -> AgentTask | Exception | str:
         try:
