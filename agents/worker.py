@@ -162,8 +162,11 @@ class Worker:
         """Run until stopped (or drained, in burst mode); returns how many tasks ran."""
         logger.info(
             "worker %s starting: concurrency=%d burst=%s agents=%s task_types=%s",
-            self.worker_id, self.concurrency, self.burst,
-            ",".join(map(str, self.agent_ids)) or "all", ",".join(self.task_types) or "all",
+            self.worker_id,
+            self.concurrency,
+            self.burst,
+            ",".join(map(str, self.agent_ids)) or "all",
+            ",".join(self.task_types) or "all",
         )
         self._listener = None if self.burst else TaskListener(agent_ids=self.agent_ids)
         runners = [
@@ -349,8 +352,14 @@ class Worker:
             task, what, error = described[outcome.task.pk]
             logger.info(
                 "task %s type=%s agent=%s attempt=%d/%d %s in %d ms%s",
-                task.pk, task.task_type, task.agent_id, task.attempts, task.max_attempts,
-                what, outcome.duration_ms, f": {error}" if error else "",
+                task.pk,
+                task.task_type,
+                task.agent_id,
+                task.attempts,
+                task.max_attempts,
+                what,
+                outcome.duration_ms,
+                f": {error}" if error else "",
             )
 
     def _fail(self, outcome: _Outcome) -> AgentTask | Exception | str:

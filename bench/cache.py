@@ -121,22 +121,35 @@ def main() -> None:
     set_ratio = figures["layer set"] / figures["raw set"]
     round_trip_us = 1e6 / figures["raw get"]
     lock_us = 1e6 / figures["lock cycle"]
-    print(f"cache benchmark: {args.ops} ops x {args.runs} runs (median), payload {len(blob)} B pickled, "
-          f"Redis {settings.REDIS_URL}, hiredis {'installed' if HIREDIS_AVAILABLE else 'absent'}")
-    print(f"  get   layer {figures['layer get']:>9,.0f} ops/s   raw redis-py {figures['raw get']:>9,.0f} ops/s   "
-          f"ratio {get_ratio:.2f}x  (goal >= 0.5x: {'ok' if get_ratio >= 0.5 else 'MISSED'})")
-    print(f"  set   layer {figures['layer set']:>9,.0f} ops/s   raw redis-py {figures['raw set']:>9,.0f} ops/s   "
-          f"ratio {set_ratio:.2f}x  (goal >= 0.5x: {'ok' if set_ratio >= 0.5 else 'MISSED'})")
+    print(
+        f"cache benchmark: {args.ops} ops x {args.runs} runs (median), payload {len(blob)} B pickled, "
+        f"Redis {settings.REDIS_URL}, hiredis {'installed' if HIREDIS_AVAILABLE else 'absent'}"
+    )
+    print(
+        f"  get   layer {figures['layer get']:>9,.0f} ops/s   raw redis-py {figures['raw get']:>9,.0f} ops/s   "
+        f"ratio {get_ratio:.2f}x  (goal >= 0.5x: {'ok' if get_ratio >= 0.5 else 'MISSED'})"
+    )
+    print(
+        f"  set   layer {figures['layer set']:>9,.0f} ops/s   raw redis-py {figures['raw set']:>9,.0f} ops/s   "
+        f"ratio {set_ratio:.2f}x  (goal >= 0.5x: {'ok' if set_ratio >= 0.5 else 'MISSED'})"
+    )
     print(f"  family get (version + value, 2 round trips) {figures['family get']:>9,.0f} ops/s")
-    print(f"  lock acquire+release {lock_us:7.1f} us   raw GET round trip {round_trip_us:7.1f} us   "
-          f"ratio {lock_us / round_trip_us:.2f}x  (goal <= 3x: {'ok' if lock_us <= 3 * round_trip_us else 'MISSED'})")
+    print(
+        f"  lock acquire+release {lock_us:7.1f} us   raw GET round trip {round_trip_us:7.1f} us   "
+        f"ratio {lock_us / round_trip_us:.2f}x  (goal <= 3x: {'ok' if lock_us <= 3 * round_trip_us else 'MISSED'})"
+    )
     two_trips_us = 1e6 / figures["two round trips"]
-    print(f"  (floor: two raw round trips SET+GET {two_trips_us:7.1f} us = {two_trips_us / round_trip_us:.2f}x a GET; "
-          f"lock cycle = {lock_us / two_trips_us:.2f}x that floor)")
+    print(
+        f"  (floor: two raw round trips SET+GET {two_trips_us:7.1f} us = {two_trips_us / round_trip_us:.2f}x a GET; "
+        f"lock cycle = {lock_us / two_trips_us:.2f}x that floor)"
+    )
     if parser_clients:
         hiredis, python = figures["parser hiredis"], figures["parser python"]
-        print(f"  raw GET parser: hiredis {hiredis:>9,.0f} ops/s   pure Python {python:>9,.0f} ops/s   "
-              f"ratio {hiredis / python:.2f}x")
+        print(
+            f"  raw GET parser: hiredis {hiredis:>9,.0f} ops/s   pure Python {python:>9,.0f} ops/s   "
+            f"ratio {hiredis / python:.2f}x"
+        )
+
 
 if __name__ == "__main__":
     main()

@@ -139,7 +139,13 @@ class DeploymentAdmin(ModelAdmin):
             None,
             {
                 "fields": (
-                    "organization", "project_name", "external_id", "url", "environment", "state", "error_message",
+                    "organization",
+                    "project_name",
+                    "external_id",
+                    "url",
+                    "environment",
+                    "state",
+                    "error_message",
                 ),
                 "description": "The state only moves forward: change it with the “Set the state” action.",
             },

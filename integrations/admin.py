@@ -6,7 +6,6 @@ renders the stored value back. Only holders of ``console.manage_secrets``
 (the admin role) see those fields or run the rotation actions.
 """
 
-
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse

@@ -196,8 +196,10 @@ class LinkedInClient(Client):
             "commentary": post.content,
             "visibility": "PUBLIC",
             "distribution": {
-                "feedDistribution": "MAIN_FEED", "targetEntities": [], "thirdPartyDistributionChannels": [],
-            },  # fmt: skip
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         }

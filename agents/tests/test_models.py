@@ -149,8 +149,13 @@ class TestAgentTask:
     def test_deleting_people_or_the_parent_keeps_the_task(self):
         creator, approver = UserFactory(), UserFactory()
         parent = AgentTaskFactory()
-        task = AgentTaskFactory(organization=parent.organization, agent=parent.agent, parent_task=parent,
-                                created_by=creator, approved_by=approver)
+        task = AgentTaskFactory(
+            organization=parent.organization,
+            agent=parent.agent,
+            parent_task=parent,
+            created_by=creator,
+            approved_by=approver,
+        )
         creator.delete()
         approver.delete()
         parent.delete()

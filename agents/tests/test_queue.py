@@ -86,8 +86,13 @@ def test_the_claim_walks_the_claim_index(agent):
     now = timezone.now()
     finished = {"status": Status.COMPLETED, "started_at": now, "completed_at": now, "attempts": 1}
     AgentTask.objects.bulk_create(
-        AgentTask(organization=agent.organization, agent=agents[i % 10], task_type="echo", title="t",
-                  **(finished if i < 3000 else {}))
+        AgentTask(
+            organization=agent.organization,
+            agent=agents[i % 10],
+            task_type="echo",
+            title="t",
+            **(finished if i < 3000 else {}),
+        )
         for i in range(3200)
     )
     params = claim_params(worker_id="w", limit=10, lease_seconds=60, now=now)

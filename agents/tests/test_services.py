@@ -167,7 +167,10 @@ def test_collaboration_creates_the_collaborators_child_task_and_follows_it(agent
     )
     child = collaboration.child_task
     assert (collaboration.status, child.agent, child.parent_task, child.task_type) == (
-        AgentCollaboration.Status.REQUESTED, reviewer, parent, expected_type
+        AgentCollaboration.Status.REQUESTED,
+        reviewer,
+        parent,
+        expected_type,
     )
     review_input = {"task": str(parent.pk), "task_type": "draft", "input": {"topic": "launch"}}
     review_input["output"] = {"text": "v1"}
@@ -267,8 +270,12 @@ def test_every_transition_path_records_its_event(agent, user):
     services.task_retry(task=approval, user=user)
     services.task_cancel(task=approval, user=user)
     assert events(approval) == [
-        "agent.task.queued", "agent.task.started", "agent.task.awaiting_approval", "agent.task.failed",
-        "agent.task.queued", "agent.task.cancelled",
+        "agent.task.queued",
+        "agent.task.started",
+        "agent.task.awaiting_approval",
+        "agent.task.failed",
+        "agent.task.queued",
+        "agent.task.cancelled",
     ]
 
     failing = services.task_enqueue(agent=agent, task_type="echo", title="fails", max_attempts=1)

@@ -120,7 +120,9 @@ def test_every_service_from_every_status(name, status, user):
 
 IMPOSSIBLE_ROWS = {
     "agents_task_running_has_started_at": {
-        "status": Status.RUNNING, "lease_expires_at": timezone.now(), "worker_id": "w",
+        "status": Status.RUNNING,
+        "lease_expires_at": timezone.now(),
+        "worker_id": "w",
     },
     "agents_task_lease_iff_running": {"status": Status.QUEUED, "lease_expires_at": timezone.now()},
     "agents_task_attempts_within_max": {"status": Status.FAILED, "attempts": 4, "max_attempts": 3},
@@ -129,11 +131,15 @@ IMPOSSIBLE_ROWS = {
     "agents_task_completed_at_when_finished": {"status": Status.QUEUED, "completed_at": timezone.now()},
     "agents_task_awaiting_requires_approval": {"status": Status.AWAITING_APPROVAL, "requires_approval": False},
     "agents_task_approved_when_completed": {
-        "status": Status.FAILED, "requires_approval": True, "approved_at": timezone.now(),
+        "status": Status.FAILED,
+        "requires_approval": True,
+        "approved_at": timezone.now(),
     },
     "agents_task_rejected_when_failed": {"status": Status.QUEUED, "rejection_reason": "No."},
     "agents_task_completes_after_start": {
-        "status": Status.COMPLETED, "started_at": timezone.now(), "completed_at": timezone.now() - timedelta(seconds=1),
+        "status": Status.COMPLETED,
+        "started_at": timezone.now(),
+        "completed_at": timezone.now() - timedelta(seconds=1),
     },
     "agents_task_status_valid": {"status": "lost"},
 }

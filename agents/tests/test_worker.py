@@ -59,9 +59,11 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
     fast = {"AGENT_TASK_RETRY_BASE_SECONDS": "0.1", "AGENT_WORKER_POLL_SECONDS": "0.2"}
     doomed = spawn_worker("--lease-seconds", "2", env=fast)
     wait_for(
-        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.RUNNING, worker_id__contains=f":{doomed.pid}:")
-        .exists(),
-        timeout=30, message="the first worker to start the task",
+        lambda: AgentTask.objects.filter(
+            pk=task.pk, status=Status.RUNNING, worker_id__contains=f":{doomed.pid}:"
+        ).exists(),
+        timeout=30,
+        message="the first worker to start the task",
     )
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
@@ -70,7 +72,8 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
     survivor = spawn_worker("--lease-seconds", "2", env=fast)
     task = wait_for(
         lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(),
-        timeout=30, message="another worker to complete the task",
+        timeout=30,
+        message="another worker to complete the task",
     )
     assert f":{survivor.pid}:" in task.worker_id
     assert task.attempts == 2, "the lost attempt counts"
@@ -87,13 +90,13 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
 
 def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_worker):
     first, second = (
-        services.task_enqueue(agent=agent, task_type="sleep", title=f"slow {i}", input={"seconds": 3})
-        for i in range(2)
+        services.task_enqueue(agent=agent, task_type="sleep", title=f"slow {i}", input={"seconds": 3}) for i in range(2)
     )
     worker = spawn_worker("--batch-size", "2")
     wait_for(
         lambda: AgentTask.objects.filter(agent=agent, status=Status.RUNNING).count() == 2,
-        timeout=30, message="the worker to claim both tasks",
+        timeout=30,
+        message="the worker to claim both tasks",
     )
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0

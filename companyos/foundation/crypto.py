@@ -54,9 +54,7 @@ def generate_key() -> str:
 def build_fernet(keys: list[str] | tuple[str, ...]) -> MultiFernet:
     """Build a MultiFernet from key strings, failing loudly on bad input."""
     if not keys or not any(key.strip() for key in keys):
-        raise ImproperlyConfigured(
-            f"FIELD_ENCRYPTION_KEYS is empty: set at least one Fernet key ({_HOW_TO_GENERATE})."
-        )
+        raise ImproperlyConfigured(f"FIELD_ENCRYPTION_KEYS is empty: set at least one Fernet key ({_HOW_TO_GENERATE}).")
     fernets = []
     for position, key in enumerate(keys):
         try:

@@ -41,8 +41,20 @@ logger = logging.getLogger("companyos.redis")
 # only creates short-lived locks, and deleting one later could free a lock
 # somebody else took after the outage.
 _CACHE_WRITES = frozenset(
-    {"SET", "SETEX", "PSETEX", "GETSET", "GETDEL", "DEL", "UNLINK", "EXPIRE", "PEXPIRE", "EXPIREAT",
-     "PEXPIREAT", "PERSIST"}
+    {
+        "SET",
+        "SETEX",
+        "PSETEX",
+        "GETSET",
+        "GETDEL",
+        "DEL",
+        "UNLINK",
+        "EXPIRE",
+        "PEXPIRE",
+        "EXPIREAT",
+        "PEXPIREAT",
+        "PERSIST",
+    }
 )
 _MULTI_KEY_WRITES = frozenset({"DEL", "UNLINK"})
 # Beyond this many remembered keys an outage is logged as possibly leaving
@@ -94,7 +106,9 @@ class CircuitBreaker:
                 logger.warning(
                     "Redis %s is unreachable (%s): cache reads miss, cache writes are skipped and locks "
                     "fail until it answers; retrying every %.1f s",
-                    self.name, exc, self.cooldown,
+                    self.name,
+                    exc,
+                    self.cooldown,
                 )
             else:
                 self.skipped += 1
@@ -107,7 +121,10 @@ class CircuitBreaker:
             logger.info(
                 "Redis %s is reachable again after %.1f s (%d calls skipped); invalidating %d cache keys "
                 "written during the outage",
-                self.name, time.monotonic() - self.down_since, self.skipped, len(self.pending),
+                self.name,
+                time.monotonic() - self.down_since,
+                self.skipped,
+                len(self.pending),
             )
             self.down_since = None
 
@@ -125,7 +142,8 @@ class CircuitBreaker:
                 logger.error(
                     "Redis %s: %d cache writes during the outage could not be remembered; those entries "
                     "may be stale until their TTL ends",
-                    self.name, self.pending_overflow,
+                    self.name,
+                    self.pending_overflow,
                 )
                 self.pending_overflow = 0
             return keys
@@ -136,7 +154,9 @@ class CircuitBreaker:
             self.next_log_at = now + self.log_interval
             logger.warning(
                 "Redis %s still unreachable after %.0f s (%d calls skipped so far)",
-                self.name, now - (self.down_since or now), self.skipped,
+                self.name,
+                now - (self.down_since or now),
+                self.skipped,
             )
 
 

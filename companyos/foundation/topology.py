@@ -296,7 +296,7 @@ class Topology:
                 uvicorn_command("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"),
                 log=self.root / f"asgi-{number + 1}.log",
                 env=env,
-            )  # fmt: skip
+            )
             self.asgi_ports.append(port)
         for port in self.asgi_ports:
             wait_for(lambda port=port: port_open(port), f"uvicorn on {port}")

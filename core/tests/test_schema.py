@@ -77,9 +77,7 @@ def test_no_plain_btree_index_is_a_prefix_of_another(indexes):
     # Django's auto-created many-to-many tables (user groups, permissions) are not ours to tune.
     ours = {m._meta.db_table for m in apps.get_models() if m._meta.app_label in OUR_APPS}
     plain = [
-        i
-        for i in indexes
-        if i["table"] in ours and i["method"] == "btree" and not i["partial"] and not i["expression"]
+        i for i in indexes if i["table"] in ours and i["method"] == "btree" and not i["partial"] and not i["expression"]
     ]
     redundant = [
         (a["name"], b["name"])

@@ -73,9 +73,12 @@ class Command(BaseCommand):
         organization = Organization.objects.create(name="Worker benchmark", slug=f"bench-w-{time.time_ns()}")
         agents = [
             Agent.objects.create(
-                organization=organization, name=f"Bench echo {i}", slug=f"bench-echo-{i}",
-                agent_type=Agent.AgentType.ANALYST, model="none",
-            )  # fmt: skip
+                organization=organization,
+                name=f"Bench echo {i}",
+                slug=f"bench-echo-{i}",
+                agent_type=Agent.AgentType.ANALYST,
+                model="none",
+            )
             for i in range(4)
         ]
         # run_worker claims agent tasks one at a time.

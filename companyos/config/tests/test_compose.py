@@ -59,9 +59,12 @@ def test_tools_run_only_under_the_tools_profile(services):
 @pytest.mark.parametrize(
     ("service", "probe"),
     [
-        ("postgres", "pg_isready"), ("redis", "redis-cli"), ("web", "/healthz"),
-        ("worker", "procrastinate healthchecks"), ("scheduler", "procrastinate healthchecks"),
-    ],  # fmt: skip
+        ("postgres", "pg_isready"),
+        ("redis", "redis-cli"),
+        ("web", "/healthz"),
+        ("worker", "procrastinate healthchecks"),
+        ("scheduler", "procrastinate healthchecks"),
+    ],
 )
 def test_services_have_health_checks(services, service, probe):
     check = services[service]["healthcheck"]

@@ -8,7 +8,6 @@ would only have needed the same markers a second time in its own syntax.
 """
 
 import json
-import re
 import subprocess
 import sys
 import tomllib
@@ -20,19 +19,11 @@ ROOT = Path(__file__).resolve().parents[3]
 PINS = [ROOT / "requirements.txt", ROOT / "requirements-dev.txt"]
 
 
-def test_the_security_lint_is_on_and_clean():
+def test_the_security_lint_is_on():
+    """Its findings fail the whole lint (test_code_style.py), like any other rule's."""
     lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
-    assert "S" in lint["select"]
 
-    # The project's whole configuration (its per-file exceptions included), reading the S findings only.
-    result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--output-format", "concise", str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    findings = [line for line in result.stdout.splitlines() if re.search(r":\d+:\d+: S\d{3} ", line)]
-    assert findings == []
+    assert "S" in lint["select"]
 
 
 def test_no_pinned_dependency_has_a_known_vulnerability():

@@ -132,4 +132,3 @@ def replica(alias: str) -> Replica:
         with _replicas_lock:
             state = _replicas.setdefault(alias, Replica(alias=alias, lock=threading.Lock()))
     return state
-

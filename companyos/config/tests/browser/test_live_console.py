@@ -148,7 +148,7 @@ def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console
     wait_until(
         page,
         f"""document.querySelector("input.action-select[value='{task.pk}']")
-            .closest('tr').querySelector('.cos-badge').textContent === 'Cancelled'"""
+            .closest('tr').querySelector('.cos-badge').textContent === 'Cancelled'""",
     )
     assert page.evaluate("window.sameDocument") is True  # not reloaded
     page.screenshot(path=str(ARTIFACTS / "admin-live-task-list.png"), full_page=True)

@@ -214,8 +214,10 @@ class Command(BaseCommand):
         servers = [
             subprocess.Popen(  # noqa: S603 - a fixed program and arguments
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],  # noqa: S607 - the machine's redis-server
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             for port in ports
         ]
         try:
