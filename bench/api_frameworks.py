@@ -43,7 +43,7 @@ from rest_framework.views import APIView  # noqa: E402
 from companyos.api.access import organization_of  # noqa: E402
 from companyos.api.auth import ApiAuth  # noqa: E402
 from companyos.api.pagination import page  # noqa: E402
-from companyos.api.resources import RESOURCES, attach_last_events, newest_event_id  # noqa: E402
+from companyos.api.resources import RESOURCES, newest_event_id  # noqa: E402
 from core.models import Organization, OrganizationMember, User  # noqa: E402
 from core.services import api_token_create  # noqa: E402
 from development.models import Deployment  # noqa: E402
@@ -73,7 +73,6 @@ class DeploymentList(APIView):
         position = newest_event_id(org.pk)
         ordering = DEPLOYMENTS.orderings["-created_at"]
         items, cursor = page(DEPLOYMENTS.rows(org.pk), name="-created_at", ordering=ordering, cursor=None, limit=100)
-        attach_last_events(items)
         return Response(
             {"items": DeploymentSerializer(items, many=True).data, "next_cursor": cursor, "event_position": position}
         )

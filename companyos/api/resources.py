@@ -7,9 +7,9 @@ indexes, or the table's own small size, serve). ``register`` turns each into
 ``GET /orgs/{organization}/<path>/`` and ``GET /orgs/{organization}/<path>/{id}/``.
 
 A page costs a fixed number of queries whatever the table's size: the
-membership, the organization's newest event id, the page itself (keyset,
-``LIMIT n + 1``), and the newest event of each row (one ``DISTINCT ON``
-over ``event_subject_idx``).
+membership, the organization's newest event id, and the page itself
+(keyset, ``LIMIT n + 1``), each row with the id of its newest event (one
+probe of ``event_subject_idx`` per row).
 """
 
 # No `from __future__ import annotations`: django-ninja reads the generated
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from pydantic import AwareDatetime, create_model
@@ -58,7 +58,8 @@ class Resource:
     subject: bool = True
 
     def rows(self, organization_id: uuid.UUID) -> QuerySet:
-        return self.model.objects.filter(**{self.organization: organization_id}).select_related(*self.related)
+        rows = self.model.objects.filter(**{self.organization: organization_id}).select_related(*self.related)
+        return with_last_event_id(rows) if self.subject else rows
 
 
 def optional(kind: Any) -> Any:
@@ -126,18 +127,17 @@ def newest_event_id(organization_id: uuid.UUID) -> uuid.UUID | None:
     return Event.objects.filter(organization_id=organization_id).order_by("-id").values_list("id", flat=True).first()
 
 
-def attach_last_events(rows: list[Model]) -> None:
-    """Set ``last_event_id`` on each row: the newest event about it, in one query."""
-    if not rows:
-        return
-    newest = dict(
-        Event.objects.filter(subject_type=rows[0]._meta.label_lower, subject_id__in=[row.pk for row in rows])
-        .order_by("subject_id", "-id")
-        .distinct("subject_id")
-        .values_list("subject_id", "id")
-    )
-    for row in rows:
-        row.last_event_id = newest.get(row.pk)
+def with_last_event_id(rows: QuerySet) -> QuerySet:
+    """``rows``, each with ``last_event_id``: the id of the newest event about it.
+
+    Read in the rows' own statement, so from the same snapshot: a change that
+    commits meanwhile shows in both the row and its ``last_event_id`` or in
+    neither. (Read apart, a row could show the state before a change and the
+    id of the change's event, and a client, which skips the events up to that
+    id, would never see the change.)
+    """
+    newest = Event.objects.filter(subject_type=rows.model._meta.label_lower, subject_id=OuterRef("pk")).order_by("-id")
+    return rows.annotate(last_event_id=Subquery(newest.values("id")[:1]))
 
 
 def list_query_schema(resource: Resource) -> type[Schema]:
@@ -177,8 +177,6 @@ def register(router: Router, resource: Resource) -> None:
             cursor=query.cursor,
             limit=query.limit,
         )
-        if resource.subject:
-            attach_last_events(items)
         return {"items": items, "next_cursor": next_cursor, "event_position": position}
 
     def detail_view(request: HttpRequest, organization: str, id: uuid.UUID):
@@ -186,8 +184,6 @@ def register(router: Router, resource: Resource) -> None:
         row = resource.rows(org.pk).filter(pk=id).first()
         if row is None:
             raise Problem(404, f"No {resource.model._meta.verbose_name} {id} in {org.slug}.")
-        if resource.subject:
-            attach_last_events([row])
         return row
 
     list_view.__name__, detail_view.__name__ = f"list_{name}", f"get_{name}"

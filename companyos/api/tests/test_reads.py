@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from analytics.models import Event
 from companyos.api.resources import RESOURCES
 from companyos.api.tests.conftest import bearer, member_with_token
 from development.models import Deployment
+from development.services import deployment_set_state
 from development.tests.factories import DeploymentFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,6 +114,42 @@ def test_objects_carry_their_newest_event_and_pages_the_organizations_position(c
     body = client.get(list_url(org_a, "deployments"), **bearer(token_a)).json()
     assert body["items"][0]["last_event_id"] == str(newest_about_it.pk)
     assert body["event_position"] == str(Event.objects.filter(organization=org_a).order_by("-id").first().pk)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("view", ["list", "detail"])
+def test_a_change_committed_while_a_page_is_read_shows_in_both_state_and_last_event_id_or_neither(
+    client, org_a, token_a, view
+):
+    """A client skips the events up to ``last_event_id``: were it newer than the state shown,
+    the change would be lost to it (docs/api.md, the list-then-subscribe handshake)."""
+    deployment = DeploymentFactory(organization=org_a, state=Deployment.State.QUEUED, started_at=None, ready_at=None)
+    changed = threading.Event()
+
+    def finish_it() -> None:
+        try:
+            deployment_set_state(deployment=Deployment.objects.get(pk=deployment.pk), state="error", at=timezone.now())
+        finally:
+            connection.close()
+
+    def commit_a_change_after_the_rows_are_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if not changed.is_set() and 'FROM "development_deployment"' in sql:
+            changed.set()
+            writer = threading.Thread(target=finish_it)
+            writer.start()
+            writer.join()
+        return result
+
+    detail_url = f"/api/v1/orgs/{org_a.slug}/deployments/{deployment.pk}/"
+    url = list_url(org_a, "deployments") if view == "list" else detail_url
+    with connection.execute_wrapper(commit_a_change_after_the_rows_are_read):
+        body = client.get(url, **bearer(token_a)).json()
+    item = body["items"][0] if view == "list" else body
+
+    assert changed.is_set()
+    assert item["state"] == Deployment.State.QUEUED
+    assert Event.objects.get(pk=item["last_event_id"]).payload["state"] == Deployment.State.QUEUED
 
 
 def test_a_page_costs_the_same_queries_at_any_size(client, org_a, token_a):
