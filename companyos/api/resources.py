@@ -58,7 +58,9 @@ class Resource:
     subject: bool = True
 
     def rows(self, organization_id: uuid.UUID) -> QuerySet:
-        rows = self.model.objects.filter(**{self.organization: organization_id}).select_related(*self.related)
+        rows = self.model.objects.filter(**{self.organization: organization_id})
+        if self.related:  # (select_related() with no names would join every non-null foreign key)
+            rows = rows.select_related(*self.related)
         return with_last_event_id(rows) if self.subject else rows
 
 
