@@ -1,6 +1,7 @@
 """The intake's asynchronous connections: configured as Django's primary, one pool per event loop."""
 
 import asyncio
+import time
 
 import pytest
 from django.conf import settings
@@ -41,11 +42,27 @@ def test_behind_a_transaction_mode_pooler_statements_are_not_prepared(monkeypatc
     assert database._new_pool().kwargs["prepare_threshold"] is None
 
 
+def sessions() -> int:
+    """The server's sessions on the test database (this test's own included)."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
 def test_a_loops_pool_closes_its_connections_when_the_loop_ends():
+    before = sessions()
+
     connection = asyncio.run(use_a_connection())
 
     assert database._pools == {}
     assert connection.closed
+    # None is left behind, not even one the pool was still making as the loop
+    # ended: such a one reaches the server within moments, and stays.
+    time.sleep(0.5)
+    deadline = time.monotonic() + 5  # the server drops a closed session a moment later
+    while sessions() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sessions() == before
 
 
 def test_without_djangos_pool_each_block_connects(monkeypatch):

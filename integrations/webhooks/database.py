@@ -71,7 +71,10 @@ def _new_pool() -> AsyncConnectionPool:
 async def _keep_open(loop: asyncio.AbstractEventLoop, opened: asyncio.Future) -> None:
     pool = _new_pool()
     try:
-        await pool.open()
+        # Its first connections made before any is handed out: a loop that ends
+        # right after (a test client's request) then has no connection attempt
+        # still under way, which its cancellation would leave open.
+        await pool.open(wait=True, timeout=pool.timeout)
     except BaseException as exc:
         # The next delivery tries again.
         _pools.pop(loop, None)
