@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
@@ -182,7 +183,9 @@ class TaskListener:
 
     It connects past PgBouncer when ``DATABASE_DIRECT_URL`` is set: a
     transaction-mode pooler hands the LISTEN to a server connection that
-    other clients then use, and the notifications never arrive.
+    other clients then use, and the notifications never arrive. It is not
+    one of the alias's pool either: it stays in LISTEN for the worker's
+    life, and closing a pooled connection outright never gives its slot back.
     """
 
     def __init__(self, *, agent_ids: Iterable[uuid.UUID] = ()) -> None:
@@ -190,10 +193,8 @@ class TaskListener:
         self._conn = self._connect()
 
     @staticmethod
-    def _connect():
-        wrapper = connections[session_alias()]
-        conn = wrapper.get_new_connection(wrapper.get_connection_params())
-        conn.autocommit = True
+    def _connect() -> psycopg.Connection:
+        conn = psycopg.connect(**connections[session_alias()].get_connection_params(), autocommit=True)
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
 

@@ -323,6 +323,35 @@ def test_queued_rows_notify_listeners_at_commit_from_any_path(agent):
         stranger.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_listener_holds_a_connection_of_its_own_and_its_close_ends_the_session():
+    """The LISTEN connection lives as long as the worker: taken from the request pool
+    it would hold a slot all that time, and each reconnect would lose one for good."""
+
+    def checked_out() -> int:
+        stats = connection.pool.get_stats()
+        return stats["pool_size"] - stats["pool_available"]
+
+    connection.ensure_connection()
+    before = checked_out()
+    for _ in range(3):
+        listener = TaskListener()
+        pid = listener._conn.info.backend_pid
+        listener.close()
+        # The server ends the session just after the client closes it.
+        deadline = time.monotonic() + 5
+        while _session_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _session_alive(pid), "the listener's session outlived close()"
+    assert checked_out() == before, "each listener kept a slot of the pool"
+
+
+def _session_alive(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", [pid])
+        return cursor.fetchone()[0]
+
+
 def test_factory_tasks_are_claimable(agent):
     task = AgentTaskFactory(agent=agent, organization=agent.organization)
     assert tasks_claim(worker_id="w")[0].pk == task.pk
