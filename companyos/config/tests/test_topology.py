@@ -27,8 +27,9 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from companyos.config.tests.programs import require_program
 from companyos.foundation.tests.support import Browser, uvicorn_server
-from companyos.foundation.topology import POSTGRES_BIN, running_topology, wait_for
+from companyos.foundation.topology import PGBOUNCER, POSTGRES_BIN, running_topology, wait_for
 from companyos.realtime.tests.test_delivery_e2e import Client, TaskPoster, start_publisher
 from integrations.tests.webhook_helpers import github_payload
 from integrations.webhooks.signatures import github_signature
@@ -94,6 +95,7 @@ def child_environment(topology, **overrides: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def topology():
+    require_program(PGBOUNCER, "pgbouncer")
     with running_topology() as topology:
         env = child_environment(topology)
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], check=True, env=env, cwd=settings.BASE_DIR)

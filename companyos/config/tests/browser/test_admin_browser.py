@@ -7,7 +7,6 @@ live server (threaded WSGI). The task changelist's screenshot is saved to
 """
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from django.utils import timezone
 from agents.models import AgentTask
 from agents.tests.factories import AgentTaskFactory
 from companyos.config.tests.admin.cases import CASES, parents
+from companyos.config.tests.programs import require_program
 from core.tests.factories import AdminUserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -33,8 +33,7 @@ PASSWORD = "browser-test-Pa55word!"
 
 @pytest.fixture
 def page(live_server, settings, monkeypatch):
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    require_program(CHROMIUM, "chromium")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's own

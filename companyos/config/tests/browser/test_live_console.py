@@ -22,6 +22,7 @@ from agents.models import AgentTask
 from agents.tests.factories import AgentTaskFactory
 from analytics.rollups import rollups_refresh
 from companyos.config.tests.browser.test_admin_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD
+from companyos.config.tests.programs import require_program
 from companyos.foundation.tests.support import current_database_url, uvicorn_server
 from core.models import Organization
 from core.tests.factories import AdminUserFactory, OrganizationMemberFactory
@@ -58,8 +59,7 @@ def in_another_process(code: str) -> float:
 @pytest.fixture
 def console(monkeypatch):
     """A logged-in Chromium page on a uvicorn server; yields (page, base URL, console errors)."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    require_program(CHROMIUM, "chromium")
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's ORM calls stay synchronous.
