@@ -6,12 +6,18 @@ live server (threaded WSGI). The task changelist's screenshot is saved to
 ``artifacts/`` for a person to look at.
 """
 
+from __future__ import annotations
+
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib import admin
+from django.db import connections
 from django.utils import timezone
 
 from agents.models import AgentTask
@@ -19,6 +25,9 @@ from agents.tests.factories import AgentTaskFactory
 from companyos.config.tests.admin.cases import CASES, parents
 from companyos.config.tests.programs import require_program
 from core.tests.factories import AdminUserFactory
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,23 +40,37 @@ ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts"
 PASSWORD = "browser-test-Pa55word!"
 
 
-@pytest.fixture
-def page(live_server, settings, monkeypatch):
+@contextmanager
+def chromium(monkeypatch) -> Iterator[Browser]:
+    """Debian's headless Chromium through Playwright's sync API, for one test.
+
+    Playwright runs an event loop in this thread while the browser is open.
+    Django then refuses ORM calls unless allowed (the test's own calls stay
+    synchronous and safe), and keeps this thread's connections per context
+    instead of per thread: the ones opened meanwhile are closed here, or the
+    pool's connection they hold stays checked out after the test.
+    """
     require_program(CHROMIUM, "chromium")
     from playwright.sync_api import sync_playwright
 
-    # Playwright's sync API runs an event loop in this thread; the test's own
-    # ORM calls are still synchronous and safe.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
-    # Plain HTTP on the live server (static files: the root conftest).
-    settings.SECURE_SSL_REDIRECT = settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            connections.close_all()
+
+
+@pytest.fixture
+def page(live_server, settings, monkeypatch):
+    # Plain HTTP on the live server (static files: the root conftest).
+    settings.SECURE_SSL_REDIRECT = settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    with chromium(monkeypatch) as browser:
         context = browser.new_context(viewport={"width": 1600, "height": 1000})
         context.set_default_timeout(15_000)
         yield context.new_page()
-        browser.close()
 
 
 @pytest.mark.django_db(transaction=True)

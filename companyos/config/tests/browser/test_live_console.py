@@ -21,8 +21,7 @@ from django.core.management import call_command
 from agents.models import AgentTask
 from agents.tests.factories import AgentTaskFactory
 from analytics.rollups import rollups_refresh
-from companyos.config.tests.browser.test_admin_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PASSWORD
-from companyos.config.tests.programs import require_program
+from companyos.config.tests.browser.test_admin_browser import ARTIFACTS, PASSWORD, chromium
 from companyos.foundation.tests.support import current_database_url, uvicorn_server
 from core.models import Organization
 from core.tests.factories import AdminUserFactory, OrganizationMemberFactory
@@ -59,14 +58,8 @@ def in_another_process(code: str) -> float:
 @pytest.fixture
 def console(monkeypatch):
     """A logged-in Chromium page on a uvicorn server; yields (page, base URL, console errors)."""
-    require_program(CHROMIUM, "chromium")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's ORM calls stay synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     staff = AdminUserFactory(email="live@example.com", password=PASSWORD)
-    with uvicorn_server(env=child_env()) as port, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with uvicorn_server(env=child_env()) as port, chromium(monkeypatch) as browser:
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.set_default_timeout(15_000)
         errors: list[str] = []
@@ -80,7 +73,6 @@ def console(monkeypatch):
         page.wait_for_selector("#site-name")
         page.staff = staff
         yield page, base, errors
-        browser.close()
 
 
 def wait_until(page, condition: str, timeout: float = 10.0) -> None:
