@@ -27,11 +27,11 @@ from datetime import datetime, timedelta
 
 import psycopg
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from agents.models import AgentCollaboration, AgentTask
-from companyos.foundation.db import session_alias
+from companyos.foundation.db import connect_outside_pool, session_alias
 from companyos.foundation.events import Outbox
 
 Status = AgentTask.Status
@@ -183,9 +183,8 @@ class TaskListener:
 
     It connects past PgBouncer when ``DATABASE_DIRECT_URL`` is set: a
     transaction-mode pooler hands the LISTEN to a server connection that
-    other clients then use, and the notifications never arrive. It is not
-    one of the alias's pool either: it stays in LISTEN for the worker's
-    life, and closing a pooled connection outright never gives its slot back.
+    other clients then use, and the notifications never arrive. Nor is it one
+    of the pool's: it stays in LISTEN for the worker's life.
     """
 
     def __init__(self, *, agent_ids: Iterable[uuid.UUID] = ()) -> None:
@@ -194,7 +193,7 @@ class TaskListener:
 
     @staticmethod
     def _connect() -> psycopg.Connection:
-        conn = psycopg.connect(**connections[session_alias()].get_connection_params(), autocommit=True)
+        conn = connect_outside_pool(session_alias())
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return conn
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from django.conf import settings
+from django.db import connections
 
 REPLICA_PREFIX = "replica_"
 DIRECT_ALIAS = "direct"
@@ -64,3 +66,10 @@ def session_alias(databases: dict[str, Any] | None = None) -> str:
     ``databases`` is the DATABASES setting (given while settings.py builds it).
     """
     return DIRECT_ALIAS if DIRECT_ALIAS in (settings.DATABASES if databases is None else databases) else "default"
+
+
+def connect_outside_pool(alias: str, **overrides: Any) -> psycopg.Connection:
+    """An autocommit connection of its own to ``alias``, for one held a long time (a LISTEN,
+    a replica's health check): never one of the alias's pool, whose slot a connection
+    closed outright instead of handed back would keep for good."""
+    return psycopg.connect(**(connections[alias].get_connection_params() | overrides), autocommit=True)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import psycopg
 from django.conf import settings
-from django.db import connections
+
+from companyos.foundation.db import connect_outside_pool
 
 logger = logging.getLogger("companyos.db")
 
@@ -91,10 +92,9 @@ class Replica:
     def _check(self) -> None:
         try:
             if self.connection is None or self.connection.closed:
-                params = connections[self.alias].get_connection_params()
-                params["connect_timeout"] = CHECK_CONNECT_TIMEOUT
-                params["application_name"] = "companyos-replica-check"
-                self.connection = psycopg.connect(**params, autocommit=True)
+                self.connection = connect_outside_pool(
+                    self.alias, connect_timeout=CHECK_CONNECT_TIMEOUT, application_name="companyos-replica-check"
+                )
             in_recovery, replayed, lag = self.connection.execute(STATUS_QUERY).fetchone()
         except psycopg.Error as exc:
             self._mark_down(f"unreachable ({exc})")
