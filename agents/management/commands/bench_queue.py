@@ -494,7 +494,9 @@ class Command(BaseCommand):
         parser.add_argument("--workers", default="1,2,4", help="Worker process counts (default 1,2,4).")
         parser.add_argument("--batch-size", type=int, default=10, help="Our and PgQueuer's batch size (10).")
         parser.add_argument("--agents", type=int, default=4, help="Agents our tasks are spread over (default 4).")
-        parser.add_argument("--latency-samples", type=int, default=30, help="Enqueue→start samples (default 30).")
+        parser.add_argument(
+            "--latency-samples", type=int, default=30, help="Enqueue→start samples, 2 or more (default 30)."
+        )
         parser.add_argument(
             "--peers", default="procrastinate,pgqueuer,raw",
             help="The queues ours is compared with (default procrastinate,pgqueuer,raw).",
@@ -505,6 +507,8 @@ class Command(BaseCommand):
             # The workers inherit it: every query would be kept and logged, as no deployment does.
             raise CommandError("bench_queue measures the project as deployed: run it with DEBUG=false.")
         n, repeat = options["tasks"], options["repeat"]
+        if options["latency_samples"] < 2:
+            raise CommandError("--latency-samples must be at least 2: the p90 needs two samples.")
         counts = [int(count) for count in options["workers"].split(",")]
         peers = options["peers"].split(",") if options["peers"] else []
         if "pgqueuer" in peers and importlib.util.find_spec("pgqueuer") is None:
