@@ -9,26 +9,42 @@ SIGTERM or SIGINT: no new job or task is taken; the running ones finish,
 agent tasks claimed but not started are handed back, then it exits. A worker
 killed outright stops sending heartbeats: ``retry_stalled_jobs`` puts its
 jobs back in the queue, and its agent tasks' leases run out.
+
+Procrastinate's worker ends at its first database error (a fetch, a
+heartbeat, its listener): a failover or a restarted server would stop the
+whole process, agent tasks too. So the jobs' worker is started again, after
+a pause that doubles while it keeps failing, and the agent runners, which
+reconnect on their own, go on meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from procrastinate import worker as procrastinate_worker
 from procrastinate.contrib.django import app
+from procrastinate.exceptions import ConnectorException
 
 from companyos.foundation.jobs import RUNNERS, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
+
+# The pauses before starting the jobs' worker again: the first, and the
+# longest while it keeps failing. A run this long counts as recovered.
+RESTART_FIRST_SECONDS = 0.5
+RESTART_MAX_SECONDS = 30.0
+RECOVERED_AFTER_SECONDS = 60.0
 
 
 class JobWorker(procrastinate_worker.Worker):
@@ -71,23 +87,32 @@ class Command(BaseCommand):
     async def _serve(self, name: str, options: dict, runners: Any, threads: list[threading.Thread]) -> None:
         async with app.open_async():
             app.perform_import_paths()
-            worker = JobWorker(
-                app=app,
-                **{
-                    **app.worker_defaults,
-                    "name": name,
-                    "queues": options["queue"] or None,
-                    "concurrency": options["concurrency"],
-                    "install_signal_handlers": False,  # ours stop the runners too
-                    "fetch_job_polling_interval": settings.JOBS_POLL_SECONDS,
-                    "update_heartbeat_interval": settings.JOBS_HEARTBEAT_SECONDS,
-                    "stalled_worker_timeout": settings.JOBS_STALLED_WORKER_SECONDS,
-                },
-            )
+
+            def new_worker() -> JobWorker:
+                return JobWorker(
+                    app=app,
+                    **{
+                        **app.worker_defaults,
+                        "name": name,
+                        "queues": options["queue"] or None,
+                        "concurrency": options["concurrency"],
+                        "install_signal_handlers": False,  # ours stop the runners too
+                        "fetch_job_polling_interval": settings.JOBS_POLL_SECONDS,
+                        "update_heartbeat_interval": settings.JOBS_HEARTBEAT_SECONDS,
+                        "stalled_worker_timeout": settings.JOBS_STALLED_WORKER_SECONDS,
+                    },
+                )
+
+            stopping = asyncio.Event()
+            current: list[JobWorker] = []  # the jobs' worker of the moment
 
             def stop() -> None:
+                if stopping.is_set():
+                    return
                 logger.info("worker %s stopping: finishing the running jobs and tasks", name)
-                worker.stop()
+                stopping.set()
+                for worker in current:
+                    worker.stop()
                 for runner in runners:
                     runner.stop()
 
@@ -97,8 +122,40 @@ class Command(BaseCommand):
             for thread in threads:
                 thread.start()
             try:
-                await worker.run()
+                await _run_jobs(name, new_worker, current, stopping)
             finally:
                 stop()
                 # A runner finishes its running task before returning.
                 await asyncio.gather(*(asyncio.to_thread(thread.join) for thread in threads))
+
+
+async def _run_jobs(
+    name: str, new_worker: Callable[[], JobWorker], current: list[JobWorker], stopping: asyncio.Event
+) -> None:
+    """Run the jobs' worker until ``stopping`` is set, starting a new one whenever it ends on a database error."""
+    loop = asyncio.get_running_loop()
+    pause = RESTART_FIRST_SECONDS
+    while not stopping.is_set():
+        # Nothing awaits between the check above and run() taking the worker: a stop cannot fall in between.
+        current[:] = [worker := new_worker()]
+        started = loop.time()
+        error: Exception | None = None
+        try:
+            await worker.run()
+        except (ConnectorException, psycopg.Error) as exc:
+            error = exc
+        if stopping.is_set():
+            return
+        if loop.time() - started >= RECOVERED_AFTER_SECONDS:
+            pause = RESTART_FIRST_SECONDS
+        # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
+        cause = f"a database error ({_first_line(error.__cause__ or error)})" if error else "a failed side task"
+        logger.warning("worker %s: the jobs' worker ended on %s; starting it again in %g s", name, cause, pause)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), pause)
+        pause = min(pause * 2, RESTART_MAX_SECONDS)
+
+
+def _first_line(error: BaseException) -> str:
+    """psycopg's connection errors list every host tried, a line each: the log line keeps the first."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)
