@@ -91,6 +91,7 @@ def another_github_webhook():
     return WebhookFactory(integration=IntegrationFactory(service=Integration.Service.GITHUB), events=[])
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_one_address_is_limited_per_minute_with_retry_after(client, github_webhook, settings):
     settings.WEBHOOK_RATE_LIMIT_PER_ADDRESS = 3
     # An address of this test's own: other tests in the same minute count against the usual one.
@@ -109,6 +110,7 @@ def test_one_address_is_limited_per_minute_with_retry_after(client, github_webho
     assert post_github(client, github_webhook, "ping", OPENED).status_code == 202
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_one_endpoint_is_limited_per_minute_whatever_the_address(client, github_webhook, settings):
     settings.WEBHOOK_RATE_LIMIT_PER_ENDPOINT = 2
     for address in ("192.0.2.1", "192.0.2.2"):

@@ -151,6 +151,7 @@ def test_bodies_over_the_limit_are_413_and_bad_json_400(client, settings, org_a,
     assert broken.json()["status"] == 400
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_the_rate_limit_answers_429_with_retry_after(client, settings, org_a, token_a):
     settings.API_RATE_LIMIT_PER_MINUTE = 2
     answers = [client.get("/api/v1/orgs/", **bearer(token_a)) for _ in range(3)]

@@ -19,6 +19,7 @@ from companyos.foundation.ratelimit import (
 from companyos.foundation.tests.test_health import caches_at, unused_port
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_requests_past_the_limit_are_told_when_the_window_ends():
     key = uuid.uuid4().hex
     assert [hit("test", key, limit=3) for _ in range(3)] == [None, None, None]
@@ -38,6 +39,7 @@ def test_the_counter_expires_with_its_window(raw, settings):
     assert 0 < raw.ttl(counter) <= WINDOW_SECONDS + 5
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_several_limits_count_in_order_and_a_refused_request_stops_counting(raw, settings):
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
     limits = (Limit("test", first, 2), Limit("test", second, 5))
@@ -56,6 +58,7 @@ def test_several_limits_count_in_order_and_a_refused_request_stops_counting(raw,
     assert hit_all(Limit("test", first, 0)) is None
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_requests_counted_together_are_answered_as_each_alone():
     first, second = uuid.uuid4().hex, uuid.uuid4().hex
     refused_by_first = (Limit("test", first, 1), Limit("test", second, 5))
@@ -67,6 +70,7 @@ def test_requests_counted_together_are_answered_as_each_alone():
     assert 1 <= hit_all(Limit("test", second, 2)) <= WINDOW_SECONDS
 
 
+@pytest.mark.usefixtures("rate_limit_window")
 def test_shared_counts_serve_the_requests_waiting_together_in_one_round_trip():
     key = uuid.uuid4().hex
     round_trips = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 from typing import Any
 
 import pytest
@@ -540,18 +539,11 @@ def test_too_many_subscriptions_and_replays_are_refused(alice, settings):
     run(scenario)
 
 
-def _start_of_a_fresh_window() -> None:
-    """Wait out the replay limiter's minute when it ends within seconds: a test's replays must share one window."""
-    left = 60 - time.time() % 60
-    if left < 5:
-        time.sleep(left + 0.1)
-
-
+@pytest.mark.usefixtures("rate_limit_window")
 def test_two_connections_of_one_token_share_its_subscription_and_replay_limits(alice, settings):
     settings.EVENTS_MAX_SUBSCRIPTIONS_PER_TOKEN = 3
     settings.EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN = 2
     since = str(uuid7())
-    _start_of_a_fresh_window()
 
     async def scenario():
         first, second = connect(headers=bearer(alice["token"])), connect(headers=bearer(alice["token"]))
