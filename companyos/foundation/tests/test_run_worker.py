@@ -30,7 +30,7 @@ class ScriptedWorker:
 
 
 def supervise(endings: list, *, stop_after: float) -> tuple[list[ScriptedWorker], float]:
-    """Run ``_run_jobs`` with workers ending as ``endings`` say, stopping it after ``stop_after`` s."""
+    """Run a ``JobsSupervisor`` with workers ending as ``endings`` say, stopping it after ``stop_after`` s."""
     started: list[ScriptedWorker] = []
 
     def new_worker() -> ScriptedWorker:
@@ -39,16 +39,10 @@ def supervise(endings: list, *, stop_after: float) -> tuple[list[ScriptedWorker]
 
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
-        stopping, current = asyncio.Event(), []
-
-        def stop() -> None:
-            stopping.set()
-            for worker in current:
-                worker.stop()
-
-        loop.call_later(stop_after, stop)
+        jobs = run_worker.JobsSupervisor("test", new_worker)
+        loop.call_later(stop_after, jobs.stop)
         begun = loop.time()
-        await run_worker._run_jobs("test", new_worker, current, stopping)
+        await jobs.run()
         return loop.time() - begun
 
     return started, asyncio.run(scenario())

@@ -103,16 +103,13 @@ class Command(BaseCommand):
                     },
                 )
 
-            stopping = asyncio.Event()
-            current: list[JobWorker] = []  # the jobs' worker of the moment
+            jobs = JobsSupervisor(name, new_worker)
 
             def stop() -> None:
-                if stopping.is_set():
+                if jobs.stopping:
                     return
                 logger.info("worker %s stopping: finishing the running jobs and tasks", name)
-                stopping.set()
-                for worker in current:
-                    worker.stop()
+                jobs.stop()
                 for runner in runners:
                     runner.stop()
 
@@ -122,38 +119,55 @@ class Command(BaseCommand):
             for thread in threads:
                 thread.start()
             try:
-                await _run_jobs(name, new_worker, current, stopping)
+                await jobs.run()
             finally:
                 stop()
                 # A runner finishes its running task before returning.
                 await asyncio.gather(*(asyncio.to_thread(thread.join) for thread in threads))
 
 
-async def _run_jobs(
-    name: str, new_worker: Callable[[], JobWorker], current: list[JobWorker], stopping: asyncio.Event
-) -> None:
-    """Run the jobs' worker until ``stopping`` is set, starting a new one whenever it ends on a database error."""
-    loop = asyncio.get_running_loop()
-    pause = RESTART_FIRST_SECONDS
-    while not stopping.is_set():
-        # Nothing awaits between the check above and run() taking the worker: a stop cannot fall in between.
-        current[:] = [worker := new_worker()]
-        started = loop.time()
-        error: Exception | None = None
-        try:
-            await worker.run()
-        except (ConnectorException, psycopg.Error) as exc:
-            error = exc
-        if stopping.is_set():
-            return
-        if loop.time() - started >= RECOVERED_AFTER_SECONDS:
-            pause = RESTART_FIRST_SECONDS
-        # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
-        cause = f"a database error ({_first_line(error.__cause__ or error)})" if error else "a failed side task"
-        logger.warning("worker %s: the jobs' worker ended on %s; starting it again in %g s", name, cause, pause)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), pause)
-        pause = min(pause * 2, RESTART_MAX_SECONDS)
+class JobsSupervisor:
+    """Runs the jobs' worker until stopped, starting a new one whenever it ends on a database error."""
+
+    def __init__(self, name: str, new_worker: Callable[[], JobWorker]) -> None:
+        self._name = name
+        self._new_worker = new_worker
+        self._stopping = asyncio.Event()
+        self._worker: JobWorker | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        pause = RESTART_FIRST_SECONDS
+        while not self.stopping:
+            # Nothing awaits between the check above and run() taking the worker: a stop cannot fall in between.
+            self._worker = worker = self._new_worker()
+            started = loop.time()
+            error: Exception | None = None
+            try:
+                await worker.run()
+            except (ConnectorException, psycopg.Error) as exc:
+                error = exc
+            if self.stopping:
+                return
+            if loop.time() - started >= RECOVERED_AFTER_SECONDS:
+                pause = RESTART_FIRST_SECONDS
+            # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
+            cause = f"a database error ({_first_line(error.__cause__ or error)})" if error else "a failed side task"
+            logger.warning(
+                "worker %s: the jobs' worker ended on %s; starting it again in %g s", self._name, cause, pause
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, RESTART_MAX_SECONDS)
 
 
 def _first_line(error: BaseException) -> str:
