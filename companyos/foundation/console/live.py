@@ -8,8 +8,12 @@ the organizations the page is about, and:
   feed (rendered by the server first, so the page works without JavaScript);
 - on the changelist of a model that declares events
   (``companyos.foundation.events.StateEvents``), updates a row's status badge
-  and counts the rows not shown yet ("3 new — show");
+  to its newest event and counts the rows not shown yet ("3 new — show");
 - on such a model's change page, warns when an event about the object arrives.
+
+Those two pages carry when they were rendered (``renderedAt``): the events
+stamped before it, which the server's gap repair also hands out, are on the
+page already.
 
 Everything is read from declarations: the events' organization model is the
 target of ``EVENTS_MODEL.organization``, its members the many-to-many to the
@@ -23,6 +27,7 @@ changed since is refused (:class:`VersionCheckedForm`).
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +38,7 @@ from django.db import connection, models
 from django.urls import NoReverseMatch, reverse
 
 from companyos.foundation.events import ALL_TOPICS, declaration_of, envelope_event, get_event_model
+from companyos.foundation.ids import uuid7_floor
 
 # The events an activity feed shows when the page opens.
 FEED_LENGTH = 20
@@ -126,6 +132,8 @@ def model_live_config(model: type[models.Model], user, *, object_id: str | None 
         "labels": {str(value): str(label) for value, label in field.flatchoices},
         "tones": {str(value): tone for value, tone in getattr(model, "status_tones", {}).items()},
         "objectId": object_id,
+        # Events stamped before this are already on the page (live.js).
+        "renderedAt": str(uuid7_floor(time.time_ns() // 1_000_000)),
     }
 
 

@@ -42,12 +42,19 @@ def test_the_index_feed_lists_the_newest_events_of_the_users_organizations_with_
 
 
 def test_a_changelist_of_a_model_with_events_follows_its_topic_and_badges(admin_client, rows):
-    AgentTaskFactory(organization=rows.organization, agent=rows.agent)
+    before = AgentTaskFactory(organization=rows.organization, agent=rows.agent)
 
     config = live_config(admin_client.get("/admin/agents/agenttask/"))
 
+    after = AgentTaskFactory(organization=rows.organization, agent=rows.agent)
     assert (config["mode"], config["topics"], config["stateField"]) == ("changelist", ["agent.task"], "status")
     assert config["tones"]["failed"] == "danger" and config["labels"]["awaiting_approval"] == "Awaiting Approval"
+    # Between the events stamped before the page and after it.
+    [made_before], [made_after] = (
+        [str(pk) for pk in rows.organization.events.filter(subject_id=task.pk).values_list("pk", flat=True)]
+        for task in (before, after)
+    )
+    assert made_before < config["renderedAt"] < made_after
 
 
 def test_the_webhook_delivery_log_and_a_deliverys_page_are_live(admin_client, rows):

@@ -55,12 +55,35 @@ def in_another_process(code: str) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
+# Each page keeps the frames its websockets receive in ``window.receivedFrames``, as they arrive:
+# this listener is added before live.js's own, so a frame seen here has been handled once the
+# next ``page.evaluate`` runs.
+RECORD_FRAMES = """(() => {
+  const Native = window.WebSocket;
+  window.receivedFrames = [];
+  window.WebSocket = function (url, protocols) {
+    const socket = new Native(url, protocols);
+    socket.addEventListener("message", (message) => window.receivedFrames.push(JSON.parse(message.data)));
+    return socket;
+  };
+  window.WebSocket.prototype = Native.prototype;
+})();"""
+
+
 @pytest.fixture
-def console(monkeypatch):
+def server_env() -> dict[str, str]:
+    """Settings of the console's server that a test changes (by parametrizing this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def console(monkeypatch, server_env):
     """A logged-in Chromium page on a uvicorn server; yields (page, base URL, console errors)."""
     staff = AdminUserFactory(email="live@example.com", password=PASSWORD)
-    with uvicorn_server(env=child_env()) as port, chromium(monkeypatch) as browser:
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    with uvicorn_server(env={**child_env(), **server_env}) as port, chromium(monkeypatch) as browser:
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.add_init_script(RECORD_FRAMES)
+        page = context.new_page()
         page.set_default_timeout(15_000)
         errors: list[str] = []
         page.on("console", lambda message: message.type == "error" and errors.append(f"{page.url}: {message.text}"))
@@ -86,6 +109,19 @@ def wait_until(page, condition: str, timeout: float = 10.0) -> None:
 
 def watch(page, organization):
     OrganizationMemberFactory(organization=organization, user=page.staff)
+
+
+def received(frame_type: str, **fields) -> str:
+    """A JS expression: whether the page has received a frame of this type with these event fields."""
+    match = " && ".join(f"frame.event.{name} === {json.dumps(str(value))}" for name, value in fields.items())
+    return f"window.receivedFrames.some((frame) => frame.type === {json.dumps(frame_type)}" + (
+        f" && {match})" if match else ")"
+    )
+
+
+def event_ids(organization, *, of) -> list[str]:
+    """The ids of the stored events about ``of``, oldest first."""
+    return [str(pk) for pk in organization.events.filter(subject_id=of.pk).order_by("id").values_list("pk", flat=True)]
 
 
 def test_the_index_feed_shows_a_deployment_ready_saved_by_another_process_within_a_second(console):
@@ -120,15 +156,23 @@ def test_the_index_feed_shows_a_deployment_ready_saved_by_another_process_within
     assert errors == []
 
 
+# The gap repair hands out an event one interval after the server first read it, and reads from the
+# overlap before a subscription: with these, an event stamped just before the page subscribed reaches
+# it several seconds after a live one stamped later.
+LATE_REPAIR = {"EVENTS_POSITION_SECONDS": "5", "EVENTS_REPLAY_OVERLAP_SECONDS": "30"}
+
+
+@pytest.mark.parametrize("server_env", [LATE_REPAIR])
 def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console):
     page, base, errors = console
     task = AgentTaskFactory(title="Summarise the incident", status=AgentTask.Status.QUEUED)
+    [queued] = event_ids(task.organization, of=task)
     watch(page, task.organization)
     page.goto(f"{base}/admin/agents/agenttask/")
     page.evaluate("window.sameDocument = true")
     row = page.locator("#result_list tr", has=page.locator(f"input.action-select[value='{task.pk}']"))
     assert row.locator(".cos-badge").inner_text() == "Queued"
-    page.wait_for_timeout(300)  # the subscription is made as the page loads
+    wait_until(page, received("subscribed"))
 
     in_another_process(
         "from agents.models import AgentTask\n"
@@ -137,11 +181,12 @@ def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console
         "task.save()"
     )
 
-    wait_until(
-        page,
-        f"""document.querySelector("input.action-select[value='{task.pk}']")
-            .closest('tr').querySelector('.cos-badge').textContent === 'Cancelled'""",
-    )
+    badge = f"""document.querySelector("input.action-select[value='{task.pk}']")
+            .closest('tr').querySelector('.cos-badge').textContent"""
+    wait_until(page, f"{badge} === 'Cancelled'")
+    # The repair's copy of the older "queued" event, arriving after the live "cancelled", changes nothing.
+    wait_until(page, received("event", id=queued), timeout=15)
+    assert page.evaluate(f"() => {badge}") == "Cancelled"
     assert page.evaluate("window.sameDocument") is True  # not reloaded
     page.screenshot(path=str(ARTIFACTS / "admin-live-task-list.png"), full_page=True)
 
@@ -157,6 +202,55 @@ def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console
     page.screenshot(path=str(ARTIFACTS / "admin-stale-edit-refused.png"), full_page=True)
     task.refresh_from_db()
     assert task.title == "Theirs"
+    assert errors == []
+
+
+@pytest.mark.parametrize("server_env", [LATE_REPAIR])
+def test_a_list_counts_the_rows_made_after_it_opened_and_not_one_made_before(console):
+    page, base, errors = console
+    before = AgentTaskFactory(status=AgentTask.Status.QUEUED)
+    [queued] = event_ids(before.organization, of=before)
+    watch(page, before.organization)
+    page.goto(f"{base}/admin/agents/agenttask/?status__exact=cancelled")  # neither task is on it
+
+    # The repair's copy of the event of a task made before the page: not counted as new.
+    wait_until(page, received("event", id=queued), timeout=15)
+    assert page.locator("#cos-new-rows").count() == 0
+
+    after = AgentTaskFactory(organization=before.organization, agent=before.agent)
+
+    wait_until(page, "document.getElementById('cos-new-rows')?.textContent === '1 new — show'")
+    [made] = event_ids(after.organization, of=after)
+    assert page.evaluate(received("event", id=made))
+    assert errors == []
+
+
+@pytest.mark.parametrize("server_env", [LATE_REPAIR])
+def test_a_change_page_warns_of_a_change_made_after_it_opened_and_not_of_one_before(console):
+    page, base, errors = console
+    task = AgentTaskFactory(title="Summarise the incident", status=AgentTask.Status.QUEUED)
+    [queued] = event_ids(task.organization, of=task)
+    watch(page, task.organization)
+    page.goto(f"{base}/admin/agents/agenttask/{task.pk}/change/")
+    warning = page.locator("#cos-live-warning")
+
+    # The repair's copy of the event the page was rendered after: no warning.
+    wait_until(page, received("event", id=queued), timeout=15)
+    assert warning.is_hidden()
+
+    in_another_process(
+        "from agents.models import AgentTask\n"
+        f"task = AgentTask.objects.get(pk='{task.pk}')\n"
+        "task.status = AgentTask.Status.CANCELLED\n"
+        "task.save()"
+    )
+
+    wait_until(page, "!document.getElementById('cos-live-warning').hidden")
+    assert warning.inner_text() == (
+        "This agent task changed after you opened this page (agent.task.cancelled, now Cancelled). "
+        "Saving will be refused: reload to see the change."
+    )
+    page.screenshot(path=str(ARTIFACTS / "admin-live-change-warning.png"), full_page=True)
     assert errors == []
 
 

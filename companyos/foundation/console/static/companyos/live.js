@@ -2,7 +2,9 @@
 // an activity feed, status badges that follow events, "N new — show" on lists and a warning
 // on a change page whose object changed. Events come over /ws/events/ with the admin session;
 // after a reconnect each organization resumes with `since` (docs/realtime.md), and ids already
-// shown are dropped. Without this script the pages are the same, only not live.
+// shown are dropped. The server's gap repair may hand out an event after a newer live one about
+// the same object, so a badge follows only the newest event of its row. Without this script the
+// pages are the same, only not live.
 "use strict";
 
 (function () {
@@ -14,6 +16,10 @@
   const seen = new Set(config.seen || []);
   const since = Object.assign({}, config.since || {}); // organization id -> last event id received
   const newIds = new Set();
+  const newestOfSubject = new Map(); // object id -> id of the newest event shown on its badge
+  // Events with smaller ids were stamped before the page was rendered: the page already shows them,
+  // unless one committed late, which only a badge takes in (the newest-event rule keeps it right).
+  const renderedAt = config.renderedAt || "";
   let retryDelay = 500;
   let socket = null;
 
@@ -57,12 +63,22 @@
     return checkbox ? checkbox.closest("tr") : null;
   }
 
+  function isNewestOfSubject(event) {
+    const newest = newestOfSubject.get(event.subject.id);
+    if (newest && newest > event.id) return false; // UUIDv7 strings sort as their times
+    newestOfSubject.set(event.subject.id, event.id);
+    return true;
+  }
+
   function updateBadge(row, value) {
     const holder = row.querySelector(`[data-cos-field="${CSS.escape(config.stateField)}"]`);
     if (!holder) return;
     const pill = holder.querySelector(".cos-badge");
-    pill.className = `cos-badge cos-badge-${config.tones[value] || "neutral"}`;
-    pill.textContent = config.labels[value] || value;
+    const className = `cos-badge cos-badge-${config.tones[value] || "neutral"}`;
+    const label = config.labels[value] || value;
+    if (pill.className === className && pill.textContent === label) return; // e.g. a replay of what is shown
+    pill.className = className;
+    pill.textContent = label;
     row.classList.remove("cos-row-changed");
     void row.offsetWidth; // restart the highlight
     row.classList.add("cos-row-changed");
@@ -104,12 +120,12 @@
     } else if (config.mode === "changelist" && event.subject.type === config.model) {
       const row = rowOf(event.subject.id);
       if (row) {
-        updateBadge(row, event.data[config.stateField]);
-      } else if (!newIds.has(event.subject.id)) {
+        if (isNewestOfSubject(event)) updateBadge(row, event.data[config.stateField]);
+      } else if (event.id > renderedAt && !newIds.has(event.subject.id)) {
         newIds.add(event.subject.id);
         announceNew();
       }
-    } else if (config.mode === "change" && event.subject.id === config.objectId) {
+    } else if (config.mode === "change" && event.subject.id === config.objectId && event.id > renderedAt) {
       warnChanged(event);
     }
   }
