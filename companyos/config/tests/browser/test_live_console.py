@@ -17,15 +17,18 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib import admin
 from django.core.management import call_command
+from django.utils import timezone
 
 from agents.models import AgentTask
 from agents.tests.factories import AgentTaskFactory
 from analytics.rollups import rollups_refresh
 from companyos.config.tests.browser.test_admin_browser import ARTIFACTS, PASSWORD, chromium
+from companyos.foundation.ratelimit import WINDOW_SECONDS
 from companyos.foundation.tests.support import current_database_url, uvicorn_server
 from core.models import Organization
 from core.tests.factories import AdminUserFactory, OrganizationMemberFactory
 from development.models import Deployment
+from development.services import deployment_set_state
 from development.tests.factories import DeploymentFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -67,6 +70,7 @@ RECORD_FRAMES = """(() => {
     return socket;
   };
   window.WebSocket.prototype = Native.prototype;
+  Object.assign(window.WebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
 })();"""
 
 
@@ -153,6 +157,31 @@ def test_the_index_feed_shows_a_deployment_ready_saved_by_another_process_within
     assert latency_ms < 1000
     link = page.locator("#cos-feed a", has_text="deployment.ready").first
     assert link.get_attribute("href") == f"/admin/development/deployment/{deployment.pk}/change/"
+    assert errors == []
+
+
+@pytest.mark.parametrize("server_env", [{"EVENTS_REPLAYS_PER_MINUTE_PER_TOKEN": "1"}])
+def test_a_feed_whose_resuming_subscribe_the_rate_limit_refused_makes_it_again_when_allowed(console):
+    page, base, errors = console
+    deployments = [DeploymentFactory(state=Deployment.State.BUILDING) for _ in range(2)]
+    for deployment in deployments:
+        watch(page, deployment.organization)
+    # The index subscribes to both organizations with `since` (the newest event it shows of each),
+    # one more than the limit allows: shortly before the minute's window ends, so the wait is short.
+    time.sleep(max(0.0, WINDOW_SECONDS - time.time() % WINDOW_SECONDS - 4))
+
+    page.goto(f"{base}/admin/")
+
+    wait_until(page, "window.receivedFrames.some((frame) => frame.code === 'replay_rate_limited')")
+    subscribed = (
+        "window.receivedFrames.filter((frame) => frame.type === 'subscribed').map((frame) => frame.organization)"
+    )
+    wait_until(page, f"new Set({subscribed}).size === 2", timeout=15)
+    assert sorted(page.evaluate(f"() => {subscribed}")) == sorted(str(each.organization_id) for each in deployments)
+    for deployment in deployments:  # live for both
+        deployment_set_state(deployment=deployment, state=Deployment.State.READY, at=timezone.now())
+    ready = "[...document.querySelectorAll('#cos-feed a')].filter((link) => link.textContent === 'deployment.ready')"
+    wait_until(page, f"{ready}.length === 2")
     assert errors == []
 
 

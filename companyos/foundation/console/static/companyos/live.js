@@ -130,25 +130,43 @@
     }
   }
 
+  function subscribe(organization) {
+    const request = { action: "subscribe", organization, topics: config.topics };
+    if (since[organization]) request.since = since[organization];
+    socket.send(JSON.stringify(request));
+  }
+
   function connect() {
     const watched = config.organizations;
     if (!watched.length) return;
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    socket = new WebSocket(`${scheme}//${window.location.host}/ws/events/`);
-    socket.addEventListener("open", () => {
+    const current = new WebSocket(`${scheme}//${window.location.host}/ws/events/`);
+    const subscribed = new Set();
+    let resubscribing = false;
+    socket = current;
+    current.addEventListener("open", () => {
       retryDelay = 500;
-      for (const organization of watched) {
-        const request = { action: "subscribe", organization, topics: config.topics };
-        if (since[organization]) request.since = since[organization];
-        socket.send(JSON.stringify(request));
+      for (const organization of watched) subscribe(organization);
+    });
+    current.addEventListener("message", (message) => {
+      const frame = JSON.parse(message.data);
+      if (frame.type === "event") {
+        receive(frame.event);
+      } else if (frame.type === "subscribed") {
+        subscribed.add(frame.organization);
+        setState("live");
+      } else if (frame.type === "error" && frame.code === "replay_rate_limited" && !resubscribing) {
+        // Subscribes with `since` are limited per minute (docs/realtime.md) and the refused ones
+        // were not made: make them again once the server says the limit allows.
+        resubscribing = true;
+        window.setTimeout(() => {
+          resubscribing = false;
+          if (socket !== current) return; // reconnected meanwhile: that subscribed afresh
+          for (const organization of watched) if (!subscribed.has(organization)) subscribe(organization);
+        }, frame.retry_after * 1000);
       }
     });
-    socket.addEventListener("message", (message) => {
-      const frame = JSON.parse(message.data);
-      if (frame.type === "event") receive(frame.event);
-      else if (frame.type === "subscribed") setState("live");
-    });
-    socket.addEventListener("close", (closing) => {
+    current.addEventListener("close", (closing) => {
       setState("reconnecting…");
       if (closing.code === 4401) return setState("signed out"); // the session ended: reconnecting cannot help
       window.setTimeout(connect, retryDelay);
