@@ -409,6 +409,14 @@ def test_the_worker_gets_its_wake_ups_while_the_web_path_goes_through_pgbouncer(
 WORKER_COMPLETED = re.compile(r"task (\S+) type=echo .* completed in")
 
 
+# Whether the worker has processed one of the test's deliveries and completed a task made after %s.
+WORKER_HAS_SERVED = (
+    "SELECT EXISTS (SELECT FROM integrations_webhookdelivery"
+    "               WHERE delivery_id LIKE 'failover-%%' AND processed_at IS NOT NULL)"
+    " AND EXISTS (SELECT FROM agents_agenttask WHERE created_at > %s AND completed_at IS NOT NULL)"
+)
+
+
 def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(
     topology, web, tmp_path
 ):
@@ -424,6 +432,7 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
     acknowledged, failed_after_kill = [], 0
     killed = killed_at = recovered = None
     poster = TaskPoster(web, topology.data["staff_token"], topology.data["slug"], topology.data["agent"], 5)
+    started_at = datetime.now(UTC)
     with running(env, worker_log, "run_worker"):
         poster.start()
         try:
@@ -440,6 +449,13 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
                 else:
                     pytest.fail(f"a delivery failed before the primary was killed: {status}")
                 if killed is None and len(acknowledged) >= 200:
+                    # Serving before the kill: what must resume is a worker that was running.
+                    with psycopg.connect(topology.postgres["primary"].url(), autocommit=True) as primary:
+                        wait_for(
+                            lambda: primary.execute(WORKER_HAS_SERVED, [started_at]).fetchone()[0],
+                            "the worker serving before the kill",
+                            timeout=30,
+                        )
                     topology.kill_postgres("primary")
                     killed, killed_at = time.monotonic(), datetime.now(UTC)
                     # The failover tooling's part: promote the synchronous standby.
