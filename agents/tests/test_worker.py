@@ -12,19 +12,11 @@ from django.utils import timezone
 from agents import services
 from agents.models import AgentTask
 from analytics.models import Event
+from companyos.foundation.topology import wait_for
 
 Status = AgentTask.Status
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(condition, *, timeout: float, interval: float = 0.05, message: str = ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
 
 
 def events_of(task_ids, event_type: str) -> Counter:
@@ -62,8 +54,8 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
         lambda: AgentTask.objects.filter(
             pk=task.pk, status=Status.RUNNING, worker_id__contains=f":{doomed.pid}:"
         ).exists(),
+        "the first worker to start the task",
         timeout=30,
-        message="the first worker to start the task",
     )
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
@@ -72,8 +64,8 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
     survivor = spawn_worker("--lease-seconds", "2", env=fast)
     task = wait_for(
         lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(),
+        "another worker to complete the task",
         timeout=30,
-        message="another worker to complete the task",
     )
     assert f":{survivor.pid}:" in task.worker_id
     assert task.attempts == 2, "the lost attempt counts"
@@ -95,8 +87,8 @@ def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_
     worker = spawn_worker("--batch-size", "2")
     wait_for(
         lambda: AgentTask.objects.filter(agent=agent, status=Status.RUNNING).count() == 2,
+        "the worker to claim both tasks",
         timeout=30,
-        message="the worker to claim both tasks",
     )
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0
@@ -112,11 +104,17 @@ def test_an_idle_worker_starts_a_new_task_at_once(agent, spawn_worker):
     """With a 60 s poll, only NOTIFY can explain a start within a second."""
     worker = spawn_worker("--poll-seconds", "60")
     warm_up = services.task_enqueue(agent=agent, task_type="echo", title="warm-up")
-    wait_for(lambda: AgentTask.objects.filter(pk=warm_up.pk, status=Status.COMPLETED).exists(), timeout=30)
+    wait_for(
+        lambda: AgentTask.objects.filter(pk=warm_up.pk, status=Status.COMPLETED).exists(),
+        "the warm-up task",
+        timeout=30,
+    )
     time.sleep(0.5)  # idle again, waiting on LISTEN
 
     task = services.task_enqueue(agent=agent, task_type="echo", title="now")
-    task = wait_for(lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), timeout=5)
+    task = wait_for(
+        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), "the task", timeout=5
+    )
     assert (task.started_at - task.created_at).total_seconds() < 1
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
@@ -126,11 +124,13 @@ def test_while_one_runner_works_another_starts_a_new_task_at_once(agent, spawn_w
     """The idle runner waits on LISTEN itself; with a 60 s poll, only that explains a start within a second."""
     worker = spawn_worker("--poll-seconds", "60", "--concurrency", "2")
     long = services.task_enqueue(agent=agent, task_type="sleep", title="long", input={"seconds": 5})
-    wait_for(lambda: AgentTask.objects.filter(pk=long.pk, status=Status.RUNNING).exists(), timeout=30)
+    wait_for(lambda: AgentTask.objects.filter(pk=long.pk, status=Status.RUNNING).exists(), "the long task", timeout=30)
     time.sleep(0.5)  # the other runner is idle again, waiting on LISTEN
 
     task = services.task_enqueue(agent=agent, task_type="echo", title="now")
-    task = wait_for(lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), timeout=5)
+    task = wait_for(
+        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), "the task", timeout=5
+    )
     assert (task.started_at - task.created_at).total_seconds() < 1
     assert AgentTask.objects.get(pk=long.pk).status == Status.RUNNING
     worker.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from django.db import connection
 
 from analytics.models import Event
 from companyos.foundation.tests.support import manage_py
+from companyos.foundation.topology import wait_for
 from development.models import Deployment, PullRequest
 from integrations.models import WebhookDelivery
 from integrations.selectors import webhook_refusals
@@ -51,19 +52,11 @@ def github_headers(webhook, body: bytes, delivery_id: str, event: str = "pull_re
     }
 
 
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_deliveries_over_http_are_acknowledged_then_applied(github_webhook):
     with uvicorn_server() as base_url, manage_py("run_worker", "--queue", "webhooks"):
         status, _ = send(base_url, endpoint(github_webhook), OPENED, github_headers(github_webhook, OPENED, "e2e-1"))
         assert status == 202
-        wait_for(lambda: WebhookDelivery.objects.filter(status=Status.PROCESSED).exists())
+        wait_for(lambda: WebhookDelivery.objects.filter(status=Status.PROCESSED).exists(), "the delivery", timeout=10)
         pull_request = PullRequest.objects.get()
         assert Event.objects.filter(subject_id=pull_request.pk, event_type="pull_request.opened").count() == 1
 
@@ -101,7 +94,9 @@ def test_deliveries_acknowledged_while_no_worker_runs_are_applied_by_the_next_on
 
     assert WebhookDelivery.objects.filter(status=Status.RECEIVED).count() == 2
     with manage_py("run_worker", "--queue", "webhooks") as worker:
-        wait_for(lambda: not WebhookDelivery.objects.filter(status=Status.RECEIVED).exists(), timeout=20)
+        wait_for(
+            lambda: not WebhookDelivery.objects.filter(status=Status.RECEIVED).exists(), "the deliveries", timeout=20
+        )
     assert worker.returncode == 0, worker.output()
 
     deployment = Deployment.objects.get()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from analytics.models import Event
 from companyos.foundation.tests.support import manage_py
+from companyos.foundation.topology import wait_for
 from social.jobs import publish_post
 from social.models import SocialPost
 from social.tests.platform_server import platform_server
@@ -27,26 +27,21 @@ FAST = {
 }
 
 
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
-
-
 def test_a_worker_killed_while_the_platform_answers_leaves_one_post_after_recovery():
     with platform_server() as platform:
         env = {**FAST, "SOCIAL_X_API_URL": platform.url}
         platform.post_delay = 1.5  # the POST is in flight when the worker dies; the platform then publishes
         post = due_post()
         with manage_py("run_scheduler", env=env) as scheduler, manage_py("run_worker", env=env) as doomed:
-            wait_for(lambda: platform.posted(), 60, "the worker calls the platform")
+            wait_for(lambda: platform.posted(), "the worker calling the platform", timeout=60)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait()
             with manage_py("run_worker", env=env) as survivor:
-                wait_for(lambda: SocialPost.objects.get(pk=post.pk).status == SocialPost.Status.PUBLISHED, 60,
-                         "the retried job records the post")  # fmt: skip
+                wait_for(
+                    lambda: SocialPost.objects.get(pk=post.pk).status == SocialPost.Status.PUBLISHED,
+                    "the retried job recording the post",
+                    timeout=60,
+                )
             assert survivor.returncode == 0, survivor.output()
         assert scheduler.returncode == 0, scheduler.output()
 
