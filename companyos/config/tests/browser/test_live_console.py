@@ -191,24 +191,35 @@ def test_a_feed_whose_resuming_subscribe_the_rate_limit_refused_makes_it_again_w
 LATE_REPAIR = {"EVENTS_POSITION_SECONDS": "5", "EVENTS_REPLAY_OVERLAP_SECONDS": "30"}
 
 
-@pytest.mark.parametrize("server_env", [LATE_REPAIR])
-def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console):
-    page, base, errors = console
+def a_watched_queued_task(page) -> tuple[AgentTask, str]:
+    """A queued task of an organization the page's staff member watches, and the id of its queued event."""
     task = AgentTaskFactory(title="Summarise the incident", status=AgentTask.Status.QUEUED)
-    [queued] = event_ids(task.organization, of=task)
     watch(page, task.organization)
-    page.goto(f"{base}/admin/agents/agenttask/")
-    page.evaluate("window.sameDocument = true")
-    row = page.locator("#result_list tr", has=page.locator(f"input.action-select[value='{task.pk}']"))
-    assert row.locator(".cos-badge").inner_text() == "Queued"
-    wait_until(page, received("subscribed"))
+    [queued] = event_ids(task.organization, of=task)
+    return task, queued
 
+
+def cancel_in_another_process(task) -> None:
+    """Cancel ``task`` from a separate process, as a worker or the API would."""
     in_another_process(
         "from agents.models import AgentTask\n"
         f"task = AgentTask.objects.get(pk='{task.pk}')\n"
         "task.status = AgentTask.Status.CANCELLED\n"
         "task.save()"
     )
+
+
+@pytest.mark.parametrize("server_env", [LATE_REPAIR])
+def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console):
+    page, base, errors = console
+    task, queued = a_watched_queued_task(page)
+    page.goto(f"{base}/admin/agents/agenttask/")
+    page.evaluate("window.sameDocument = true")
+    row = page.locator("#result_list tr", has=page.locator(f"input.action-select[value='{task.pk}']"))
+    assert row.locator(".cos-badge").inner_text() == "Queued"
+    wait_until(page, received("subscribed"))
+
+    cancel_in_another_process(task)
 
     badge = f"""document.querySelector("input.action-select[value='{task.pk}']")
             .closest('tr').querySelector('.cos-badge').textContent"""
@@ -237,9 +248,7 @@ def test_an_open_task_list_updates_the_badge_and_a_stale_edit_is_refused(console
 @pytest.mark.parametrize("server_env", [LATE_REPAIR])
 def test_a_list_counts_the_rows_made_after_it_opened_and_not_one_made_before(console):
     page, base, errors = console
-    before = AgentTaskFactory(status=AgentTask.Status.QUEUED)
-    [queued] = event_ids(before.organization, of=before)
-    watch(page, before.organization)
+    before, queued = a_watched_queued_task(page)
     page.goto(f"{base}/admin/agents/agenttask/?status__exact=cancelled")  # neither task is on it
 
     # The repair's copy of the event of a task made before the page: not counted as new.
@@ -257,9 +266,7 @@ def test_a_list_counts_the_rows_made_after_it_opened_and_not_one_made_before(con
 @pytest.mark.parametrize("server_env", [LATE_REPAIR])
 def test_a_change_page_warns_of_a_change_made_after_it_opened_and_not_of_one_before(console):
     page, base, errors = console
-    task = AgentTaskFactory(title="Summarise the incident", status=AgentTask.Status.QUEUED)
-    [queued] = event_ids(task.organization, of=task)
-    watch(page, task.organization)
+    task, queued = a_watched_queued_task(page)
     page.goto(f"{base}/admin/agents/agenttask/{task.pk}/change/")
     warning = page.locator("#cos-live-warning")
 
@@ -267,12 +274,7 @@ def test_a_change_page_warns_of_a_change_made_after_it_opened_and_not_of_one_bef
     wait_until(page, received("event", id=queued), timeout=15)
     assert warning.is_hidden()
 
-    in_another_process(
-        "from agents.models import AgentTask\n"
-        f"task = AgentTask.objects.get(pk='{task.pk}')\n"
-        "task.status = AgentTask.Status.CANCELLED\n"
-        "task.save()"
-    )
+    cancel_in_another_process(task)
 
     wait_until(page, "!document.getElementById('cos-live-warning').hidden")
     assert warning.inner_text() == (
