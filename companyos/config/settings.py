@@ -332,7 +332,7 @@ EVENTS_MAX_FRAME_BYTES = 64 * 1024
 # behind an id the client already saw. Clients drop ids they already have.
 EVENTS_REPLAY_OVERLAP_SECONDS = env.float("EVENTS_REPLAY_OVERLAP_SECONDS", default=2.0)
 # At most this many events are replayed; beyond, a `replay_truncated` error says to resync.
-EVENTS_REPLAY_LIMIT = 5000
+EVENTS_REPLAY_LIMIT = env.int("EVENTS_REPLAY_LIMIT", default=5000)
 # A connection re-checks its memberships at most this often while events flow
 # (removal also pushes a control message; this covers a lost one).
 EVENTS_MEMBERSHIP_RECHECK_SECONDS = 30.0

@@ -185,6 +185,25 @@ def test_a_feed_whose_resuming_subscribe_the_rate_limit_refused_makes_it_again_w
     assert errors == []
 
 
+@pytest.mark.parametrize("server_env", [{"EVENTS_REPLAY_LIMIT": "2"}])
+def test_a_feed_whose_replay_was_truncated_says_to_reload(console):
+    page, base, errors = console
+    first = DeploymentFactory(state=Deployment.State.BUILDING)
+    for _ in range(3):
+        DeploymentFactory(organization=first.organization, state=Deployment.State.BUILDING)
+    watch(page, first.organization)
+
+    # The feed resumes after its newest event; the replay's overlap before it holds three more, one over the limit.
+    page.goto(f"{base}/admin/")
+
+    wait_until(page, "document.getElementById('cos-missed') !== null")
+    assert page.locator("#cos-missed").inner_text() == (
+        "More changes happened while this page was disconnected than it can catch up on — reload"
+    )
+    assert page.locator("#cos-missed a").get_attribute("href") == f"{base}/admin/"
+    assert errors == []
+
+
 # The gap repair hands out an event one interval after the server first read it, and reads from the
 # overlap before a subscription: with these, an event stamped just before the page subscribed reaches
 # it several seconds after a live one stamped later.

@@ -84,21 +84,22 @@
     row.classList.add("cos-row-changed");
   }
 
-  function announceNew() {
-    let notice = document.getElementById("cos-new-rows");
-    if (!notice) {
-      notice = document.createElement("p");
-      notice.id = "cos-new-rows";
-      notice.className = "cos-live-notice";
-      notice.setAttribute("role", "status");
-      const changelist = document.getElementById("changelist") || document.getElementById("content-main");
-      changelist.parentNode.insertBefore(notice, changelist);
+  // A line above the page's content, ending in a link that reloads the page.
+  function notice(id, text, linkText) {
+    let element = document.getElementById(id);
+    if (!element) {
+      element = document.createElement("p");
+      element.id = id;
+      element.className = "cos-live-notice";
+      element.setAttribute("role", "status");
+      const content = document.getElementById("changelist") || document.getElementById("content-main");
+      content.parentNode.insertBefore(element, content);
     }
-    notice.textContent = `${newIds.size} new — `;
-    const show = document.createElement("a");
-    show.href = window.location.href;
-    show.textContent = "show";
-    notice.append(show);
+    element.textContent = text;
+    const reload = document.createElement("a");
+    reload.href = window.location.href;
+    reload.textContent = linkText;
+    element.append(reload);
   }
 
   function warnChanged(event) {
@@ -123,7 +124,7 @@
         if (isNewestOfSubject(event)) updateBadge(row, event.data[config.stateField]);
       } else if (event.id > renderedAt && !newIds.has(event.subject.id)) {
         newIds.add(event.subject.id);
-        announceNew();
+        notice("cos-new-rows", `${newIds.size} new — `, "show");
       }
     } else if (config.mode === "change" && event.subject.id === config.objectId && event.id > renderedAt) {
       warnChanged(event);
@@ -155,6 +156,9 @@
       } else if (frame.type === "subscribed") {
         subscribed.add(frame.organization);
         setState("live");
+      } else if (frame.type === "error" && frame.code === "replay_truncated") {
+        // More events were missed than one replay sends: only the page, loaded again, is complete.
+        notice("cos-missed", "More changes happened while this page was disconnected than it can catch up on — ", "reload");
       } else if (frame.type === "error" && frame.code === "replay_rate_limited" && !resubscribing) {
         // Subscribes with `since` are limited per minute (docs/realtime.md) and the refused ones
         // were not made: make them again once the server says the limit allows.
