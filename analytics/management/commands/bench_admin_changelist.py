@@ -159,9 +159,11 @@ class Command(BaseCommand):
         client = Client()
         client.force_login(self.user)
         with override_settings(ALLOWED_HOSTS=["testserver"]):
-            client.get(url)  # warm caches (content types, session)
+            # Over HTTPS, as the proxy in front of the app forwards it: without
+            # DEBUG, a plain-HTTP request is only redirected.
+            client.get(url, secure=True)  # warm caches (content types, session)
             with CaptureQueriesContext(connection) as captured:
-                response = client.get(url)
+                response = client.get(url, secure=True)
         if response.status_code != 200:
             raise CommandError(f"{url} answered {response.status_code}")
         return [query["sql"] for query in captured.captured_queries]

@@ -128,7 +128,7 @@ class Command(bench_admin_changelist.Command):
             client = Client()
             client.force_login(self.user)
             with override_settings(ALLOWED_HOSTS=["testserver"]):
-                html = client.get(url).content.decode()
+                html = client.get(url, secure=True).content.decode()
             meta = found._meta
             if f"/admin/{meta.app_label}/{meta.model_name}/{found.pk}/change/" not in html:
                 raise CommandError(f"{url} does not list {meta.verbose_name} {found.pk}")
