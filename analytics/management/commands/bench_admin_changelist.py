@@ -19,13 +19,17 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import psycopg
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
+from django.http import HttpResponse
 from django.test import Client
 from django.test.utils import CaptureQueriesContext, override_settings
 
@@ -156,17 +160,22 @@ class Command(BaseCommand):
 
     def _capture(self, url: str) -> list[str]:
         """The SQL statements the admin page runs (logged in, through Django's test client)."""
-        client = Client()
-        client.force_login(self.user)
-        with override_settings(ALLOWED_HOSTS=["testserver"]):
-            # Over HTTPS, as the proxy in front of the app forwards it: without
-            # DEBUG, a plain-HTTP request is only redirected.
-            client.get(url, secure=True)  # warm caches (content types, session)
+        with self._admin_get() as get:
+            get(url)  # warm caches (content types, session)
             with CaptureQueriesContext(connection) as captured:
-                response = client.get(url, secure=True)
+                response = get(url)
         if response.status_code != 200:
             raise CommandError(f"{url} answered {response.status_code}")
         return [query["sql"] for query in captured.captured_queries]
+
+    @contextmanager
+    def _admin_get(self) -> Iterator[Callable[[str], HttpResponse]]:
+        """GET as the bench user, through one test client. Over HTTPS, as the proxy in front
+        of the app forwards requests: without DEBUG, plain HTTP is only redirected."""
+        client = Client()
+        client.force_login(self.user)
+        with override_settings(ALLOWED_HOSTS=["testserver"]):
+            yield partial(client.get, secure=True)
 
     def _plan_problems(self, sql: str) -> list[str]:
         if sql.lstrip().upper().startswith("EXPLAIN"):

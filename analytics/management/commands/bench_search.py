@@ -32,8 +32,6 @@ import psycopg
 from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connection, connections, transaction
-from django.test import Client
-from django.test.utils import override_settings
 
 from analytics.management.commands import bench_admin_changelist
 from analytics.management.commands.bench_admin_changelist import _connect_kwargs, _nodes, _time, uuid7_at
@@ -125,10 +123,8 @@ class Command(bench_admin_changelist.Command):
         """The page's SQL; the search page must list ``found``."""
         statements = self._capture(url)
         if found is not None:
-            client = Client()
-            client.force_login(self.user)
-            with override_settings(ALLOWED_HOSTS=["testserver"]):
-                html = client.get(url, secure=True).content.decode()
+            with self._admin_get() as get:
+                html = get(url).content.decode()
             meta = found._meta
             if f"/admin/{meta.app_label}/{meta.model_name}/{found.pk}/change/" not in html:
                 raise CommandError(f"{url} does not list {meta.verbose_name} {found.pk}")
