@@ -417,6 +417,15 @@ WORKER_HAS_SERVED = (
 )
 
 
+@contextlib.contextmanager
+def worker_log_on_failure(worker_log):
+    """A worker that does not come back fails the test with the end of its log, which says why."""
+    try:
+        yield
+    except RuntimeError as error:
+        pytest.fail(f"{error}; the worker's log ends with:\n{worker_log.read_text()[-3000:]}")
+
+
 def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_resumes_without_restart(
     topology, web, tmp_path
 ):
@@ -429,6 +438,11 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
     """
     env = child_environment(topology, AGENT_WORKER_POLL_SECONDS="1")
     worker_log = tmp_path / "worker.log"
+
+    def api_back_after(killed: float) -> float | None:
+        """When the API first acknowledged a task after the kill, if it has."""
+        return min((at for at, _ in poster.created if at > killed), default=None)
+
     acknowledged, failed_after_kill = [], 0
     killed = killed_at = recovered = None
     poster = TaskPoster(web, topology.data["staff_token"], topology.data["slug"], topology.data["agent"], 5)
@@ -460,13 +474,21 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
                     killed, killed_at = time.monotonic(), datetime.now(UTC)
                     # The failover tooling's part: promote the synchronous standby.
                     topology.promote("standby1")
-                if recovered is not None and len(acknowledged) >= 300:
+                # Both writers must be back before the posting stops: the API's first write after the
+                # promotion can come after the webhooks' 300th, and the worker needs a task queued then.
+                if recovered is not None and len(acknowledged) >= 300 and api_back_after(killed):
                     break
         finally:
             poster.stopped.set()
             poster.join()
         assert killed is not None, "the primary was never killed"
-        with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
+        assert recovered is not None, "no write was acknowledged after the promotion"
+        api_back = api_back_after(killed)
+        assert api_back is not None, f"the API queued no task after the promotion (answers: {poster.statuses})"
+        with (
+            psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary,
+            worker_log_on_failure(worker_log),
+        ):
             # The worker serves again: it completes a task queued after the promotion...
             tasks_back = wait_for(
                 lambda: new_primary.execute(
@@ -486,7 +508,6 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
                 "the worker processing a delivery received after the promotion",
                 timeout=30,
             )
-    api_back = min((at for at, _ in poster.created if at > killed), default=None)
     with psycopg.connect(topology.postgres["standby1"].url(), autocommit=True) as new_primary:
         stored = {
             row[0]
@@ -505,7 +526,6 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
         f"and {(deliveries_back - killed_at).total_seconds():.1f} s for deliveries"
     )
 
-    assert recovered is not None, "no write was acknowledged after the promotion"
     assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged deliveries lost"
     queued = {task_id for _, task_id in poster.created}
     assert queued <= tasks.keys(), f"{len(queued - tasks.keys())} acknowledged API writes lost"
