@@ -193,6 +193,9 @@ class Topology:
                 conf.write(
                     f"primary_conninfo = 'user=postgres host={hosts} port={ports} "
                     f"target_session_attrs=read-write application_name={name}'\n"
+                    # A promoted standby's commits wait for the replica to reconnect as its
+                    # synchronous standby; by default it retries only every 5 s.
+                    "wal_retrieve_retry_interval = 1s\n"
                 )
             self._start_server(standby)
         with primary.connect("postgres") as conn:
