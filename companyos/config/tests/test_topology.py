@@ -498,8 +498,18 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
                 "the worker completing a task queued after the promotion",
                 timeout=30,
             )
-            # ... and processes a delivery received after it.
+            # ... processes deliveries again (the ones queued before the kill come first)...
             deliveries_back = wait_for(
+                lambda: new_primary.execute(
+                    "SELECT min(processed_at) FROM integrations_webhookdelivery"
+                    " WHERE delivery_id LIKE 'failover-%%' AND processed_at > %s",
+                    [killed_at],
+                ).fetchone()[0],
+                "the worker processing deliveries again",
+                timeout=30,
+            )
+            # ... and, behind that backlog, one received after the promotion.
+            new_delivery_done = wait_for(
                 lambda: new_primary.execute(
                     "SELECT min(processed_at) FROM integrations_webhookdelivery"
                     " WHERE delivery_id LIKE 'failover-%%' AND created_at > %s AND processed_at IS NOT NULL",
@@ -523,7 +533,8 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
         f"({failed_after_kill} refused meanwhile, {len(acknowledged)} acknowledged), the API after "
         f"{api_back - killed:.1f} s ({len(poster.created)} tasks queued), the worker after "
         f"{(tasks_back - killed_at).total_seconds():.1f} s for agent tasks ({len(completed_by_worker)} completed) "
-        f"and {(deliveries_back - killed_at).total_seconds():.1f} s for deliveries"
+        f"and {(deliveries_back - killed_at).total_seconds():.1f} s for deliveries (the first received after the "
+        f"promotion processed after {(new_delivery_done - killed_at).total_seconds():.1f} s)"
     )
 
     assert set(acknowledged) <= stored, f"{len(set(acknowledged) - stored)} acknowledged deliveries lost"
