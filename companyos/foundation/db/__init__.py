@@ -73,3 +73,8 @@ def connect_outside_pool(alias: str, **overrides: Any) -> psycopg.Connection:
     a replica's health check): never one of the alias's pool, whose slot a connection
     closed outright instead of handed back would keep for good."""
     return psycopg.connect(**(connections[alias].get_connection_params() | overrides), autocommit=True)
+
+
+def error_summary(error: BaseException) -> str:
+    """An error's first line, for a log line: psycopg's connection errors list every host tried, a line each."""
+    return next(iter(str(error).strip().splitlines()), type(error).__name__)

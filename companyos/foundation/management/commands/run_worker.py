@@ -36,6 +36,7 @@ from procrastinate import worker as procrastinate_worker
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import ConnectorException
 
+from companyos.foundation.db import error_summary
 from companyos.foundation.jobs import RUNNERS, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
@@ -161,15 +162,10 @@ class JobsSupervisor:
             if loop.time() - started >= RECOVERED_AFTER_SECONDS:
                 pause = RESTART_FIRST_SECONDS
             # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
-            cause = f"a database error ({_first_line(error.__cause__ or error)})" if error else "a failed side task"
+            cause = f"a database error ({error_summary(error.__cause__ or error)})" if error else "a failed side task"
             logger.warning(
                 "worker %s: the jobs' worker ended on %s; starting it again in %g s", self._name, cause, pause
             )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), pause)
             pause = min(pause * 2, RESTART_MAX_SECONDS)
-
-
-def _first_line(error: BaseException) -> str:
-    """psycopg's connection errors list every host tried, a line each: the log line keeps the first."""
-    return next(iter(str(error).strip().splitlines()), type(error).__name__)
