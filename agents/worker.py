@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
 from django.utils.module_loading import autodiscover_modules
 
 from agents import services
@@ -41,6 +41,7 @@ from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
 from companyos.foundation.console.history import history_source
+from companyos.foundation.db import error_summary
 from companyos.foundation.events import sends_in_background
 
 logger = logging.getLogger("agents.worker")
@@ -51,6 +52,10 @@ WAIT_SLICE_SECONDS = 0.5
 
 
 _NOT_RECORDED = "outcome not recorded: the lease will return it to the queue"
+
+# The first pause before recording outcomes again after the database connection
+# failed; it doubles up to the worker's poll interval.
+RECORD_RETRY_FIRST_SECONDS = 0.2
 
 
 def _described(task: AgentTask, result: AgentTask | Exception | str) -> tuple[AgentTask, str]:
@@ -319,19 +324,17 @@ class Worker:
         through :func:`services.tasks_complete` (several in one transaction),
         each failure in a transaction of its own.
 
-        If recording fails (the database is down, the connection closed) the
-        tasks stay running and their leases, no longer renewed, return them
-        to the queue.
+        A lost connection (a failover, a restarted server) is retried until
+        the outcomes are recorded: the handlers' work is not run again. Only a
+        worker that stops meanwhile, or another error, leaves the tasks running;
+        their leases, no longer renewed, then return them to the queue.
         """
         described: dict[uuid.UUID, tuple[AgentTask, str, str]] = {}
         completing = [outcome for outcome in outcomes if not outcome.error]
         failing = [outcome for outcome in outcomes if outcome.error]
         try:
             try:
-                results = services.tasks_complete(
-                    worker_id=self.worker_id,
-                    results=[(outcome.task, outcome.output, outcome.duration_ms) for outcome in completing],
-                )
+                results = self._until_recorded(lambda again: self._complete(completing, again=again), completing)
             except Exception:  # not only DatabaseError: the recorder must go on, the runner must not wait on it
                 tasks = ", ".join(str(outcome.task.pk) for outcome in completing)
                 logger.exception("tasks %s: could not record the outcomes", tasks)
@@ -362,11 +365,65 @@ class Worker:
                 f": {error}" if error else "",
             )
 
+    def _until_recorded(self, record: Callable[[bool], list], outcomes: list[_Outcome]) -> list:
+        """``record(again)``, run again after each lost connection until it succeeds or the worker stops.
+
+        The runner waits meanwhile (at most a batch of outcomes queues up), as its claims would fail too.
+        """
+        pause, again = RECORD_RETRY_FIRST_SECONDS, False
+        while True:
+            try:
+                return record(again)
+            except (OperationalError, InterfaceError) as error:
+                if self._stopping.is_set():
+                    raise
+                tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)
+                logger.warning(
+                    "tasks %s: could not record the outcomes (%s); retrying in %g s", tasks, error_summary(error), pause
+                )
+            self._stopping.wait(pause)
+            close_old_connections()
+            pause, again = min(pause * 2, self.poll_seconds), True
+
+    def _complete(self, completing: list[_Outcome], *, again: bool) -> list[AgentTask | Exception]:
+        """Record completions. ``again``: an attempt failed, and may have committed before its connection
+        went, so the tasks are read back first: those still running this attempt are recorded, those it
+        recorded are reported as recorded, and any other was lost meanwhile."""
+        if not again:
+            return self._write_completions(completing)
+        stored = AgentTask.objects.in_bulk([outcome.task.pk for outcome in completing])
+        results: dict[uuid.UUID, AgentTask | Exception] = {}
+        pending = []
+        for outcome in completing:
+            task = stored.get(outcome.task.pk)
+            if task is None or (task.worker_id, task.attempts) != (self.worker_id, outcome.task.attempts):
+                results[outcome.task.pk] = services.LeaseLost.of(outcome.task, self.worker_id)
+            elif task.status == AgentTask.Status.RUNNING:
+                pending.append(dataclasses.replace(outcome, task=task))
+            elif task.status in (AgentTask.Status.COMPLETED, AgentTask.Status.AWAITING_APPROVAL):
+                results[outcome.task.pk] = task
+            else:
+                results[outcome.task.pk] = services.LeaseLost.of(outcome.task, self.worker_id)
+        results.update(zip((outcome.task.pk for outcome in pending), self._write_completions(pending), strict=True))
+        return [results[outcome.task.pk] for outcome in completing]
+
+    def _write_completions(self, completing: list[_Outcome]) -> list[AgentTask | Exception]:
+        return services.tasks_complete(
+            worker_id=self.worker_id,
+            results=[(outcome.task, outcome.output, outcome.duration_ms) for outcome in completing],
+        )
+
     def _fail(self, outcome: _Outcome) -> AgentTask | Exception | str:
         try:
-            return services.task_fail(
-                task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
-            )
+            # task_fail locks the task as stored, so running it again needs no reading back.
+            return self._until_recorded(
+                lambda again: [
+                    services.task_fail(
+                        task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
+                    )
+                ],
+                [outcome],
+            )[0]
         except services.LeaseLost as exc:
             return exc
         except Exception:  # as for completions: logged, the lease returns the task

@@ -420,6 +420,35 @@ def test_outcomes_recorded_together_share_one_transaction_and_keep_every_event(a
     assert worker.processed == 4 and not worker._in_hand
 
 
+@pytest.mark.django_db(transaction=True)
+def test_recording_again_after_a_lost_connection_reads_the_tasks_back_first(agent):
+    """The attempt before may have committed before its connection went: what it
+    recorded is reported as recorded (once: no second event), what is still
+    running is recorded now, and a task running another attempt is not this outcome's."""
+    worker = Worker()
+    committed, running, retried = _make(agent, 3)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=3)}
+    outcomes = [
+        _Outcome(claimed[task.pk], {"n": n}, "", False, n) for n, task in enumerate((committed, running, retried))
+    ]
+    # The attempt that lost its connection committed the first completion, and had
+    # already marked the other tasks completed in memory when it failed.
+    services.tasks_complete(worker_id=worker.worker_id, results=[(claimed[committed.pk], {"n": 0}, 0)])
+    for task in (running, retried):
+        claimed[task.pk].status = Status.COMPLETED
+    AgentTask.objects.filter(pk=retried.pk).update(attempts=2)  # its lease ran out, and this worker claimed it again
+
+    results = worker._complete(outcomes, again=True)
+
+    assert [type(result).__name__ for result in results] == ["AgentTask", "AgentTask", "LeaseLost"]
+    assert (results[0].pk, results[0].status) == (committed.pk, Status.COMPLETED)
+    assert dict(AgentTask.objects.filter(agent=agent).values_list("id", "status")) == {
+        committed.pk: Status.COMPLETED, running.pk: Status.COMPLETED, retried.pk: Status.RUNNING
+    }  # fmt: skip
+    completed = Event.objects.filter(event_type="agent.task.completed").values_list("subject_id", flat=True)
+    assert sorted(completed) == sorted([committed.pk, running.pk])
+
+
 def test_a_database_error_in_a_group_records_none_of_it(agent, monkeypatch, caplog):
     """The group is one transaction: if it fails, every task in it stays running
     (its lease returns it), and the log says so for each."""

@@ -7,11 +7,13 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from agents import services
 from agents.models import AgentTask
 from analytics.models import Event
+from companyos.foundation.tests.support import current_database_url
 from companyos.foundation.topology import wait_for
 
 Status = AgentTask.Status
@@ -78,6 +80,43 @@ def test_a_killed_workers_task_runs_again_after_the_lease_and_completes_once(age
     assert (agent.tasks_completed, agent.tasks_failed) == (1, 0)
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=10) == 0
+
+
+def test_an_outcome_whose_connection_the_server_cut_is_recorded_on_a_new_one_and_not_run_again(agent, spawn_worker):
+    """The server ends every connection of the worker while a handler runs (as a failover or a restart would)."""
+    name = "cut-worker"
+    worker = spawn_worker(
+        "--lease-seconds", "60", env={"DATABASE_URL": f"{current_database_url()}?application_name={name}"}
+    )  # fmt: skip
+    # A first task: the recorder has its connection open when the next handler ends.
+    warm_up = services.task_enqueue(agent=agent, task_type="echo", title="warm-up")
+    wait_for(
+        lambda: AgentTask.objects.filter(pk=warm_up.pk, status=Status.COMPLETED).exists(), "the warm-up", timeout=30
+    )
+    task = services.task_enqueue(agent=agent, task_type="sleep", title="cut", input={"seconds": 1})
+    wait_for(lambda: AgentTask.objects.filter(pk=task.pk, status=Status.RUNNING).exists(), "the start", timeout=30)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+            " FROM pg_stat_activity WHERE application_name = %s",
+            [name],
+        )
+        (cut,) = cursor.fetchone()
+    assert cut >= 2, "the runner's and the recorder's connections, at least"
+
+    # With a 60 s lease, only the recorder's retry completes it within seconds.
+    task = wait_for(
+        lambda: AgentTask.objects.filter(pk=task.pk, status=Status.COMPLETED).first(), "the completion", timeout=20
+    )
+    log = worker.log_path.read_text()
+    assert task.attempts == 1, log
+    assert task.output == {"seconds": 1}
+    assert events_of([task.pk], "agent.task.started") == {task.pk: 1}
+    assert events_of([task.pk], "agent.task.completed") == {task.pk: 1}
+    assert f"tasks {task.pk}: could not record the outcomes" in log and "retrying in" in log
+    assert f"task {task.pk} type=sleep" in log and "completed in" in log
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=15) == 0
 
 
 def test_sigterm_finishes_the_running_task_and_hands_back_the_rest(agent, spawn_worker):
