@@ -58,6 +58,19 @@ _NOT_RECORDED = "outcome not recorded: the lease will return it to the queue"
 RECORD_RETRY_FIRST_SECONDS = 0.2
 
 
+# Errors of a lost connection (a failover, a restarted server): expected, and retried.
+_CONNECTION_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _log_retried(error: Exception, message: str, *args: object) -> None:
+    """Log a database error the worker retries: a lost connection as one warning line
+    with the error's first line, any other error (a bug) with its traceback."""
+    if isinstance(error, _CONNECTION_LOST):
+        logger.warning(f"{message} (%s)", *args, error_summary(error))
+    else:
+        logger.error(message, *args, exc_info=error)
+
+
 def _described(task: AgentTask, result: AgentTask | Exception | str) -> tuple[AgentTask, str]:
     """The task to log, and what became of it, from what recording it returned."""
     if isinstance(result, str):
@@ -237,8 +250,8 @@ class Worker:
         (meanwhile the poll keeps the runners going)."""
         try:
             return listener.wait(WAIT_SLICE_SECONDS)
-        except psycopg.Error:  # the listener's own connection, outside Django's error wrapping
-            logger.exception("worker %s lost its LISTEN connection; reconnecting", self.worker_id)
+        except psycopg.Error as error:  # the listener's own connection, outside Django's error wrapping
+            _log_retried(error, "worker %s lost its LISTEN connection; reconnecting", self.worker_id)
             self._stopping.wait(self.poll_seconds)
             with contextlib.suppress(psycopg.Error):
                 listener.reconnect()
@@ -253,8 +266,8 @@ class Worker:
             tasks_renew_leases(worker_id=self.worker_id, task_ids=in_hand, lease_seconds=self.lease_seconds)
             for task in services.tasks_requeue_expired_leases():
                 logger.warning("task %s: lease of worker %s expired, now %s", task.pk, task.worker_id, task.status)
-        except DatabaseError:
-            logger.exception("worker %s could not renew or reap leases; retrying", self.worker_id)
+        except DatabaseError as error:
+            _log_retried(error, "worker %s could not renew or reap leases; retrying", self.worker_id)
 
     def _wake_all(self) -> None:
         for wakeup in self._wakeups:
@@ -273,8 +286,8 @@ class Worker:
                     close_old_connections()
                 try:
                     tasks = self._claim()
-                except DatabaseError:
-                    logger.exception("worker %s could not claim tasks; retrying", self.worker_id)
+                except DatabaseError as error:
+                    _log_retried(error, "worker %s could not claim tasks; retrying", self.worker_id)
                     self._stopping.wait(self.poll_seconds)
                     continue
                 if not tasks:
@@ -374,13 +387,11 @@ class Worker:
         while True:
             try:
                 return record(again)
-            except (OperationalError, InterfaceError) as error:
+            except _CONNECTION_LOST as error:
                 if self._stopping.is_set():
                     raise
                 tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)
-                logger.warning(
-                    "tasks %s: could not record the outcomes (%s); retrying in %g s", tasks, error_summary(error), pause
-                )
+                _log_retried(error, "tasks %s: could not record the outcomes; retrying in %g s", tasks, pause)
             self._stopping.wait(pause)
             close_old_connections()
             pause, again = min(pause * 2, self.poll_seconds), True

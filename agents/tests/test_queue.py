@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import timedelta
@@ -9,7 +10,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, OperationalError, ProgrammingError, connection, transaction
 from django.db.models.expressions import RawSQL
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -19,7 +20,7 @@ from agents.handlers import PermanentFailure, register, unregister
 from agents.models import Agent, AgentTask
 from agents.queue import TaskListener, claim_params, claim_sql, retry_delay, tasks_claim, tasks_renew_leases
 from agents.tests.factories import AgentFactory, AgentTaskFactory
-from agents.worker import Worker, _Outcome, _Recorder
+from agents.worker import Worker, _log_retried, _Outcome, _Recorder
 from analytics.models import Event
 from companyos.foundation.tests.support import current_database_url
 
@@ -447,6 +448,19 @@ def test_recording_again_after_a_lost_connection_reads_the_tasks_back_first(agen
     }  # fmt: skip
     completed = Event.objects.filter(event_type="agent.task.completed").values_list("subject_id", flat=True)
     assert sorted(completed) == sorted([committed.pk, running.pk])
+
+
+def test_a_lost_connection_is_logged_as_a_warning_line_and_any_other_database_error_with_its_traceback(caplog):
+    lost = OperationalError("consuming input failed: server closed the connection unexpectedly\nhost 2: refused")
+    with caplog.at_level(logging.WARNING, logger="agents.worker"):
+        _log_retried(lost, "worker %s could not claim tasks; retrying", "w")
+        _log_retried(ProgrammingError('relation "agents_agenttask" does not exist'), "worker %s could not claim", "w")
+    warning, error = caplog.records
+    assert (warning.levelname, warning.exc_info) == ("WARNING", None)
+    assert warning.getMessage() == (
+        "worker w could not claim tasks; retrying (consuming input failed: server closed the connection unexpectedly)"
+    )
+    assert error.levelname == "ERROR" and error.exc_info[0] is ProgrammingError
 
 
 def test_a_database_error_in_a_group_records_none_of_it(agent, monkeypatch, caplog):
