@@ -30,6 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg
 from django.conf import settings
@@ -56,6 +57,7 @@ _NOT_RECORDED = "outcome not recorded: the lease will return it to the queue"
 # The first pause before recording outcomes again after the database connection
 # failed; it doubles up to the worker's poll interval.
 RECORD_RETRY_FIRST_SECONDS = 0.2
+_Recorded = TypeVar("_Recorded")
 
 
 # Errors of a lost connection (a failover, a restarted server): expected, and retried.
@@ -378,7 +380,7 @@ class Worker:
                 f": {error}" if error else "",
             )
 
-    def _until_recorded(self, record: Callable[[bool], list], outcomes: list[_Outcome]) -> list:
+    def _until_recorded(self, record: Callable[[bool], _Recorded], outcomes: list[_Outcome]) -> _Recorded:
         """``record(again)``, run again after each lost connection until it succeeds or the worker stops.
 
         The runner waits meanwhile (at most a batch of outcomes queues up), as its claims would fail too.
@@ -407,11 +409,11 @@ class Worker:
         pending = []
         for outcome in completing:
             task = stored.get(outcome.task.pk)
-            if task is None or (task.worker_id, task.attempts) != (self.worker_id, outcome.task.attempts):
-                results[outcome.task.pk] = services.LeaseLost.of(outcome.task, self.worker_id)
-            elif task.status == AgentTask.Status.RUNNING:
+            held = (self.worker_id, outcome.task.attempts)
+            this_attempt = task is not None and (task.worker_id, task.attempts) == held
+            if this_attempt and task.status == AgentTask.Status.RUNNING:
                 pending.append(dataclasses.replace(outcome, task=task))
-            elif task.status in (AgentTask.Status.COMPLETED, AgentTask.Status.AWAITING_APPROVAL):
+            elif this_attempt and task.status in (AgentTask.Status.COMPLETED, AgentTask.Status.AWAITING_APPROVAL):
                 results[outcome.task.pk] = task
             else:
                 results[outcome.task.pk] = services.LeaseLost.of(outcome.task, self.worker_id)
@@ -428,13 +430,11 @@ class Worker:
         try:
             # task_fail locks the task as stored, so running it again needs no reading back.
             return self._until_recorded(
-                lambda again: [
-                    services.task_fail(
-                        task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
-                    )
-                ],
+                lambda again: services.task_fail(
+                    task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
+                ),
                 [outcome],
-            )[0]
+            )
         except services.LeaseLost as exc:
             return exc
         except Exception:  # as for completions: logged, the lease returns the task
