@@ -42,6 +42,11 @@ Status = AgentTask.Status
 MAX_ERROR_LENGTH = 4000
 
 
+def kept_error(error: str) -> str:
+    """The part of a failure's ``error`` a task keeps."""
+    return error[-MAX_ERROR_LENGTH:]
+
+
 class LeaseLost(Exception):
     """The worker no longer holds the task: it was cancelled, or its lease
     expired and the task went back to the queue. The worker drops its result."""
@@ -508,7 +513,7 @@ def _lock_lease(task: AgentTask, worker_id: str) -> AgentTask:
 
 def _fail_attempt(task: AgentTask, *, error: str, permanent: bool, now: datetime) -> None:
     """A running, locked task's attempt failed: retry later, or fail it."""
-    task.error = error[-MAX_ERROR_LENGTH:]
+    task.error = kept_error(error)
     task.lease_expires_at = None
     fields = ["status", "error", "lease_expires_at"]
     if not permanent and task.attempts < task.max_attempts:

@@ -428,18 +428,29 @@ class Worker:
 
     def _fail(self, outcome: _Outcome) -> AgentTask | Exception | str:
         try:
-            # task_fail locks the task as stored, so running it again needs no reading back.
-            return self._until_recorded(
-                lambda again: services.task_fail(
-                    task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
-                ),
-                [outcome],
-            )
+            return self._until_recorded(lambda again: self._write_failure(outcome, again=again), [outcome])
         except services.LeaseLost as exc:
             return exc
         except Exception:  # as for completions: logged, the lease returns the task
             logger.exception("task %s: could not record the outcome", outcome.task.pk)
             return _NOT_RECORDED
+
+    def _write_failure(self, outcome: _Outcome, *, again: bool) -> AgentTask:
+        """Record a failed attempt. ``again``: as for completions, the attempt before may have
+        committed, so a task this attempt already failed with this error is reported as recorded
+        (task_fail would find it no longer running and call it lost)."""
+        if again:
+            stored = AgentTask.objects.filter(pk=outcome.task.pk).first()
+            failed_here = stored is not None and (stored.worker_id, stored.attempts, stored.error) == (
+                self.worker_id,
+                outcome.task.attempts,
+                services.kept_error(outcome.error),
+            )
+            if failed_here and stored.status in (AgentTask.Status.QUEUED, AgentTask.Status.FAILED):
+                return stored
+        return services.task_fail(
+            task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent
+        )
 
     def _hand_back(self, tasks: list[AgentTask]) -> None:
         for task in tasks:

@@ -450,6 +450,35 @@ def test_recording_again_after_a_lost_connection_reads_the_tasks_back_first(agen
     assert sorted(completed) == sorted([committed.pk, running.pk])
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_whose_commit_landed_before_the_connection_went_is_reported_as_recorded(agent, monkeypatch):
+    """Retried after a lost connection, a failure the attempt before committed is
+    recorded once, not called lost; one the lease reaper recorded meanwhile is lost."""
+    worker = Worker()
+    committed, reaped = _make(agent, 2)
+    claimed = {task.pk: task for task in tasks_claim(worker_id=worker.worker_id, limit=2)}
+    real_fail = services.task_fail
+
+    def commit_then_lose_the_connection(**kwargs):
+        real_fail(**kwargs)
+        monkeypatch.setattr(services, "task_fail", real_fail)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "task_fail", commit_then_lose_the_connection)
+    result = worker._fail(_Outcome(claimed[committed.pk], None, "ValueError: bad input", False, 1))
+
+    assert (result.pk, result.status, result.error) == (committed.pk, Status.QUEUED, "ValueError: bad input")
+    assert Event.objects.filter(subject_id=committed.pk, event_type="agent.task.failed").count() == 0
+    assert list(
+        Event.objects.filter(subject_id=committed.pk).order_by("occurred_at", "id").values_list("event_type", flat=True)
+    ) == ["agent.task.queued", "agent.task.started", "agent.task.queued"], "the failure's events written once"
+
+    AgentTask.objects.filter(pk=reaped.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    services.tasks_requeue_expired_leases()
+    with pytest.raises(services.LeaseLost):
+        worker._write_failure(_Outcome(claimed[reaped.pk], None, "ValueError: bad input", False, 1), again=True)
+
+
 def test_a_lost_connection_is_logged_as_a_warning_line_and_any_other_database_error_with_its_traceback(caplog):
     lost = OperationalError("consuming input failed: server closed the connection unexpectedly\nhost 2: refused")
     with caplog.at_level(logging.WARNING, logger="agents.worker"):
