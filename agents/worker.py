@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import psycopg
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils.module_loading import autodiscover_modules
 
 from agents import services
@@ -42,7 +42,7 @@ from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
 from companyos.foundation.console.history import history_source
-from companyos.foundation.db import error_summary
+from companyos.foundation.db import CONNECTION_LOST, error_summary
 from companyos.foundation.events import sends_in_background
 
 logger = logging.getLogger("agents.worker")
@@ -60,14 +60,10 @@ RECORD_RETRY_FIRST_SECONDS = 0.2
 _Recorded = TypeVar("_Recorded")
 
 
-# Errors of a lost connection (a failover, a restarted server): expected, and retried.
-_CONNECTION_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
-
-
 def _log_retried(error: Exception, message: str, *args: object) -> None:
     """Log a database error the worker retries: a lost connection as one warning line
     with the error's first line, any other error (a bug) with its traceback."""
-    if isinstance(error, _CONNECTION_LOST):
+    if isinstance(error, CONNECTION_LOST):
         logger.warning(f"{message} (%s)", *args, error_summary(error))
     else:
         logger.error(message, *args, exc_info=error)
@@ -389,7 +385,7 @@ class Worker:
         while True:
             try:
                 return record(again)
-            except _CONNECTION_LOST as error:
+            except CONNECTION_LOST as error:
                 if self._stopping.is_set():
                     raise
                 tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)

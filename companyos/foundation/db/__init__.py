@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 REPLICA_PREFIX = "replica_"
 DIRECT_ALIAS = "direct"
@@ -73,6 +73,15 @@ def connect_outside_pool(alias: str, **overrides: Any) -> psycopg.Connection:
     a replica's health check): never one of the alias's pool, whose slot a connection
     closed outright instead of handed back would keep for good."""
     return psycopg.connect(**(connections[alias].get_connection_params() | overrides), autocommit=True)
+
+
+# The errors of a lost or refused connection (a failover, a restarted server): expected, and retried.
+CONNECTION_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error``, or the driver's error it wraps (as Procrastinate's do), is a lost or refused connection."""
+    return isinstance(error, CONNECTION_LOST) or isinstance(error.__cause__, CONNECTION_LOST)
 
 
 def error_summary(error: BaseException) -> str:

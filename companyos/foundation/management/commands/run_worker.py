@@ -14,7 +14,8 @@ Procrastinate's worker ends at its first database error (a fetch, a
 heartbeat, its listener): a failover or a restarted server would stop the
 whole process, agent tasks too. So the jobs' worker is started again, after
 a pause that doubles while it keeps failing, and the agent runners, which
-reconnect on their own, go on meanwhile.
+reconnect on their own, go on meanwhile. A job's outcome that a lost
+connection kept from being written is written again (``JobWorker``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from procrastinate import worker as procrastinate_worker
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import ConnectorException
 
-from companyos.foundation.db import error_summary
+from companyos.foundation.db import connection_lost, error_summary
 from companyos.foundation.jobs import RUNNERS, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
@@ -46,13 +47,53 @@ logger = logging.getLogger("companyos.jobs")
 RESTART_FIRST_SECONDS = 0.5
 RESTART_MAX_SECONDS = 30.0
 RECOVERED_AFTER_SECONDS = 60.0
+# The pauses before recording a job's outcome again after a lost connection: the first, and the longest.
+RECORD_RETRY_FIRST_SECONDS = 0.2
+RECORD_RETRY_MAX_SECONDS = 5.0
+
+
+# A job's status read back after a lost connection: whether this worker still has it running.
+_JOB_HELD_SQL = "SELECT status::text AS status, worker_id FROM procrastinate_jobs WHERE id = %(job_id)s"
 
 
 class JobWorker(procrastinate_worker.Worker):
-    """Procrastinate's worker without its periodic deferrer: ``run_scheduler`` does that, on its own."""
+    """Procrastinate's worker without its periodic deferrer (``run_scheduler`` does that, on its own),
+    and which records a job's outcome again after a lost connection."""
 
     async def _periodic_deferrer(self) -> None:
         return None
+
+    async def _persist_job_status(self, **outcome: Any) -> None:
+        """Record a finished job's status (or its retry), again after each lost connection until it
+        is written or the worker stops.
+
+        Procrastinate's own call gives up at the first error: the job then stays ``doing`` under a
+        worker that is alive and sends heartbeats, so ``retry_stalled_jobs`` never returns it, and
+        its ``lock`` blocks every later job holding the same lock until the process restarts. The
+        failed attempt may have committed before its connection went, so a retry first reads the job
+        back and writes only if this worker still has it running.
+        """
+        job = outcome["job"]
+        pause, again = RECORD_RETRY_FIRST_SECONDS, False
+        while True:
+            try:
+                if not again or await self._still_running_here(job.id):
+                    await super()._persist_job_status(**outcome)
+                return
+            except ConnectorException as error:
+                if not connection_lost(error) or self._stop_event.is_set():
+                    raise
+                logger.warning(
+                    "job %s (%s): could not record its outcome; retrying in %g s (%s)",
+                    job.id, job.task_name, pause, error_summary(error.__cause__),
+                )  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), pause)
+            pause, again = min(pause * 2, RECORD_RETRY_MAX_SECONDS), True
+
+    async def _still_running_here(self, job_id: int) -> bool:
+        rows = await self.app.connector.execute_query_all_async(_JOB_HELD_SQL, job_id=job_id)
+        return bool(rows) and (rows[0]["status"], rows[0]["worker_id"]) == ("doing", self.worker_id)
 
 
 class Command(BaseCommand):
