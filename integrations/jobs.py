@@ -6,13 +6,20 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from procrastinate import RetryStrategy
 from procrastinate.contrib.django import app
+
+from companyos.foundation.db import CONNECTION_LOST
 
 # The module, not its functions: the services queue process_delivery, so they import this module too.
 from integrations import services
 
+# A delivery whose connection was lost (a failover, a restarted server) is applied again once the
+# database is back, after 2, 4, 8, 16 and 32 s, rather than at the sweep's next period.
+CONNECTION_RETRY = RetryStrategy(max_attempts=5, exponential_wait=2, retry_exceptions=CONNECTION_LOST)
 
-@app.task(queue="webhooks")
+
+@app.task(queue="webhooks", retry=CONNECTION_RETRY)
 def process_delivery(delivery_pk: str) -> None:
     """Apply one stored delivery; queued by the statement that stored it (``webhook_delivery_record``).
 

@@ -28,6 +28,7 @@ from django_redis import get_redis_connection
 
 from companyos.foundation.batches import delete_in_batches
 from companyos.foundation.console.history import history_source
+from companyos.foundation.db import session_lost
 from companyos.foundation.ids import uuid7
 from companyos.foundation.jobs import defer_job_sql, job_to_defer
 
@@ -199,6 +200,8 @@ def _delivery_run(delivery: WebhookDelivery) -> None:
                 webhook=webhook, identity=identity, payload=delivery.payload
             )
     except Exception as exc:  # any bug or surprise in a payload fails this delivery only
+        if session_lost():  # not the delivery's failure: nothing can be written, and its job runs it again
+            raise
         logger.exception("Webhook delivery %s (%s) failed", delivery.pk, delivery.event)
         delivery.status, delivery.error = Status.FAILED, f"{type(exc).__name__}: {exc}"
     else:

@@ -1,5 +1,6 @@
 """The delivery log services: worker, redeliver, retention, secret and credential rotation."""
 
+import logging
 from datetime import timedelta
 from io import StringIO
 
@@ -8,10 +9,13 @@ from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
+from procrastinate.contrib.django.models import ProcrastinateJob
+from procrastinate.jobs import Job
 
 from analytics.models import Event
+from companyos.foundation.db import CONNECTION_LOST
 from development.models import PullRequest
-from integrations.jobs import process_pending_deliveries
+from integrations.jobs import process_delivery, process_pending_deliveries
 from integrations.models import WebhookDelivery
 from integrations.services import (
     integration_rotate_credentials,
@@ -28,6 +32,7 @@ from integrations.tests.webhook_helpers import (
     run_queued_deliveries,
     vercel_event,
 )
+from integrations.webhooks.providers import PROVIDERS
 from integrations.webhooks.signatures import github_signature, signature_matches, vercel_signature
 
 # Committed rows: the view reads and writes on connections of its own (integrations/webhooks/database.py).
@@ -72,6 +77,35 @@ def test_the_sweep_applies_what_has_no_job(client, github_webhook):
 
     assert process_pending_deliveries(timestamp=0) == 1
 
+    assert WebhookDelivery.objects.get().status == Status.PROCESSED
+    assert PullRequest.objects.get().state == "open"
+
+
+def test_a_delivery_whose_connection_the_server_cut_is_not_failed_and_its_job_runs_it_again(
+    client, github_webhook, monkeypatch, caplog
+):
+    """A failover in the middle of a delivery: not the delivery's failure (nothing could record it
+    anyway), so it stays received, and its job is retried soon, not left to the sweep's next period."""
+    post_github(client, github_webhook, "pull_request", OPENED, process=False)
+    delivery = WebhookDelivery.objects.get()
+    (job,) = ProcrastinateJob.objects.filter(task_name=process_delivery.name, args__delivery_pk=str(delivery.pk))
+
+    def cut_own_connection(**kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    monkeypatch.setattr(PROVIDERS["github"], "process", cut_own_connection)
+    with caplog.at_level(logging.ERROR, logger="integrations.services"), pytest.raises(CONNECTION_LOST) as raised:
+        process_delivery(**job.args)
+    monkeypatch.undo()
+
+    assert "failed" not in caplog.text, "a lost connection is not logged as the delivery's failure"
+    assert WebhookDelivery.objects.get().status == Status.RECEIVED
+    retry = process_delivery.retry_strategy.get_retry_decision(
+        exception=raised.value, job=Job(queue=job.queue_name, lock=None, queueing_lock=None, task_name=job.task_name)
+    )
+    assert retry is not None and retry.retry_at - timezone.now() <= timedelta(seconds=2)
+    process_delivery(**job.args)  # the retry, once the database is back
     assert WebhookDelivery.objects.get().status == Status.PROCESSED
     assert PullRequest.objects.get().state == "open"
 

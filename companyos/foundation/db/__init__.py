@@ -84,6 +84,13 @@ def connection_lost(error: BaseException) -> bool:
     return isinstance(error, CONNECTION_LOST) or isinstance(error.__cause__, CONNECTION_LOST)
 
 
+def session_lost(using: str = "default") -> bool:
+    """Whether this thread's connection to ``using`` is gone: an error just raised there was the
+    connection's (a failover, a restarted server), not the work's."""
+    session = connections[using].connection
+    return session is not None and (session.closed or session.broken)
+
+
 def error_summary(error: BaseException) -> str:
     """An error's first line, for a log line: psycopg's connection errors list every host tried, a line each."""
     return next(iter(str(error).strip().splitlines()), type(error).__name__)
