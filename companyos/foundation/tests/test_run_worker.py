@@ -15,6 +15,7 @@ from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
 from procrastinate.contrib.django.utils import connector_params
 from procrastinate.exceptions import ConnectorException
+from procrastinate.retry import RetryDecision
 
 from companyos.foundation.management.commands import run_worker
 from companyos.foundation.tests.support import current_database_url
@@ -113,6 +114,7 @@ def locking_job() -> Iterator[tuple[str, dict]]:
     task = app.task(name="tests.lock_own_row", queue=CUT_QUEUE, pass_context=True)(lock_own_row)
     yield task.name, held
     app.tasks.pop(task.name)
+    ProcrastinateJob.objects.filter(task_name=task.name).delete()  # Procrastinate's tables are not flushed
     if "session" in held:
         held["session"].close()
 
@@ -178,15 +180,23 @@ async def _scalar(connection: psycopg.AsyncConnection, sql: str, param: object) 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_recording_a_job_again_after_a_lost_connection_reads_it_back_first(locking_job, monkeypatch):
-    """The attempt that lost its connection had committed: the retry finds the job recorded, writes
-    nothing, and does not fail on Procrastinate's refusal to finish a job twice."""
+@pytest.mark.parametrize(
+    ("retried", "left"),
+    [(False, ("succeeded", 1)), (True, ("doing", 1))],
+    ids=["finished", "retried-and-running-here-again"],
+)
+def test_recording_a_job_again_after_a_lost_connection_reads_it_back_first(locking_job, monkeypatch, retried, left):
+    """The attempt that lost its connection had committed: the retry finds the job recorded and writes
+    nothing (Procrastinate would refuse to finish a job twice), also when the job, retried, is already
+    running again on this same worker: that next attempt is not this outcome's to record."""
     job_id = app.configure_task(locking_job[0]).defer()
     recorded = procrastinate_worker.Worker._persist_job_status
 
     async def commit_then_lose_the_connection(self, **outcome):
         await recorded(self, **outcome)
         monkeypatch.setattr(procrastinate_worker.Worker, "_persist_job_status", recorded)
+        if retried:
+            assert (await app.job_manager.fetch_job(queues=[CUT_QUEUE], worker_id=self.worker_id)).id == job_id
         raise ConnectorException("Database error.") from psycopg.OperationalError("server closed the connection")
 
     monkeypatch.setattr(procrastinate_worker.Worker, "_persist_job_status", commit_then_lose_the_connection)
@@ -203,8 +213,8 @@ def test_recording_a_job_again_after_a_lost_connection_reads_it_back_first(locki
                 )
                 await worker._persist_job_status(
                     job=job,
-                    status=job_context.jobs.Status.SUCCEEDED,
-                    retry_decision=None,
+                    status=job_context.jobs.Status.FAILED if retried else job_context.jobs.Status.SUCCEEDED,
+                    retry_decision=RetryDecision(retry_in={"seconds": 0}) if retried else None,
                     context=context,
                     job_result=job_context.JobResult(start_timestamp=context.start_timestamp),
                 )
@@ -213,4 +223,4 @@ def test_recording_a_job_again_after_a_lost_connection_reads_it_back_first(locki
     asyncio.run(scenario())
 
     job = ProcrastinateJob.objects.get(id=job_id)
-    assert (job.status, job.attempts) == ("succeeded", 1)
+    assert (job.status, job.attempts) == left

@@ -36,6 +36,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from procrastinate import worker as procrastinate_worker
 from procrastinate.contrib.django import app
 from procrastinate.exceptions import ConnectorException
+from procrastinate.jobs import Job
 
 from companyos.foundation.db import connection_lost, error_summary
 from companyos.foundation.jobs import RUNNERS, waiting_connector
@@ -52,8 +53,9 @@ RECORD_RETRY_FIRST_SECONDS = 0.2
 RECORD_RETRY_MAX_SECONDS = 5.0
 
 
-# A job's status read back after a lost connection: whether this worker still has it running.
-_JOB_HELD_SQL = "SELECT status::text AS status, worker_id FROM procrastinate_jobs WHERE id = %(job_id)s"
+# A job read back after a lost connection: whether this worker still runs this attempt of it (writing
+# the outcome, or a retry, counts the attempt; the retry may already be running here again).
+_JOB_HELD_SQL = "SELECT status::text AS status, worker_id, attempts FROM procrastinate_jobs WHERE id = %(job_id)s"
 
 
 class JobWorker(procrastinate_worker.Worker):
@@ -77,7 +79,7 @@ class JobWorker(procrastinate_worker.Worker):
         pause, again = RECORD_RETRY_FIRST_SECONDS, False
         while True:
             try:
-                if not again or await self._still_running_here(job.id):
+                if not again or await self._still_running_here(job):
                     await super()._persist_job_status(**outcome)
                 return
             except ConnectorException as error:
@@ -91,9 +93,10 @@ class JobWorker(procrastinate_worker.Worker):
                 await asyncio.wait_for(self._stop_event.wait(), pause)
             pause, again = min(pause * 2, RECORD_RETRY_MAX_SECONDS), True
 
-    async def _still_running_here(self, job_id: int) -> bool:
-        rows = await self.app.connector.execute_query_all_async(_JOB_HELD_SQL, job_id=job_id)
-        return bool(rows) and (rows[0]["status"], rows[0]["worker_id"]) == ("doing", self.worker_id)
+    async def _still_running_here(self, job: Job) -> bool:
+        rows = await self.app.connector.execute_query_all_async(_JOB_HELD_SQL, job_id=job.id)
+        held = ("doing", self.worker_id, job.attempts)
+        return bool(rows) and (rows[0]["status"], rows[0]["worker_id"], rows[0]["attempts"]) == held
 
 
 class Command(BaseCommand):
