@@ -14,17 +14,21 @@ docs/benchmarks.md), the scheduler, and crash recovery.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import psycopg
 from django.conf import settings
 from procrastinate import JobContext, PsycopgConnector
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.utils import connector_params
+from procrastinate.exceptions import ConnectorException
 from procrastinate.tasks import Task
 
-from companyos.foundation.db import session_alias
+from companyos.foundation.db import error_summary, session_alias
 
 logger = logging.getLogger("companyos.jobs")
 
@@ -44,6 +48,68 @@ RUNNERS: dict[str, Callable[[int], Runner]] = {}
 def register_runner(name: str, factory: Callable[[int], Runner]) -> None:
     """Have every ``run_worker`` process run ``factory(concurrency).run()`` in a thread."""
     RUNNERS[name] = factory
+
+
+# The pauses before starting a loop of Procrastinate's again: the first, and the
+# longest while it keeps failing. A run this long counts as recovered.
+RESTART_FIRST_SECONDS = 0.5
+RESTART_MAX_SECONDS = 30.0
+RECOVERED_AFTER_SECONDS = 60.0
+
+
+class Loop(Protocol):
+    """One of Procrastinate's loops (its worker, its periodic deferrer), as :class:`Supervisor` runs it."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Supervisor:
+    """Runs a loop of Procrastinate's until stopped, starting a new one whenever it ends on a database error.
+
+    Procrastinate's worker and periodic deferrer end at their first one (a
+    failover, a restarted server); the process that runs them must go on.
+    """
+
+    def __init__(self, name: str, loop_name: str, new_loop: Callable[[], Loop]) -> None:
+        self._name = name
+        self._loop_name = loop_name
+        self._new_loop = new_loop
+        self._stopping = asyncio.Event()
+        self._loop: Loop | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._loop is not None:
+            self._loop.stop()
+
+    async def run(self) -> None:
+        event_loop = asyncio.get_running_loop()
+        pause = RESTART_FIRST_SECONDS
+        while not self.stopping:
+            # Nothing awaits between the check above and run() taking the loop: a stop cannot fall in between.
+            self._loop = loop = self._new_loop()
+            started = event_loop.time()
+            error: Exception | None = None
+            try:
+                await loop.run()
+            except (ConnectorException, psycopg.Error) as exc:
+                error = exc
+            if self.stopping:
+                return
+            if event_loop.time() - started >= RECOVERED_AFTER_SECONDS:
+                pause = RESTART_FIRST_SECONDS
+            # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
+            cause = f"a database error ({error_summary(error.__cause__ or error)})" if error else "a failed side task"
+            logger.warning("%s: %s ended on %s; starting it again in %g s", self._name, self._loop_name, cause, pause)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, RESTART_MAX_SECONDS)
 
 
 def waiting_connector() -> PsycopgConnector:

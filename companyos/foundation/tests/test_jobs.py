@@ -1,20 +1,99 @@
-"""The scheduler and the worker as processes: every periodic job once per period, however many run."""
+"""The jobs' loops: restarted after database errors; and the scheduler and the worker as processes,
+every periodic job once per period however many run."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import Counter, defaultdict
 from contextlib import ExitStack
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.db.models import Max
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.models import ProcrastinateJob
+from procrastinate.exceptions import ConnectorException
 
+from companyos.foundation import jobs
 from companyos.foundation.tests.support import manage_py
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+class ScriptedLoop:
+    """Stands in for a loop of Procrastinate's: its run() ends as scripted, or runs until stopped."""
+
+    def __init__(self, ending: BaseException | str | None) -> None:
+        self.ending = ending
+        self.stopped = asyncio.Event()
+
+    async def run(self) -> None:
+        if isinstance(self.ending, BaseException):
+            raise self.ending
+        if self.ending is None:
+            await self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def supervise(endings: list, *, stop_after: float) -> tuple[list[ScriptedLoop], float]:
+    """Run a ``Supervisor`` with loops ending as ``endings`` say, stopping it after ``stop_after`` s."""
+    started: list[ScriptedLoop] = []
+
+    def new_loop() -> ScriptedLoop:
+        started.append(ScriptedLoop(endings[len(started)] if len(started) < len(endings) else None))
+        return started[-1]
+
+    async def scenario() -> float:
+        loop = asyncio.get_running_loop()
+        supervisor = jobs.Supervisor("worker test", "the jobs' worker", new_loop)
+        loop.call_later(stop_after, supervisor.stop)
+        begun = loop.time()
+        await supervisor.run()
+        return loop.time() - begun
+
+    return started, asyncio.run(scenario())
+
+
+@pytest.fixture
+def short_pauses(monkeypatch):
+    monkeypatch.setattr(jobs, "RESTART_FIRST_SECONDS", 0.05)
+    monkeypatch.setattr(jobs, "RESTART_MAX_SECONDS", 0.2)
+
+
+def test_a_loop_that_ends_on_a_database_error_is_started_again(short_pauses, caplog):
+    lost = ConnectorException("Database error.")
+    lost.__cause__ = psycopg.OperationalError("connection failed: session is read-only\nMultiple attempts failed")
+    with caplog.at_level(logging.WARNING, logger="companyos.jobs"):
+        started, _ = supervise(
+            [lost, psycopg.OperationalError("server closed the connection"), "side task"], stop_after=1
+        )
+
+    assert len(started) == 4, "three endings, then a loop that runs until the stop"
+    assert started[-1].stopped.is_set()
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        "worker test: the jobs' worker ended on a database error (connection failed: session is read-only);"
+        " starting it again in 0.05 s"
+    )
+    assert "starting it again in 0.1 s" in messages[1], "the pause doubles while it keeps failing"
+    assert "ended on a failed side task; starting it again in 0.2 s" in messages[2]
+
+
+def test_a_stop_during_the_pause_ends_it_at_once(monkeypatch):
+    monkeypatch.setattr(jobs, "RESTART_FIRST_SECONDS", 30)
+    started, took = supervise([ConnectorException("Database error.")], stop_after=0.2)
+
+    assert len(started) == 1, "no loop started after the stop"
+    assert took < 5
+
+
+def test_any_other_error_still_ends_the_loop(short_pauses):
+    with pytest.raises(ZeroDivisionError):
+        supervise([ZeroDivisionError("a bug")], stop_after=1)
+
 
 PERIOD_SECONDS = 5
 OBSERVED_SECONDS = 40
@@ -23,6 +102,8 @@ LATE_SECONDS = 2 * PERIOD_SECONDS
 SCHEDULES = [name for name in dir(settings) if name.startswith("SCHEDULE_")]
 
 
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_two_schedulers_and_three_workers_run_every_periodic_job_once_per_period():
     every_period = {name: f"* * * * * */{PERIOD_SECONDS}" for name in SCHEDULES}
     periodic = {task.task.name for task in app.periodic_registry.periodic_tasks.values()}

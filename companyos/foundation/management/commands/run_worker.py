@@ -27,10 +27,8 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from procrastinate import worker as procrastinate_worker
@@ -39,15 +37,10 @@ from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Job
 
 from companyos.foundation.db import connection_lost, error_summary
-from companyos.foundation.jobs import RUNNERS, waiting_connector
+from companyos.foundation.jobs import RUNNERS, Supervisor, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
 
-# The pauses before starting the jobs' worker again: the first, and the
-# longest while it keeps failing. A run this long counts as recovered.
-RESTART_FIRST_SECONDS = 0.5
-RESTART_MAX_SECONDS = 30.0
-RECOVERED_AFTER_SECONDS = 60.0
 # The pauses before recording a job's outcome again after a lost connection: the first, and the longest.
 RECORD_RETRY_FIRST_SECONDS = 0.2
 RECORD_RETRY_MAX_SECONDS = 5.0
@@ -148,7 +141,7 @@ class Command(BaseCommand):
                     },
                 )
 
-            jobs = JobsSupervisor(name, new_worker)
+            jobs = Supervisor(f"worker {name}", "the jobs' worker", new_worker)
 
             def stop() -> None:
                 if jobs.stopping:
@@ -169,47 +162,3 @@ class Command(BaseCommand):
                 stop()
                 # A runner finishes its running task before returning.
                 await asyncio.gather(*(asyncio.to_thread(thread.join) for thread in threads))
-
-
-class JobsSupervisor:
-    """Runs the jobs' worker until stopped, starting a new one whenever it ends on a database error."""
-
-    def __init__(self, name: str, new_worker: Callable[[], JobWorker]) -> None:
-        self._name = name
-        self._new_worker = new_worker
-        self._stopping = asyncio.Event()
-        self._worker: JobWorker | None = None
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._worker is not None:
-            self._worker.stop()
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        pause = RESTART_FIRST_SECONDS
-        while not self.stopping:
-            # Nothing awaits between the check above and run() taking the worker: a stop cannot fall in between.
-            self._worker = worker = self._new_worker()
-            started = loop.time()
-            error: Exception | None = None
-            try:
-                await worker.run()
-            except (ConnectorException, psycopg.Error) as exc:
-                error = exc
-            if self.stopping:
-                return
-            if loop.time() - started >= RECOVERED_AFTER_SECONDS:
-                pause = RESTART_FIRST_SECONDS
-            # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
-            cause = f"a database error ({error_summary(error.__cause__ or error)})" if error else "a failed side task"
-            logger.warning(
-                "worker %s: the jobs' worker ended on %s; starting it again in %g s", self._name, cause, pause
-            )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), pause)
-            pause = min(pause * 2, RESTART_MAX_SECONDS)
