@@ -22,6 +22,13 @@ from django.db import connection
 from companyos.foundation.console.roles import sync_roles
 from dev import free_port, stop_process, uvicorn_command
 
+# Has the server end the connections of one application (``application_name``) that wait on a lock,
+# as a failover would end them mid-statement; counts them.
+CUT_WAITING_ON_A_LOCK_SQL = """
+    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+     WHERE application_name = %s AND wait_event_type = 'Lock'
+"""
+
 
 def current_database_url() -> str:
     """The URL of the database this process uses (the test database under pytest).

@@ -17,15 +17,10 @@ from procrastinate.exceptions import ConnectorException
 
 from companyos.foundation import jobs
 from companyos.foundation.management.commands.run_scheduler import Deferrer
-from companyos.foundation.tests.support import current_database_url, manage_py
+from companyos.foundation.tests.support import CUT_WAITING_ON_A_LOCK_SQL, current_database_url, manage_py
 from companyos.foundation.topology import wait_for
 
 SCHEDULER_APPLICATION = "test-scheduler"
-# The scheduler's deferral waiting on the table's lock: the server ends its connection; how many it ended.
-_CUT_WAITING_SQL = """
-    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-     WHERE application_name = %s AND wait_event_type = 'Lock'
-"""
 
 
 @pytest.mark.django_db(transaction=True)
@@ -80,7 +75,7 @@ def test_the_scheduler_process_goes_on_deferring_after_the_server_cut_its_connec
         with psycopg.connect(url) as locker:
             locker.execute("LOCK TABLE procrastinate_periodic_defers IN EXCLUSIVE MODE")
             wait_for(
-                lambda: observer.execute(_CUT_WAITING_SQL, [SCHEDULER_APPLICATION]).fetchone()[0],
+                lambda: observer.execute(CUT_WAITING_ON_A_LOCK_SQL, [SCHEDULER_APPLICATION]).fetchone()[0],
                 "a deferral waiting on the lock",
                 timeout=30,
             )

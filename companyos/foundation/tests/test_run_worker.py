@@ -18,7 +18,7 @@ from procrastinate.exceptions import ConnectorException
 from procrastinate.retry import RetryDecision
 
 from companyos.foundation.management.commands import run_worker
-from companyos.foundation.tests.support import current_database_url
+from companyos.foundation.tests.support import CUT_WAITING_ON_A_LOCK_SQL, current_database_url
 
 # The jobs' worker under test reaches the database under this name, so the test can find its connections.
 WORKER_APPLICATION = "cut-job-worker"
@@ -70,7 +70,7 @@ def test_a_job_outcome_whose_connection_the_server_cut_is_recorded_on_a_new_one(
                 running = asyncio.create_task(worker.run())
                 deadline = time.monotonic() + 20
                 # The outcome's statement waits on the row's lock: the server ends its connection, then the lock goes.
-                while not await _scalar(observer, _CUT_WAITING_SQL, WORKER_APPLICATION):
+                while not await _scalar(observer, CUT_WAITING_ON_A_LOCK_SQL, WORKER_APPLICATION):
                     assert time.monotonic() < deadline, "the job's outcome never waited on its row"
                     await asyncio.sleep(0.05)
                 held["session"].close()
@@ -90,11 +90,6 @@ def test_a_job_outcome_whose_connection_the_server_cut_is_recorded_on_a_new_one(
     assert f"job {job_id} (tests.lock_own_row): could not record its outcome; retrying in 0.2 s" in caplog.text
 
 
-# Ends the worker's connections that wait on a lock; how many it ended.
-_CUT_WAITING_SQL = """
-    SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-     WHERE application_name = %s AND wait_event_type = 'Lock'
-"""
 _STATUS_SQL = "SELECT status::text FROM procrastinate_jobs WHERE id = %s"
 
 
