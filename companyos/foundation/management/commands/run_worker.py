@@ -66,7 +66,7 @@ class JobWorker(procrastinate_worker.Worker):
         worker that is alive and sends heartbeats, so ``retry_stalled_jobs`` never returns it, and
         its ``lock`` blocks every later job holding the same lock until the process restarts. The
         failed attempt may have committed before its connection went, so a retry first reads the job
-        back and writes only if this worker still has it running.
+        back and writes only if this worker still runs that attempt of it.
         """
         job = outcome["job"]
         pause, again = RECORD_RETRY_FIRST_SECONDS, False
