@@ -555,6 +555,7 @@ def test_killing_the_postgres_primary_loses_no_acknowledged_write_and_serving_re
     lost = {task_id for task_id in completed_by_worker if tasks.get(task_id) != "completed"}
     assert not lost, f"{len(lost)} completions the worker logged are not on the new primary"
     assert completed_by_worker and queued
+    assert "Traceback" not in worker_log.read_text(), "a lost connection is logged as one line, not a traceback"
     assert recovered < 15
     assert api_back - killed < 15
     assert worker_back.total_seconds() < 15

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -94,3 +95,29 @@ def session_lost(using: str = "default") -> bool:
 def error_summary(error: BaseException) -> str:
     """An error's first line, for a log line: psycopg's connection errors list every host tried, a line each."""
     return next(iter(str(error).strip().splitlines()), type(error).__name__)
+
+
+class LostConnectionsAsOneLine(logging.Filter):
+    """A library's record of a lost connection, as one warning line with the error's first line.
+
+    Our workers log a lost connection that way (a failover is expected);
+    Procrastinate logs each one, per job and per reconnect, at ERROR with a
+    traceback that would bury the lines that matter. Set on the console
+    handler for the ``loggers`` named (and their children); a record of any
+    other error keeps its level and traceback.
+    """
+
+    def __init__(self, loggers: tuple[str, ...] = ("procrastinate",)) -> None:
+        super().__init__()
+        self._loggers = loggers
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        from_library = any(record.name == name or record.name.startswith(f"{name}.") for name in self._loggers)
+        if from_library and error is not None and connection_lost(error):
+            driver_error = error if isinstance(error, CONNECTION_LOST) else error.__cause__
+            record.msg, record.args = f"{record.getMessage()} ({error_summary(driver_error)})", ()
+            record.exc_info = record.exc_text = None
+            level = min(record.levelno, logging.WARNING)
+            record.levelno, record.levelname = level, logging.getLevelName(level)
+        return True
