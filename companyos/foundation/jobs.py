@@ -26,9 +26,10 @@ from procrastinate import JobContext, PsycopgConnector
 from procrastinate.contrib.django import app
 from procrastinate.contrib.django.utils import connector_params
 from procrastinate.exceptions import ConnectorException
+from procrastinate.manager import JobManager
 from procrastinate.tasks import Task
 
-from companyos.foundation.db import error_summary, session_alias
+from companyos.foundation.db import connection_lost, error_summary, session_alias
 
 logger = logging.getLogger("companyos.jobs")
 
@@ -154,18 +155,30 @@ def job_to_defer(task: Task) -> dict[str, Any]:
 @app.periodic(cron=settings.SCHEDULE_RETRY_STALLED_JOBS)
 @app.task(queue="system", pass_context=True, lock="retry_stalled_jobs")
 async def retry_stalled_jobs(context: JobContext, timestamp: int) -> int:
-    """Put back in the queue the jobs of workers that stopped sending heartbeats (killed, lost).
+    """Put back in the queue the jobs of workers that stopped sending heartbeats (killed, lost)."""
+    return await requeue_stalled_jobs(context.app.job_manager)
+
+
+async def requeue_stalled_jobs(job_manager: JobManager) -> int:
+    """Put back in the queue the ``doing`` jobs of workers that stopped sending heartbeats or are
+    gone (unregistered with jobs in hand); how many.
 
     A job is retried once per stall: it leaves ``doing`` here, and only a
-    live worker can take it again.
+    live worker can take it again. Two processes may do this at once (a
+    restarted jobs' worker does it too): a job the other returned first is
+    skipped.
     """
-    stalled = await context.app.job_manager.get_stalled_jobs(
-        seconds_since_heartbeat=settings.JOBS_STALLED_WORKER_SECONDS
-    )
-    for job in stalled:
+    requeued = 0
+    for job in await job_manager.get_stalled_jobs(seconds_since_heartbeat=settings.JOBS_STALLED_WORKER_SECONDS):
+        try:
+            await job_manager.retry_job(job)
+        except ConnectorException as error:
+            if connection_lost(error):
+                raise
+            continue  # no longer doing: returned by the other, or finished meanwhile
         logger.warning("job %s (%s) of a silent worker goes back to the queue", job.id, job.task_name)
-        await context.app.job_manager.retry_job(job)
-    return len(stalled)
+        requeued += 1
+    return requeued
 
 
 @app.periodic(cron=settings.SCHEDULE_PRUNE_JOBS)

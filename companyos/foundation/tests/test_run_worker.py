@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -44,14 +45,56 @@ def locking_job() -> Iterator[tuple[str, dict]]:
         held["session"].close()
 
 
+@pytest.fixture
+def quick_job() -> Iterator[str]:
+    """A job that does nothing."""
+    task = app.task(name="tests.quick", queue=CUT_QUEUE)(lambda: None)
+    yield task.name
+    app.tasks.pop(task.name)
+    ProcrastinateJob.objects.filter(task_name=task.name).delete()
+
+
 def _worker_connector() -> PsycopgConnector:
     return PsycopgConnector(kwargs={**connector_params(), "application_name": WORKER_APPLICATION})
 
 
-def _job_worker() -> run_worker.JobWorker:
+def _job_worker(**options: Any) -> run_worker.JobWorker:
     return run_worker.JobWorker(
-        app=app, queues=[CUT_QUEUE], install_signal_handlers=False, fetch_job_polling_interval=0.2
+        app=app, queues=[CUT_QUEUE], install_signal_handlers=False, fetch_job_polling_interval=0.2, **options
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_jobs_worker_that_replaces_one_gone_returns_the_job_it_left_doing_and_runs_it(quick_job, caplog):
+    """The worker before it took a job (its fetch committed) and ended on a database error without
+    running it or unregistering: its heartbeat is still fresh, so ``retry_stalled_jobs`` would wait."""
+    job_id = app.configure_task(quick_job).defer()
+
+    async def scenario() -> tuple[str | None, run_worker.JobWorker]:
+        observing = psycopg.AsyncConnection.connect(current_database_url(), autocommit=True)
+        with app.replace_connector(_worker_connector()):
+            async with app.open_async(), await observing as observer:
+                gone = _job_worker()
+                gone.worker_id = await app.job_manager.register_worker()
+                assert (await app.job_manager.fetch_job(queues=[CUT_QUEUE], worker_id=gone.worker_id)).id == job_id
+                worker = _job_worker(replaces=[gone])
+                running = asyncio.create_task(worker.run())
+                deadline = time.monotonic() + 20
+                while (status := await _scalar(observer, _STATUS_SQL, job_id)) != "succeeded":
+                    if time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                worker.stop()
+                await running
+        return status, gone
+
+    with caplog.at_level(logging.WARNING, logger="companyos.jobs"):
+        status, gone = asyncio.run(scenario())
+
+    assert status == "succeeded"
+    assert ProcrastinateJob.objects.get(id=job_id).attempts == 2, "the attempt the gone worker never ran counts"
+    assert gone.worker_id is None
+    assert f"job {job_id} (tests.quick) of a silent worker goes back to the queue" in caplog.text
 
 
 @pytest.mark.django_db(transaction=True)

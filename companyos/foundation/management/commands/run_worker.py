@@ -27,6 +27,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -37,7 +38,7 @@ from procrastinate.exceptions import ConnectorException
 from procrastinate.jobs import Job
 
 from companyos.foundation.db import connection_lost, error_summary
-from companyos.foundation.jobs import RUNNERS, Supervisor, waiting_connector
+from companyos.foundation.jobs import RUNNERS, Supervisor, requeue_stalled_jobs, waiting_connector
 
 logger = logging.getLogger("companyos.jobs")
 
@@ -53,7 +54,32 @@ _JOB_HELD_SQL = "SELECT status::text AS status, worker_id, attempts FROM procras
 
 class JobWorker(procrastinate_worker.Worker):
     """Procrastinate's worker without its periodic deferrer (``run_scheduler`` does that, on its own),
-    and which records a job's outcome again after a lost connection."""
+    which records a job's outcome again after a lost connection, and which, on starting, returns to
+    the queue the jobs that workers gone before it left ``doing``."""
+
+    def __init__(self, *, replaces: Sequence[JobWorker] = (), **options: Any) -> None:
+        super().__init__(**options)
+        # This process's jobs' workers that ended before this one.
+        self._replaces = replaces
+
+    async def run(self) -> None:
+        """Take over from the workers this one replaces, then run.
+
+        One that ended on a database error can leave a job ``doing`` that it no
+        longer runs: its fetch committed but the answer was lost, or the outcome
+        was still being retried when it stopped. ``retry_stalled_jobs`` would
+        return such a job once its heartbeat is stale, a minute or more later;
+        the job's ``lock`` holds back every job with the same lock meanwhile.
+        So a worker that could not unregister itself (the database was down)
+        is unregistered now, and every job left by a worker that is gone goes
+        back to the queue before this one fetches.
+        """
+        for ended in self._replaces:
+            if ended.worker_id is not None:
+                await self.app.job_manager.unregister_worker(ended.worker_id)
+                ended.worker_id = None
+        await requeue_stalled_jobs(self.app.job_manager)
+        await super().run()
 
     async def _periodic_deferrer(self) -> None:
         return None
@@ -126,9 +152,12 @@ class Command(BaseCommand):
         async with app.open_async():
             app.perform_import_paths()
 
+            workers: list[JobWorker] = []
+
             def new_worker() -> JobWorker:
-                return JobWorker(
+                worker = JobWorker(
                     app=app,
+                    replaces=list(workers),
                     **{
                         **app.worker_defaults,
                         "name": name,
@@ -140,6 +169,8 @@ class Command(BaseCommand):
                         "stalled_worker_timeout": settings.JOBS_STALLED_WORKER_SECONDS,
                     },
                 )
+                workers.append(worker)
+                return worker
 
             jobs = Supervisor(f"worker {name}", "the jobs' worker", new_worker)
 
