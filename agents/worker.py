@@ -42,7 +42,7 @@ from agents.handlers import PermanentFailure, get_handler
 from agents.models import AgentTask
 from agents.queue import TaskListener, tasks_claim, tasks_renew_leases
 from companyos.foundation.console.history import history_source
-from companyos.foundation.db import CONNECTION_LOST, error_summary
+from companyos.foundation.db import CONNECTION_LOST, connection_lost, error_summary
 from companyos.foundation.events import sends_in_background
 
 logger = logging.getLogger("agents.worker")
@@ -63,7 +63,7 @@ _Recorded = TypeVar("_Recorded")
 def _log_retried(error: Exception, message: str, *args: object) -> None:
     """Log a database error the worker retries: a lost connection as one warning line
     with the error's first line, any other error (a bug) with its traceback."""
-    if isinstance(error, CONNECTION_LOST):
+    if connection_lost(error):
         logger.warning(f"{message} (%s)", *args, error_summary(error))
     else:
         logger.error(message, *args, exc_info=error)
@@ -386,7 +386,7 @@ class Worker:
             try:
                 return record(again)
             except CONNECTION_LOST as error:
-                if self._stopping.is_set():
+                if not connection_lost(error) or self._stopping.is_set():
                     raise
                 tasks = ", ".join(str(outcome.task.pk) for outcome in outcomes)
                 _log_retried(error, "tasks %s: could not record the outcomes; retrying in %g s", tasks, pause)

@@ -76,13 +76,26 @@ def connect_outside_pool(alias: str, **overrides: Any) -> psycopg.Connection:
     return psycopg.connect(**(connections[alias].get_connection_params() | overrides), autocommit=True)
 
 
-# The errors of a lost or refused connection (a failover, a restarted server): expected, and retried.
+# The error types a lost or refused connection raises (a failover, a restarted server), Django's and
+# the driver's. They also cover errors of the work itself (a deadlock, a statement timeout):
+# connection_lost() tells those apart.
 CONNECTION_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+# SQLSTATEs of a connection the server ended or refused: the connection exception class, and the
+# server shutting down, crashing, starting up, dropping the database or timing the session out.
+_CONNECTION_SQLSTATES = ("08", "57P0")
 
 
 def connection_lost(error: BaseException) -> bool:
-    """Whether ``error``, or the driver's error it wraps (as Procrastinate's do), is a lost or refused connection."""
-    return isinstance(error, CONNECTION_LOST) or isinstance(error.__cause__, CONNECTION_LOST)
+    """Whether ``error``, or the driver's error it wraps (as Django's and Procrastinate's do), is a
+    lost or refused connection: expected in a failover, and retried. The driver's own errors (the
+    socket closed, no host accepted) carry no SQLSTATE; a deadlock or a timeout carries its own."""
+    driver_error = error if isinstance(error, psycopg.Error) else error.__cause__
+    if not isinstance(driver_error, psycopg.Error):
+        return isinstance(error, CONNECTION_LOST)
+    sqlstate = driver_error.sqlstate
+    return isinstance(driver_error, CONNECTION_LOST) and (
+        sqlstate is None or sqlstate.startswith(_CONNECTION_SQLSTATES)
+    )
 
 
 def session_lost(using: str = "default") -> bool:
@@ -115,7 +128,7 @@ class LostConnectionsAsOneLine(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         from_library = any(record.name == name or record.name.startswith(f"{name}.") for name in self._loggers)
         if from_library and error is not None and connection_lost(error):
-            driver_error = error if isinstance(error, CONNECTION_LOST) else error.__cause__
+            driver_error = error if isinstance(error, CONNECTION_LOST) or error.__cause__ is None else error.__cause__
             record.msg, record.args = f"{record.getMessage()} ({error_summary(driver_error)})", ()
             record.exc_info = record.exc_text = None
             level = min(record.levelno, logging.WARNING)
