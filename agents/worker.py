@@ -405,8 +405,7 @@ class Worker:
         pending = []
         for outcome in completing:
             task = stored.get(outcome.task.pk)
-            held = (self.worker_id, outcome.task.attempts)
-            this_attempt = task is not None and (task.worker_id, task.attempts) == held
+            this_attempt = self._at_this_attempt(task, outcome)
             if this_attempt and task.status == AgentTask.Status.RUNNING:
                 pending.append(dataclasses.replace(outcome, task=task))
             elif this_attempt and task.status in (AgentTask.Status.COMPLETED, AgentTask.Status.AWAITING_APPROVAL):
@@ -415,6 +414,10 @@ class Worker:
                 results[outcome.task.pk] = services.LeaseLost.of(outcome.task, self.worker_id)
         results.update(zip((outcome.task.pk for outcome in pending), self._write_completions(pending), strict=True))
         return [results[outcome.task.pk] for outcome in completing]
+
+    def _at_this_attempt(self, stored: AgentTask | None, outcome: _Outcome) -> bool:
+        """Whether ``stored``, the task read back, is still at the attempt this worker ran for ``outcome``."""
+        return stored is not None and (stored.worker_id, stored.attempts) == (self.worker_id, outcome.task.attempts)
 
     def _write_completions(self, completing: list[_Outcome]) -> list[AgentTask | Exception]:
         return services.tasks_complete(
@@ -437,12 +440,11 @@ class Worker:
         (task_fail would find it no longer running and call it lost)."""
         if again:
             stored = AgentTask.objects.filter(pk=outcome.task.pk).first()
-            failed_here = stored is not None and (stored.worker_id, stored.attempts, stored.error) == (
-                self.worker_id,
-                outcome.task.attempts,
-                services.kept_error(outcome.error),
-            )
-            if failed_here and stored.status in (AgentTask.Status.QUEUED, AgentTask.Status.FAILED):
+            if (
+                self._at_this_attempt(stored, outcome)
+                and stored.error == services.kept_error(outcome.error)
+                and stored.status in (AgentTask.Status.QUEUED, AgentTask.Status.FAILED)
+            ):
                 return stored
         return services.task_fail(
             task=outcome.task, worker_id=self.worker_id, error=outcome.error, permanent=outcome.permanent

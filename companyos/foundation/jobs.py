@@ -106,7 +106,7 @@ class Supervisor:
             if event_loop.time() - started >= RECOVERED_AFTER_SECONDS:
                 pause = RESTART_FIRST_SECONDS
             # Without an error, one of its side tasks (heartbeat, listener) failed and stopped it (logged there).
-            cause = f"a database error ({error_summary(error.__cause__ or error)})" if error else "a failed side task"
+            cause = f"a database error ({error_summary(error)})" if error else "a failed side task"
             logger.warning("%s: %s ended on %s; starting it again in %g s", self._name, self._loop_name, cause, pause)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), pause)

@@ -85,11 +85,17 @@ CONNECTION_LOST = (OperationalError, InterfaceError, psycopg.OperationalError, p
 _CONNECTION_SQLSTATES = ("08", "57P0")
 
 
+def _driver_error(error: BaseException) -> BaseException:
+    """The driver's error that ``error`` wraps (Django's and Procrastinate's errors carry it as their
+    cause), or ``error`` itself."""
+    return error if isinstance(error, psycopg.Error) or error.__cause__ is None else error.__cause__
+
+
 def connection_lost(error: BaseException) -> bool:
-    """Whether ``error``, or the driver's error it wraps (as Django's and Procrastinate's do), is a
-    lost or refused connection: expected in a failover, and retried. The driver's own errors (the
-    socket closed, no host accepted) carry no SQLSTATE; a deadlock or a timeout carries its own."""
-    driver_error = error if isinstance(error, psycopg.Error) else error.__cause__
+    """Whether ``error``, or the driver's error it wraps, is a lost or refused connection: expected
+    in a failover, and retried. The driver's own errors (the socket closed, no host accepted) carry
+    no SQLSTATE; a deadlock or a timeout carries its own."""
+    driver_error = _driver_error(error)
     if not isinstance(driver_error, psycopg.Error):
         return isinstance(error, CONNECTION_LOST)
     sqlstate = driver_error.sqlstate
@@ -106,7 +112,9 @@ def session_lost(using: str = "default") -> bool:
 
 
 def error_summary(error: BaseException) -> str:
-    """An error's first line, for a log line: psycopg's connection errors list every host tried, a line each."""
+    """The first line of an error (of the driver's, if it wraps one), for a log line: psycopg's
+    connection errors list every host tried, a line each; Procrastinate's say only "Database error"."""
+    error = _driver_error(error)
     return next(iter(str(error).strip().splitlines()), type(error).__name__)
 
 
@@ -128,8 +136,7 @@ class LostConnectionsAsOneLine(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         from_library = any(record.name == name or record.name.startswith(f"{name}.") for name in self._loggers)
         if from_library and error is not None and connection_lost(error):
-            driver_error = error if isinstance(error, CONNECTION_LOST) or error.__cause__ is None else error.__cause__
-            record.msg, record.args = f"{record.getMessage()} ({error_summary(driver_error)})", ()
+            record.msg, record.args = f"{record.getMessage()} ({error_summary(error)})", ()
             record.exc_info = record.exc_text = None
             level = min(record.levelno, logging.WARNING)
             record.levelno, record.levelname = level, logging.getLevelName(level)

@@ -106,7 +106,7 @@ class JobWorker(procrastinate_worker.Worker):
                     raise
                 logger.warning(
                     "job %s (%s): could not record its outcome; retrying in %g s (%s)",
-                    job.id, job.task_name, pause, error_summary(error.__cause__),
+                    job.id, job.task_name, pause, error_summary(error),
                 )  # fmt: skip
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_event.wait(), pause)
