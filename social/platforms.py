@@ -37,6 +37,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from companyos.foundation.failures import TransientFailure
 from social.models import Platform, SocialAccount, SocialPost
 
 # How far the platform's clock may run behind ours: a post it dates this much
@@ -52,13 +53,13 @@ class Rejected(PlatformError):
     """The platform refused the request (bad token, forbidden, invalid post): retrying will not help."""
 
 
-class RateLimited(PlatformError):
+class RateLimited(PlatformError, TransientFailure):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
 
 
-class Unavailable(PlatformError):
+class Unavailable(PlatformError, TransientFailure):
     """A 5xx or no answer: worth retrying later."""
 
 

@@ -552,9 +552,10 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Procrastinate's records of a lost connection (a failover) become one line, as our workers log them.
-    "filters": {"lost_connections": {"()": "companyos.foundation.db.LostConnectionsAsOneLine"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["lost_connections"]}},
+    # Procrastinate's records of an expected failure (a failover, a provider down) become one line,
+    # as our workers log them.
+    "filters": {"expected_failures": {"()": "companyos.foundation.failures.ExpectedFailuresAsOneLine"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["expected_failures"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},

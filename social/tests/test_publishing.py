@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -11,6 +12,8 @@ from django.utils import timezone
 from procrastinate.contrib.django.models import ProcrastinateJob
 
 from analytics.models import Event
+from companyos.foundation.failures import ExpectedFailuresAsOneLine
+from dev import free_port
 from integrations.tests.factories import IntegrationFactory
 from social.jobs import PublishRetry, publish_due_posts, publish_post
 from social.models import Platform, SocialPost
@@ -139,6 +142,32 @@ def test_5xx_backs_off_exponentially_and_fails_the_post_after_the_last_attempt(p
     post.refresh_from_db()
     assert post.status == Status.FAILED and "503" in post.error_message
     assert platform.posted() == [r for r in platform.requests if r.method == "POST"]
+
+
+@pytest.mark.parametrize("answer", [429, 503, "no answer"])
+def test_an_attempt_to_be_retried_is_one_line_in_the_worker_s_log_with_the_platform_s_reason(
+    platform, settings, answer
+):
+    """Procrastinate logs each attempt it will retry with its traceback; a platform that is busy or
+    down is expected, so the worker's console says why in one line."""
+    post = due_post()
+    publish_due_posts.func(timestamp=0)
+    if answer == "no answer":
+        settings.SOCIAL_X_API_URL = f"http://127.0.0.1:{free_port()}"
+    else:
+        platform.fail_next(answer)
+    with pytest.raises((RateLimited, Unavailable)) as raised:
+        run_publish(post)
+    record = logging.LogRecord(
+        "procrastinate.worker", logging.INFO, __file__, 1, "Job %s ended with status: Error, to retry",
+        (f"social.jobs.publish_post[{post.pk}]",), (raised.type, raised.value, raised.tb),
+    )  # fmt: skip
+
+    assert ExpectedFailuresAsOneLine().filter(record)
+
+    assert (record.levelname, record.exc_info) == ("INFO", None)
+    assert record.getMessage().endswith(f"Error, to retry ({str(raised.value).splitlines()[0]})")
+    assert ("could not be reached" if answer == "no answer" else str(answer)) in record.getMessage()
 
 
 def test_a_retry_after_the_platform_answered_but_before_our_commit_does_not_post_again(platform, monkeypatch):

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -87,8 +86,9 @@ _CONNECTION_SQLSTATES = ("08", "57P0")
 
 def _driver_error(error: BaseException) -> BaseException:
     """The driver's error that ``error`` wraps (Django's and Procrastinate's errors carry it as their
-    cause), or ``error`` itself."""
-    return error if isinstance(error, psycopg.Error) or error.__cause__ is None else error.__cause__
+    cause), or ``error`` itself: what any other error was raised from says less than it does."""
+    wraps_one = not isinstance(error, psycopg.Error) and isinstance(error.__cause__, psycopg.Error)
+    return error.__cause__ if wraps_one else error
 
 
 def connection_lost(error: BaseException) -> bool:
@@ -116,28 +116,3 @@ def error_summary(error: BaseException) -> str:
     connection errors list every host tried, a line each; Procrastinate's say only "Database error"."""
     error = _driver_error(error)
     return next(iter(str(error).strip().splitlines()), type(error).__name__)
-
-
-class LostConnectionsAsOneLine(logging.Filter):
-    """A library's record of a lost connection, as one warning line with the error's first line.
-
-    Our workers log a lost connection that way (a failover is expected);
-    Procrastinate logs each one, per job and per reconnect, at ERROR with a
-    traceback that would bury the lines that matter. Set on the console
-    handler for the ``loggers`` named (and their children); a record of any
-    other error keeps its level and traceback.
-    """
-
-    def __init__(self, loggers: tuple[str, ...] = ("procrastinate",)) -> None:
-        super().__init__()
-        self._loggers = loggers
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        from_library = any(record.name == name or record.name.startswith(f"{name}.") for name in self._loggers)
-        if from_library and error is not None and connection_lost(error):
-            record.msg, record.args = f"{record.getMessage()} ({error_summary(error)})", ()
-            record.exc_info = record.exc_text = None
-            level = min(record.levelno, logging.WARNING)
-            record.levelno, record.levelname = level, logging.getLevelName(level)
-        return True
