@@ -76,6 +76,22 @@ def say(message: str) -> None:
     print(f"[dev] {message}", flush=True)
 
 
+@contextlib.contextmanager
+def signals_noted() -> Iterator[list[int]]:
+    """Inside the block, SIGINT and SIGTERM are only noted in the list yielded, never raised: what
+    runs there (stopping children, a server) is not cut short by a second Ctrl-C or kill."""
+    noted: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda number, _frame: noted.append(number))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield noted
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 # --- Bootstrap: virtualenv, requirements, .env (standard library only) -------
 
 
@@ -218,20 +234,15 @@ class EmbeddedServer:
             yield url
         finally:
             # A second Ctrl-C or kill must not leave a half-stopped server behind.
-            previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                with self._locked() as state:
-                    users = [pid for pid in state.get("users", []) if process_alive(pid)]
-                    if os.getpid() in users:
-                        users.remove(os.getpid())  # one entry: a process may hold the server twice
-                    state["users"] = users
-                    if not users and process_alive(state.get("pid")):
-                        say(f"stopping embedded {self.name}")
-                        self.stop(state["pid"])
-                        state["pid"] = None
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            with signals_noted(), self._locked() as state:
+                users = [pid for pid in state.get("users", []) if process_alive(pid)]
+                if os.getpid() in users:
+                    users.remove(os.getpid())  # one entry: a process may hold the server twice
+                state["users"] = users
+                if not users and process_alive(state.get("pid")):
+                    say(f"stopping embedded {self.name}")
+                    self.stop(state["pid"])
+                    state["pid"] = None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict]:
@@ -542,29 +553,29 @@ def run_together(commands: dict[str, list[str]]) -> int:
     or Ctrl-C, SIGINT or SIGTERM reaches dev.py: then SIGTERM stops every one of them.
 
     Each child has a session of its own, so a terminal's Ctrl-C reaches dev.py
-    alone and every child gets exactly one SIGTERM, whatever stopped us.
+    alone and every child gets exactly one SIGTERM, whatever stopped us. The
+    signals are noted, not raised, from before the first child starts: one
+    arriving while a child starts or while they stop cannot leave one behind.
     """
     lock = threading.Lock()
     processes: dict[str, subprocess.Popen] = {}
-    try:
-        for name, command in commands.items():
-            process = subprocess.Popen(
-                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-            )  # fmt: skip
-            processes[name] = process
-            threading.Thread(target=relay_output, args=(name, process.stdout, lock), daemon=True).start()
-        while all(process.poll() is None for process in processes.values()):
-            time.sleep(0.2)
-        exited = next(name for name, process in processes.items() if process.poll() is not None)
-        say(f"{exited} exited with status {processes[exited].returncode}; stopping the others")
-        return processes[exited].returncode or 1
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        # A second Ctrl-C or kill must not leave children behind.
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    with signals_noted() as stop_signals:
         try:
+            for name, command in commands.items():
+                process = subprocess.Popen(
+                    command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+                )  # fmt: skip
+                processes[name] = process
+                threading.Thread(target=relay_output, args=(name, process.stdout, lock), daemon=True).start()
+            while not stop_signals and all(process.poll() is None for process in processes.values()):
+                time.sleep(0.2)
+            if stop_signals:
+                return 0
+            exited = next(name for name, process in processes.items() if process.poll() is not None)
+            say(f"{exited} exited with status {processes[exited].returncode}; stopping the others")
+            return processes[exited].returncode or 1
+        finally:
             for process in processes.values():
                 if process.poll() is None:
                     process.terminate()
@@ -576,9 +587,6 @@ def run_together(commands: dict[str, list[str]]) -> int:
                     say(f"{name} did not stop within 30 s; killing it")
                     process.kill()
                     process.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
 
 
 def cmd_run(argv: list[str]) -> int:

@@ -5,7 +5,11 @@ is exercised): start, reuse by a second holder, stop with the last, keep data.
 
 import json
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -115,3 +119,21 @@ def test_a_runs_leftover_test_databases_are_dropped_despite_open_connections():
         finally:
             for name in (ours, worker, other):
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_ctrl_c_while_run_together_starts_its_children_leaves_none_of_them_running(tmp_path):
+    """The signal may come while a child is being started (forked, its Popen not yet returned): it
+    must still be stopped with the others, not run on, orphaned, on a database being shut down."""
+    child = [sys.executable, "-c", "import os, sys, time; open(sys.argv[1] + f'/{os.getpid()}', 'w'); time.sleep(60)"]
+    commands = {f"child-{index}": [*child, str(tmp_path)] for index in range(20)}
+    script = f"import sys, dev; print('starting', flush=True); sys.exit(dev.run_together({commands!r}))"
+    with subprocess.Popen([sys.executable, "-c", script], cwd=dev.ROOT, stdout=subprocess.PIPE, text=True) as runner:
+        assert runner.stdout.readline() == "starting\n"
+        time.sleep(0.01)  # into the starts
+
+        runner.send_signal(signal.SIGINT)
+
+        runner.wait(timeout=60)
+    time.sleep(1)  # a child left behind has written its pid by now
+    started = [int(path.name) for path in tmp_path.iterdir()]
+    assert not [pid for pid in started if dev.process_alive(pid)], f"left running, of {len(started)} started"
