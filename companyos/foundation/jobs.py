@@ -120,8 +120,11 @@ def waiting_connector() -> PsycopgConnector:
     ``default``, in the caller's transaction: the job commits with the row it
     is about, through PgBouncer too. Waiting needs LISTEN, which only a
     session of its own hears: past the pooler when ``DATABASE_DIRECT_URL`` is set.
+    Its pool waits for a connection as long as Django's (``DATABASE_POOL_TIMEOUT``),
+    not psycopg's 30 s: a worker stopped while the database is down waits that
+    long for each of its own statements still to go (a fetch, unregistering).
     """
-    return PsycopgConnector(kwargs=connector_params(session_alias()))
+    return PsycopgConnector(kwargs=connector_params(session_alias()), timeout=settings.DATABASE_POOL_TIMEOUT)
 
 
 def defer_job_sql(args: str) -> str:

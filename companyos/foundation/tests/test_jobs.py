@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from contextlib import ExitStack
 
 import psycopg
+import psycopg_pool
 import pytest
 from django.conf import settings
 from django.db.models import Max
@@ -93,6 +94,30 @@ def test_a_stop_during_the_pause_ends_it_at_once(monkeypatch):
 def test_any_other_error_still_ends_the_loop(short_pauses):
     with pytest.raises(ZeroDivisionError):
         supervise([ZeroDivisionError("a bug")], stop_after=1)
+
+
+@pytest.mark.django_db
+def test_the_waiting_processes_pool_gives_up_on_a_connection_as_soon_as_django_s_does(settings):
+    """A worker stopped while the database is down waits that long for each statement of its own
+    still to go (a fetch, unregistering): psycopg's default, 30 s, held such a stop for a minute."""
+    settings.DATABASE_POOL_TIMEOUT = 0.5
+
+    async def wait_for_one_more_connection() -> float:
+        connector = jobs.waiting_connector()
+        await connector.open_async()
+        pool = connector.pool
+        held = [await pool.getconn() for _ in range(pool.max_size)]
+        started = time.monotonic()
+        try:
+            with pytest.raises(psycopg_pool.PoolTimeout):
+                await pool.getconn()
+            return time.monotonic() - started
+        finally:
+            for connection in held:
+                await pool.putconn(connection)
+            await connector.close_async()
+
+    assert asyncio.run(wait_for_one_more_connection()) < 5
 
 
 PERIOD_SECONDS = 5
