@@ -491,13 +491,32 @@ def ensure_admin(*, reset_password: bool) -> str | None:
     return password
 
 
+def load_sample_data() -> bool:
+    """Load the sample data into a database that has no organization yet; return whether it did.
+
+    Later runs keep the data as the application and its users left it:
+    loading the fixtures again would put their rows back as written there,
+    undoing edits and making a post that was published due again.
+    """
+    from django.core.management import call_command
+
+    from core.models import Organization
+
+    if Organization.objects.exists():
+        return False
+    call_command("loaddata", *FIXTURES, verbosity=1)
+    # Loaded rows skip ingest, which keeps the rollups the dashboard's long ranges read.
+    call_command("refresh_rollups", since=SAMPLE_DATA_SINCE, verbosity=0)
+    return True
+
+
 def sample_webhook_secrets() -> list[tuple[str, str]]:
     """Give the sample webhooks signing secrets of this install; return (endpoint token, secret) pairs.
 
     The fixture's secrets are published with the code, so anyone could sign
     deliveries for them. These are derived from the install's SECRET_KEY
     (generated into .env on the first run): unknown outside, and the same on
-    every run, although loaddata puts the fixture's values back each time.
+    every run, also after the fixtures were loaded again by hand.
     """
     import hmac
 
@@ -607,9 +626,8 @@ def cmd_run(argv: list[str]) -> int:
         from django.db import connections
 
         call_command("migrate", interactive=False, verbosity=1)
-        call_command("loaddata", *FIXTURES, verbosity=1)  # fixed primary keys: loading again changes nothing
-        # Loaded rows skip ingest, which keeps the rollups the dashboard's long ranges read.
-        call_command("refresh_rollups", since=SAMPLE_DATA_SINCE, verbosity=0)
+        if not load_sample_data():
+            say("keeping the data of earlier runs (the sample data is loaded into an empty database only)")
         webhooks = sample_webhook_secrets()
         password = ensure_admin(reset_password=args.reset_admin_password)
         call_command("collectstatic", interactive=False, verbosity=0)

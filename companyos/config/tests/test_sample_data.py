@@ -9,6 +9,7 @@ from django.core.management import call_command
 import dev
 from integrations.models import Webhook
 from integrations.tests.webhook_helpers import post_github
+from social.models import SocialPost
 
 # Committed rows: the webhook view reads on connections of its own (integrations/webhooks/database.py).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,3 +39,16 @@ def test_sample_webhooks_get_secrets_of_this_install_stable_across_runs(client, 
 
     settings.SECRET_KEY = "another install's key, 50 characters or so, random enough"
     assert dict(dev.sample_webhook_secrets()) != first
+
+
+def test_the_sample_data_goes_into_an_empty_database_and_later_runs_keep_what_became_of_it():
+    """Loading the fixtures on every run put their rows back: edits undone, a published post due again."""
+    assert dev.load_sample_data()
+    post = SocialPost.objects.filter(status=SocialPost.Status.SCHEDULED).first()
+    assert post is not None, "the sample data has a scheduled post"
+    SocialPost.objects.filter(pk=post.pk).update(status=SocialPost.Status.CANCELED, content="Not this one after all.")
+
+    assert not dev.load_sample_data()
+
+    post.refresh_from_db()
+    assert (post.status, post.content) == (SocialPost.Status.CANCELED, "Not this one after all.")
