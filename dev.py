@@ -476,15 +476,24 @@ def django_setup() -> None:
 
 
 def ensure_admin(*, reset_password: bool) -> str | None:
-    """Create the superuser on the first run; return its new password when one was set."""
+    """Create the superuser on the first run; return its new password when one was set.
+
+    It is made an owner of the organizations there are then (the sample one):
+    the API and the websocket show a user only the organizations they belong
+    to, and the README's walkthrough reads the sample one with its token.
+    """
     from django.contrib.auth import get_user_model
+
+    from core.models import Organization, OrganizationMember
 
     user = get_user_model().objects.filter(email__iexact=ADMIN_EMAIL).first()
     if user is not None and not reset_password:
         return None
     password = secrets.token_urlsafe(12)
     if user is None:
-        get_user_model().objects.create_superuser(email=ADMIN_EMAIL, password=password, name="Admin")
+        user = get_user_model().objects.create_superuser(email=ADMIN_EMAIL, password=password, name="Admin")
+        for organization in Organization.objects.all():
+            OrganizationMember.objects.create(organization=organization, user=user, role=OrganizationMember.Role.OWNER)
     else:
         user.set_password(password)
         user.save(update_fields=["password"])

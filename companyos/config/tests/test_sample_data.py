@@ -7,6 +7,8 @@ import pytest
 from django.core.management import call_command
 
 import dev
+from core.models import User
+from core.services import api_token_create
 from integrations.models import Webhook
 from integrations.tests.webhook_helpers import post_github
 from social.models import SocialPost
@@ -52,3 +54,16 @@ def test_the_sample_data_goes_into_an_empty_database_and_later_runs_keep_what_be
 
     post.refresh_from_db()
     assert (post.status, post.content) == (SocialPost.Status.CANCELED, "Not this one after all.")
+
+
+def test_the_run_s_admin_reads_the_sample_organization_through_the_api_as_the_readme_shows(client):
+    """The API shows a user only the organizations they belong to: the admin the run creates
+    belongs to the sample one, so the README's token and page work as written."""
+    dev.load_sample_data()
+    assert dev.ensure_admin(reset_password=False)
+    _, raw = api_token_create(user=User.objects.get(email=dev.ADMIN_EMAIL), name="README")
+
+    answer = client.get("/api/v1/orgs/acme/deployments/?limit=100", HTTP_AUTHORIZATION=f"Bearer {raw}")
+
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["items"] and answer.json()["event_position"]
