@@ -117,6 +117,11 @@ RETURNING (SELECT id FROM delivery), (SELECT count(*) FROM queued)
 """  # noqa: S608 - table names only
 
 DUPLICATE_RESPONSE_CODE = 200
+# The delivery a redelivery repeats: the one row its conflict found.
+_STORED_SQL = f"""
+SELECT id FROM {WebhookDelivery._meta.db_table}
+ WHERE webhook_id = %(webhook)s AND delivery_id = %(delivery_id)s AND NOT (status = 'rejected')
+"""  # noqa: S608 - table name only
 
 
 async def webhook_delivery_record(
@@ -129,14 +134,15 @@ async def webhook_delivery_record(
     headers: Mapping[str, str],
     signature_valid: bool,
     error: str = "",
-) -> uuid.UUID | None:
+) -> tuple[uuid.UUID | None, bool]:
     """Store a delivery, queue its processing if it is ``received``, and count it on its webhook, in one statement.
 
     ``payload_json`` is the verified body as received (stored as JSONB
-    without re-encoding); rejected deliveries pass None. Returns the
-    delivery's id, or None when this delivery id is already stored (a
-    redelivery), which then changes nothing. Any 4xx answer counts as a
-    failure on the webhook.
+    without re-encoding); rejected deliveries pass None. Returns the stored
+    delivery's id and whether this call stored it: a redelivery (a delivery
+    id already stored) changes nothing and returns the id of the delivery it
+    repeats, read by a second statement on that rare path (None if it was
+    pruned meanwhile). Any 4xx answer counts as a failure on the webhook.
     """
     params = {
         "id": uuid7(),
@@ -157,7 +163,10 @@ async def webhook_delivery_record(
     }
     async with primary_connection() as connection:
         row = await (await connection.execute(_RECORD_SQL, params)).fetchone()
-    return row[0] if row else None
+        if row and row[0] is not None:
+            return row[0], False
+        stored = await (await connection.execute(_STORED_SQL, params)).fetchone()
+    return (stored[0] if stored else None), True
 
 
 def webhook_refusal_count(*, webhook: Webhook, code: int) -> None:

@@ -25,7 +25,8 @@ Every outcome a caller can cause is a 4xx or a 2xx, never a 500:
   webhook, the answer saying what was wrong and nothing of our internals;
 - 202 accepted (``received``), or accepted and ``ignored`` for events we do
   not handle or the webhook does not take;
-- 200 for a delivery id already stored (a redelivery), which changes nothing.
+- 200 for a delivery id already stored (a redelivery), which changes nothing;
+  ``delivery`` is then the id of the stored one, as in a 202 it is the new one's.
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ async def _verify_and_store(request: HttpRequest, endpoint_token: str) -> HttpRe
         identity = provider.identify(headers=request.headers, payload=payload)
         reason = provider.ignore_reason(webhook=webhook, event=identity.event)
         status = Status.IGNORED if reason else Status.RECEIVED
-        delivery_pk = await webhook_delivery_record(
+        delivery_pk, duplicate = await webhook_delivery_record(
             webhook=webhook,
             identity=identity,
             status=status,
@@ -174,7 +175,9 @@ async def _verify_and_store(request: HttpRequest, endpoint_token: str) -> HttpRe
         logger.warning("Webhook %s: PostgreSQL refused a signed delivery", webhook.pk, exc_info=True)
         reason = "Malformed delivery: a value in it cannot be stored."
     else:
-        if delivery_pk is None:
-            return JsonResponse({"status": "duplicate", "delivery_id": identity.delivery_id}, status=200)
-        return JsonResponse({"status": status, "delivery": str(delivery_pk)}, status=202)
+        # Both answers name our delivery the same way: a redelivery, the one it repeats.
+        delivery = None if delivery_pk is None else str(delivery_pk)
+        if duplicate:
+            return JsonResponse({"status": "duplicate", "delivery": delivery}, status=200)
+        return JsonResponse({"status": status, "delivery": delivery}, status=202)
     return await _reject(webhook=webhook, provider=provider, request=request, reason=reason)

@@ -244,6 +244,8 @@ def test_a_redelivery_changes_nothing_and_emits_nothing(client, github_webhook):
     assert (first.status_code, again.status_code) == (202, 200)
     assert again.json()["status"] == "duplicate"
     assert WebhookDelivery.objects.count() == 1
+    # Both answers name our stored delivery, under the same key.
+    assert again.json()["delivery"] == first.json()["delivery"] == str(WebhookDelivery.objects.get().pk)
     assert Event.objects.count() == events_before
     pull_request.refresh_from_db()
     assert pull_request.updated_at == updated_at
@@ -278,5 +280,6 @@ def test_a_failed_delivery_redelivered_by_github_is_processed_again(client, gith
 
     assert response.status_code == 202
     delivery = WebhookDelivery.objects.get()
+    assert response.json()["delivery"] == str(failed.pk) == str(delivery.pk)
     assert delivery.status == Status.PROCESSED and delivery.attempts == 2
     assert PullRequest.objects.exists()

@@ -101,12 +101,13 @@ def test_succeeded_then_ready_is_one_ready_event(client, vercel_webhook):
 
 def test_a_redelivery_changes_nothing_and_emits_nothing(client, vercel_webhook):
     event = vercel_event("deployment.created", delivery_id="evt_same")
-    post_vercel(client, vercel_webhook, event)
+    first = post_vercel(client, vercel_webhook, event)
     before = (Deployment.objects.get().updated_at, Event.objects.count())
 
     again = post_vercel(client, vercel_webhook, event)
 
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert again.json()["delivery"] == first.json()["delivery"] == str(WebhookDelivery.objects.get().pk)
     assert (Deployment.objects.get().updated_at, Event.objects.count()) == before
     assert WebhookDelivery.objects.count() == 1
 
