@@ -77,8 +77,19 @@ def problem(request: HttpRequest, exc: Problem):
 
 @api.exception_handler(ValidationError)
 def invalid(request: HttpRequest, exc: ValidationError):
-    errors = [{"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]} for error in exc.errors]
+    errors = [{"field": _field(error["loc"]), "message": error["msg"]} for error in exc.errors]
     return Problem(422, "The request does not match the schema; see errors.", errors=errors).response()
+
+
+def _field(location: tuple) -> str:
+    """Where an input error is, as the client wrote it: ``body.at``, ``query.limit``, ``path.post_id``.
+
+    Each operation takes its JSON body as one parameter named ``body``; ninja puts that
+    name between the source and the body's own fields, where the client sent none.
+    """
+    if location[:2] == ("body", "body"):
+        location = ("body", *location[2:])
+    return ".".join(str(part) for part in location)
 
 
 @api.exception_handler(HttpError)

@@ -93,6 +93,8 @@ def test_an_operator_schedules_and_cancels_posts(client, org_a, objects_a):
     assert past.status_code == 422
     naive = post(client, f"{url}/schedule/", operator, {"at": "2030-01-01T10:00:00"})
     assert naive.status_code == 422
+    # The schema's refusal and the service's name the field alike, as the client wrote it.
+    assert [error["field"] for error in past.json()["errors"] + naive.json()["errors"]] == ["body.at", "body.at"]
     at = (timezone.now() + timedelta(hours=1)).isoformat()
     assert post(client, f"{url}/schedule/", operator, {"at": at}).json()["status"] == SocialPost.Status.SCHEDULED
     assert post(client, f"{url}/cancel/", operator).json()["status"] == SocialPost.Status.CANCELED
