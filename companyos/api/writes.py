@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from pydantic import AwareDatetime
@@ -25,6 +25,7 @@ from companyos.api import schemas
 from companyos.api.access import acting_as_caller, organization_of, require_permission
 from companyos.api.idempotency import idempotent
 from companyos.api.problems import WRITE_ERRORS, Problem
+from companyos.api.resources import with_last_event_id
 from core.models import ApiToken, OrganizationMember
 from core.services import api_token_create, api_token_revoke
 from design.models import DesignComponent
@@ -51,6 +52,13 @@ def refusal(exc: ValidationError, *, field: str = "body") -> Problem:
     else:
         errors = [{"field": field, "message": message} for message in exc.messages]
     return Problem(422, " ".join(exc.messages), errors=errors)
+
+
+def _as_read(written: models.Model) -> models.Model:
+    """``written`` as a read shows it, with its ``last_event_id``: the event this write fired
+    (or a later change's), so the client can tell that event from others on the websocket,
+    as the list-then-subscribe handshake does (docs/api.md). One query, after the service's commit."""
+    return with_last_event_id(type(written)._default_manager.filter(pk=written.pk)).get()
 
 
 def _object(queryset, organization_lookup: str, organization_id: uuid.UUID, pk: uuid.UUID, label: str):
@@ -98,9 +106,10 @@ def create_task(request: HttpRequest, organization: str, body: TaskIn):
     def create() -> AgentTask:
         with acting_as_caller(request):
             try:
-                return task_enqueue(created_by=request.user, **body.model_dump(exclude={"agent"}), agent=agent)
+                task = task_enqueue(created_by=request.user, **body.model_dump(exclude={"agent"}), agent=agent)
             except ValidationError as exc:
                 raise refusal(exc) from None
+        return _as_read(task)
 
     return idempotent(request, create, schema=schemas.AgentTaskOut)
 
@@ -109,9 +118,10 @@ def _task_action(request: HttpRequest, organization: str, task_id: uuid.UUID, ac
     task = _task(request, organization, task_id)
     with acting_as_caller(request):
         try:
-            return action(task)
+            task = action(task)
         except ValidationError as exc:
             raise refusal(exc) from None
+    return _as_read(task)
 
 
 @router.post("/orgs/{organization}/tasks/{task_id}/cancel/", response={200: schemas.AgentTaskOut, **WRITE_ERRORS},
@@ -157,9 +167,10 @@ def schedule_post(request: HttpRequest, organization: str, post_id: uuid.UUID, b
     post = _post(request, organization, post_id)
     with acting_as_caller(request):
         try:
-            return post_schedule(post=post, at=body.at)
+            post = post_schedule(post=post, at=body.at)
         except ValidationError as exc:
             raise refusal(exc, field="body.at") from None
+    return _as_read(post)
 
 
 @router.post("/orgs/{organization}/posts/{post_id}/cancel/", response={200: schemas.SocialPostOut, **WRITE_ERRORS},
@@ -169,9 +180,10 @@ def cancel_post(request: HttpRequest, organization: str, post_id: uuid.UUID):
     post = _post(request, organization, post_id)
     with acting_as_caller(request):
         try:
-            return post_cancel(post=post)
+            post = post_cancel(post=post)
         except ValidationError as exc:
             raise refusal(exc) from None
+    return _as_read(post)
 
 
 # --- Design components ------------------------------------------------------
@@ -191,7 +203,7 @@ def mark_component_outdated(request: HttpRequest, organization: str, component_i
     if not marked:
         why = code_status_refusal(component=component, code_status=DesignComponent.CodeStatus.OUTDATED)
         raise Problem(409, f"Not marked: {why or 'its code is already outdated'}.")
-    return marked[0]
+    return _as_read(marked[0])
 
 
 # --- Ingest -----------------------------------------------------------------

@@ -33,7 +33,9 @@ def test_creating_a_task_queues_it_and_fires_its_event(client, org_a, objects_a,
     assert answer.status_code == 201, answer.content
     task = AgentTask.objects.get(pk=answer.json()["id"])
     assert (task.status, task.created_by_id) == (AgentTask.Status.QUEUED, token_a.user.pk)
-    assert Event.objects.filter(subject_id=task.pk, event_type="agent.task.queued").exists()
+    queued = Event.objects.get(subject_id=task.pk, event_type="agent.task.queued")
+    # The answer names the event it fired, as a read would: the client skips it on the websocket.
+    assert answer.json()["last_event_id"] == str(queued.pk)
 
 
 def test_an_idempotency_key_creates_once_and_refuses_another_body(client, org_a, objects_a, token_a):
@@ -61,7 +63,9 @@ def test_a_task_of_another_organizations_agent_is_refused(client, org_a, objects
 
 def test_cancel_then_cancel_again_is_a_conflict(client, org_a, objects_a, token_a):
     url = f"/api/v1/orgs/{org_a.slug}/tasks/{objects_a['tasks'].pk}/cancel/"
-    assert post(client, url, token_a).json()["status"] == AgentTask.Status.CANCELLED
+    cancelled = post(client, url, token_a).json()
+    assert cancelled["status"] == AgentTask.Status.CANCELLED
+    assert cancelled["last_event_id"] == str(Event.objects.get(event_type="agent.task.cancelled").pk)
     again = post(client, url, token_a)
     assert again.status_code == 409
     assert again["Content-Type"] == "application/problem+json"
@@ -96,16 +100,22 @@ def test_an_operator_schedules_and_cancels_posts(client, org_a, objects_a):
     # The schema's refusal and the service's name the field alike, as the client wrote it.
     assert [error["field"] for error in past.json()["errors"] + naive.json()["errors"]] == ["body.at", "body.at"]
     at = (timezone.now() + timedelta(hours=1)).isoformat()
-    assert post(client, f"{url}/schedule/", operator, {"at": at}).json()["status"] == SocialPost.Status.SCHEDULED
-    assert post(client, f"{url}/cancel/", operator).json()["status"] == SocialPost.Status.CANCELED
+    scheduled = post(client, f"{url}/schedule/", operator, {"at": at}).json()
+    assert scheduled["status"] == SocialPost.Status.SCHEDULED
+    assert scheduled["last_event_id"] == str(Event.objects.get(event_type="social.post.scheduled").pk)
+    canceled = post(client, f"{url}/cancel/", operator).json()
+    assert canceled["status"] == SocialPost.Status.CANCELED
+    assert canceled["last_event_id"] == str(Event.objects.get(event_type="social.post.canceled").pk)
     assert post(client, f"{url}/cancel/", operator).status_code == 409
 
 
 def test_marking_a_component_outdated_fires_its_event_once(client, org_a, objects_a, token_a):
     component = objects_a["components"]
     url = f"/api/v1/orgs/{org_a.slug}/components/{component.pk}/outdated/"
-    assert post(client, url, token_a).json()["code_status"] == DesignComponent.CodeStatus.OUTDATED
-    assert Event.objects.filter(subject_id=component.pk, event_type="design.component.outdated").count() == 1
+    marked = post(client, url, token_a).json()
+    assert marked["code_status"] == DesignComponent.CodeStatus.OUTDATED
+    outdated = Event.objects.get(subject_id=component.pk, event_type="design.component.outdated")
+    assert marked["last_event_id"] == str(outdated.pk)
     assert post(client, url, token_a).status_code == 409
 
 
