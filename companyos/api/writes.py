@@ -228,8 +228,9 @@ def _ingest(request: HttpRequest, organization: str, body: BatchIn, *, permissio
             with acting_as_caller(request), transaction.atomic():
                 return schemas.IngestOut(rows=record(rows).rows)
         except IngestError as exc:
+            invalid = len({error.index for error in exc.errors})  # a row can fail on several fields
             raise Problem(
-                422, f"{len(exc.errors)} invalid rows; nothing was written.",
+                422, f"{invalid} invalid {'row' if invalid == 1 else 'rows'}; nothing was written.",
                 errors=[{"index": e.index, "field": e.field or "row", "message": e.reason} for e in exc.errors],
             ) from None  # fmt: skip
 

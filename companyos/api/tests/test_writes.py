@@ -126,6 +126,10 @@ def test_ingest_writes_a_batch_or_names_each_bad_row(client, org_a, objects_b, t
     bad = post(client, url, token_a, {"rows": [good, {"name": "api.latency", "value": "x", "timestamp": now}]})
     assert bad.status_code == 422
     assert bad.json()["errors"] == [{"index": 1, "field": "value", "message": "not a number"}]
+    assert bad.json()["detail"] == "1 invalid row; nothing was written."
+    twice = post(client, url, token_a, {"rows": [good, {"name": "", "value": "x", "timestamp": now}, {"value": 1}]})
+    assert len(twice.json()["errors"]) > 2  # each bad field of each bad row
+    assert twice.json()["detail"] == "2 invalid rows; nothing was written."
     assert not Metric.objects.filter(organization=org_a, name="api.latency").exists()
     assert post(client, url, token_a, {"rows": [good, good]}).json() == {"rows": 2}
     assert Metric.objects.filter(organization=org_a, name="api.latency").count() == 2
