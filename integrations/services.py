@@ -139,9 +139,9 @@ async def webhook_delivery_record(
 
     ``payload_json`` is the verified body as received (stored as JSONB
     without re-encoding); rejected deliveries pass None. Returns the stored
-    delivery's id and whether this call stored it: a redelivery (a delivery
-    id already stored) changes nothing and returns the id of the delivery it
-    repeats, read by a second statement on that rare path (None if it was
+    delivery's id and whether the call was a redelivery (a delivery id
+    already stored): that changes nothing and returns the id of the delivery
+    it repeats, read by a second statement on that rare path (None if it was
     pruned meanwhile). Any 4xx answer counts as a failure on the webhook.
     """
     params = {
