@@ -57,8 +57,9 @@ def refusal(exc: ValidationError, *, field: str = "body") -> Problem:
 def _as_read(written: models.Model) -> models.Model:
     """``written`` as a read shows it, with its ``last_event_id``: the event this write fired
     (or a later change's), so the client can tell that event from others on the websocket,
-    as the list-then-subscribe handshake does (docs/api.md). One query, after the service's commit."""
-    return with_last_event_id(type(written)._default_manager.filter(pk=written.pk)).get()
+    as the list-then-subscribe handshake does (docs/api.md). One query, after the service's commit;
+    if the object was deleted meanwhile, the answer is what was written."""
+    return with_last_event_id(type(written)._default_manager.filter(pk=written.pk)).first() or written
 
 
 def _object(queryset, organization_lookup: str, organization_id: uuid.UUID, pk: uuid.UUID, label: str):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents.models import AgentTask
 from analytics.models import Event, Metric
 from companyos.api.tests.conftest import bearer, member_with_token
+from companyos.api.writes import _as_read
 from core.models import ApiToken
 from design.models import DesignComponent
 from social.models import SocialPost
@@ -182,3 +183,11 @@ def test_a_session_write_needs_the_csrf_token(org_a, objects_a, token_a):
     browser.force_login(token_a.user)
     answer = browser.post(f"/api/v1/orgs/{org_a.slug}/tasks/{objects_a['tasks'].pk}/cancel/")
     assert answer.status_code == 403
+
+
+def test_a_write_whose_object_is_deleted_before_it_is_read_back_answers_with_what_was_written(objects_a):
+    """Read back after the commit, the object may be gone already: the answer is then the write's, not a 500."""
+    post = objects_a["posts"]
+    SocialPost.objects.filter(pk=post.pk).delete()
+
+    assert _as_read(post) is post
