@@ -505,7 +505,7 @@ def load_sample_data() -> bool:
 
     Later runs keep the data as the application and its users left it:
     loading the fixtures again would put their rows back as written there,
-    undoing edits and making a post that was published due again.
+    undoing edits, a post's publication among them.
     """
     from django.core.management import call_command
 
