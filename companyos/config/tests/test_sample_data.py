@@ -49,7 +49,7 @@ def test_sample_webhooks_get_secrets_of_this_install_stable_across_runs(client, 
 
 
 def test_the_sample_data_goes_into_an_empty_database_and_later_runs_keep_what_became_of_it():
-    """Loading the fixtures on every run put their rows back: edits undone, a published post due again."""
+    """Loading the fixtures on every run put their rows back as written there, undoing edits."""
     assert dev.load_sample_data()
     post = SocialPost.objects.filter(status=SocialPost.Status.DRAFT).first()
     assert post is not None, "the sample data has a draft post"
