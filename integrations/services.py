@@ -86,6 +86,8 @@ def webhook_rotate_secret(*, webhook: Webhook, secret: str | None = None) -> str
 # failed is taken up again: that is what a provider's "redeliver" is for.
 # The statement writes no tracked column (the webhook's counters are churn),
 # so it needs no change context for the history.
+# The deliveries among which a delivery id is unique (the model's partial unique constraint).
+_UNIQUE_AMONG = "NOT (status = 'rejected')"
 _RECORD_SQL = f"""
 WITH delivery AS (
     INSERT INTO {WebhookDelivery._meta.db_table} AS d (
@@ -96,7 +98,7 @@ WITH delivery AS (
         %(id)s, %(now)s, %(now)s, %(webhook)s, %(delivery_id)s, %(event)s, %(action)s, %(status)s,
         %(code)s, %(signature_valid)s, 0, %(error)s, %(payload)s::jsonb, %(headers)s::jsonb
     )
-    ON CONFLICT (webhook_id, delivery_id) WHERE NOT (status = 'rejected')
+    ON CONFLICT (webhook_id, delivery_id) WHERE {_UNIQUE_AMONG}
     DO UPDATE SET status = EXCLUDED.status, error = EXCLUDED.error, payload = EXCLUDED.payload,
                   headers = EXCLUDED.headers, response_code = EXCLUDED.response_code, updated_at = EXCLUDED.updated_at
     WHERE d.status = 'failed'
@@ -120,7 +122,7 @@ DUPLICATE_RESPONSE_CODE = 200
 # The delivery a redelivery repeats: the one row its conflict found.
 _STORED_SQL = f"""
 SELECT id FROM {WebhookDelivery._meta.db_table}
- WHERE webhook_id = %(webhook)s AND delivery_id = %(delivery_id)s AND NOT (status = 'rejected')
+ WHERE webhook_id = %(webhook)s AND delivery_id = %(delivery_id)s AND {_UNIQUE_AMONG}
 """  # noqa: S608 - table name only
 
 

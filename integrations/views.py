@@ -176,8 +176,7 @@ async def _verify_and_store(request: HttpRequest, endpoint_token: str) -> HttpRe
         reason = "Malformed delivery: a value in it cannot be stored."
     else:
         # Both answers name our delivery the same way: a redelivery, the one it repeats.
-        delivery = None if delivery_pk is None else str(delivery_pk)
         if duplicate:
-            return JsonResponse({"status": "duplicate", "delivery": delivery}, status=200)
-        return JsonResponse({"status": status, "delivery": delivery}, status=202)
+            return JsonResponse({"status": "duplicate", "delivery": delivery_pk}, status=200)
+        return JsonResponse({"status": status, "delivery": delivery_pk}, status=202)
     return await _reject(webhook=webhook, provider=provider, request=request, reason=reason)

@@ -8,6 +8,7 @@ recorded in the change history as the caller's, from the API.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -62,6 +63,17 @@ def _as_read(written: models.Model) -> models.Model:
     return with_last_event_id(type(written)._default_manager.filter(pk=written.pk)).first() or written
 
 
+def _write(request: HttpRequest, change: Callable[[], models.Model], *, field: str = "body") -> models.Model:
+    """Make a service's ``change`` as the caller: its refusal becomes a :class:`Problem`, and the
+    answer is the changed object as a read shows it."""
+    with acting_as_caller(request):
+        try:
+            written = change()
+        except ValidationError as exc:
+            raise refusal(exc, field=field) from None
+    return _as_read(written)
+
+
 def _object(queryset, organization_lookup: str, organization_id: uuid.UUID, pk: uuid.UUID, label: str):
     found = queryset.filter(**{organization_lookup: organization_id}, pk=pk).first()
     if found is None:
@@ -105,24 +117,16 @@ def create_task(request: HttpRequest, organization: str, body: TaskIn):
         )
 
     def create() -> AgentTask:
-        with acting_as_caller(request):
-            try:
-                task = task_enqueue(created_by=request.user, **body.model_dump(exclude={"agent"}), agent=agent)
-            except ValidationError as exc:
-                raise refusal(exc) from None
-        return _as_read(task)
+        return _write(
+            request, lambda: task_enqueue(created_by=request.user, **body.model_dump(exclude={"agent"}), agent=agent)
+        )
 
     return idempotent(request, create, schema=schemas.AgentTaskOut)
 
 
 def _task_action(request: HttpRequest, organization: str, task_id: uuid.UUID, action) -> AgentTask:
     task = _task(request, organization, task_id)
-    with acting_as_caller(request):
-        try:
-            task = action(task)
-        except ValidationError as exc:
-            raise refusal(exc) from None
-    return _as_read(task)
+    return _write(request, lambda: action(task))
 
 
 @router.post("/orgs/{organization}/tasks/{task_id}/cancel/", response={200: schemas.AgentTaskOut, **WRITE_ERRORS},
@@ -166,12 +170,7 @@ def _post(request: HttpRequest, organization: str, post_id: uuid.UUID) -> Social
 def schedule_post(request: HttpRequest, organization: str, post_id: uuid.UUID, body: ScheduleIn):
     """Schedule a post for a time in the future (``social.post.scheduled`` fires)."""
     post = _post(request, organization, post_id)
-    with acting_as_caller(request):
-        try:
-            post = post_schedule(post=post, at=body.at)
-        except ValidationError as exc:
-            raise refusal(exc, field="body.at") from None
-    return _as_read(post)
+    return _write(request, lambda: post_schedule(post=post, at=body.at), field="body.at")
 
 
 @router.post("/orgs/{organization}/posts/{post_id}/cancel/", response={200: schemas.SocialPostOut, **WRITE_ERRORS},
@@ -179,12 +178,7 @@ def schedule_post(request: HttpRequest, organization: str, post_id: uuid.UUID, b
 def cancel_post(request: HttpRequest, organization: str, post_id: uuid.UUID):
     """Cancel a draft or scheduled post (409 otherwise)."""
     post = _post(request, organization, post_id)
-    with acting_as_caller(request):
-        try:
-            post = post_cancel(post=post)
-        except ValidationError as exc:
-            raise refusal(exc) from None
-    return _as_read(post)
+    return _write(request, lambda: post_cancel(post=post))
 
 
 # --- Design components ------------------------------------------------------
