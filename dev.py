@@ -173,11 +173,20 @@ def uvicorn_command(*args: str, app: str = "companyos.config.asgi:application") 
 # --- Embedded PostgreSQL and Redis ---------------------------------------------
 
 
+_ports_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on loopback that nothing listens on right now, and that this process has not
+    handed out before: a client's state kept per address (a Redis breaker, a connection pool)
+    must not carry over to an unrelated server that later gets the same port."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 def process_alive(pid: int | None) -> bool:

@@ -137,3 +137,27 @@ def test_a_ctrl_c_while_run_together_starts_its_children_leaves_none_of_them_run
     time.sleep(1)  # a child left behind has written its pid by now
     started = [int(path.name) for path in tmp_path.iterdir()]
     assert not [pid for pid in started if dev.process_alive(pid)], f"left running, of {len(started)} started"
+
+
+def test_a_port_is_handed_out_once_per_process_even_when_the_system_offers_it_again(monkeypatch):
+    """A Redis client keeps a breaker and a pool per address: a test server given a port an
+    earlier test's server had would inherit that server's state (an outage, a cooldown)."""
+    offered = iter([47001, 47001, 47002])
+
+    class OfferingSocket:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return False
+
+        def bind(self, address):
+            self.port = next(offered)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(dev, "_ports_handed_out", set())
+    monkeypatch.setattr(dev.socket, "socket", OfferingSocket)
+
+    assert [dev.free_port(), dev.free_port()] == [47001, 47002]

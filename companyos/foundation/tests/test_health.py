@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import redis
 from django.conf import settings
@@ -12,13 +10,7 @@ from django.test import override_settings
 
 from companyos.foundation import health
 from companyos.foundation.cache import get_layer
-
-
-def unused_port() -> int:
-    """A TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from dev import free_port
 
 
 def caches_at(url: str) -> dict:
@@ -59,7 +51,7 @@ def test_healthz_runs_no_orm_query_beyond_select_1(client, fresh, django_assert_
 
 
 def test_unreachable_cache_gives_503_with_details_and_is_not_cached(client, fresh):
-    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0")):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{free_port()}/0")):
         response = client.get("/healthz")
         assert response.status_code == 503
         body = response.json()
@@ -76,7 +68,7 @@ def test_unreachable_channel_layer_gives_503(client, fresh):
     layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
     layers["default"]["CONFIG"] = {
         **layers["default"]["CONFIG"],
-        "hosts": [f"redis://127.0.0.1:{unused_port()}/0"],
+        "hosts": [f"redis://127.0.0.1:{free_port()}/0"],
     }
     with override_settings(CHANNEL_LAYERS=layers):
         health._channel_layer_client.cache_clear()
@@ -98,7 +90,7 @@ def test_healthz_only_answers_get(client, fresh):
 
 def test_public_answer_is_the_status_only(client, fresh, settings):
     settings.HEALTHZ_DETAIL_NETWORKS = ["10.0.0.0/8"]
-    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0")):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{free_port()}/0")):
         response = client.get("/healthz")
 
     assert response.status_code == 503

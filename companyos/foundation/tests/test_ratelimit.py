@@ -16,7 +16,8 @@ from companyos.foundation.ratelimit import (
     hit_each,
     too_many_requests,
 )
-from companyos.foundation.tests.test_health import caches_at, unused_port
+from companyos.foundation.tests.test_health import caches_at
+from dev import free_port
 
 
 @pytest.mark.usefixtures("rate_limit_window")
@@ -110,7 +111,7 @@ def test_shared_counts_raise_a_failure_to_every_request_waiting():
 
 def test_a_limit_of_zero_is_unlimited_and_an_unreachable_redis_lets_requests_through():
     assert all(hit("test", "k", limit=0) is None for _ in range(100))
-    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0")):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{free_port()}/0")):
         assert all(hit("test", uuid.uuid4().hex, limit=1) is None for _ in range(3))
 
 

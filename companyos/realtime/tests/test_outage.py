@@ -26,8 +26,9 @@ from django.test import override_settings
 from companyos.foundation.cache import get_layer
 from companyos.foundation.locks import LockUnavailable, distributed_lock
 from companyos.foundation.tests.support import Browser
-from companyos.foundation.tests.test_health import caches_at, unused_port
+from companyos.foundation.tests.test_health import caches_at
 from core.models import Organization, User
+from dev import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs the redis-server binary")
@@ -38,7 +39,7 @@ class RedisServer:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = unused_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
 
@@ -98,7 +99,7 @@ def redis_server(tmp_path):
 @pytest.fixture
 def dead_redis():
     """Every cache layer pointed at a port nothing listens on; a short breaker."""
-    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{unused_port()}/0"), REDIS_BREAKER_SECONDS=5):
+    with override_settings(CACHES=caches_at(f"redis://127.0.0.1:{free_port()}/0"), REDIS_BREAKER_SECONDS=5):
         yield
 
 
@@ -122,7 +123,7 @@ def test_layers_miss_and_skip_quickly_with_one_warning(dead_redis, caplog):
 
 
 def test_a_long_outage_logs_once_per_interval(caplog):
-    dead = caches_at(f"redis://127.0.0.1:{unused_port()}/0")
+    dead = caches_at(f"redis://127.0.0.1:{free_port()}/0")
     with (
         override_settings(CACHES=dead, REDIS_BREAKER_SECONDS=0.05, REDIS_OUTAGE_LOG_SECONDS=0.3),
         caplog.at_level(logging.WARNING, logger="companyos.redis"),
@@ -174,7 +175,7 @@ def test_writes_skipped_during_an_outage_are_invalidated_on_recovery(redis_serve
 
 def start_django(redis_url: str, log_path: Path) -> tuple[subprocess.Popen, int]:
     """uvicorn serving companyos.config.asgi on a free port, on this test's database and the given Redis."""
-    port = unused_port()
+    port = free_port()
     db = settings.DATABASES["default"]
     env = {
         **os.environ,
