@@ -26,7 +26,6 @@ class TaskInline(ReadOnlyInline):
     model = AgentTask
     fk_name = "agent"
     fields = ("title", "status", "priority", "attempts", "created_at", "completed_at")
-    readonly_fields = fields
 
 
 # The track record, read-only, and a link to the agent's tasks.

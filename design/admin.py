@@ -18,7 +18,6 @@ from design.services import code_status_refusal, components_mark_outdated
 class ComponentInline(ReadOnlyInline):
     model = DesignComponent
     fields = ("name", "kind", "code_status", "code_path", "usage_count")
-    readonly_fields = fields
 
 
 @admin.register(FigmaFile)

@@ -21,7 +21,6 @@ from development.services import deployment_set_state
 class PullRequestInline(ReadOnlyInline):
     model = PullRequest
     fields = ("number", "title", "state", "author_login", "agent_review_status", "opened_at")
-    readonly_fields = fields
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-opened_at")
@@ -30,7 +29,6 @@ class PullRequestInline(ReadOnlyInline):
 class DeploymentInline(ReadOnlyInline):
     model = Deployment
     fields = ("external_id", "environment", "state", "branch", "created_at", "ready_at")
-    readonly_fields = fields
 
 
 @admin.register(Repository)

@@ -174,7 +174,6 @@ class IntegrationAdmin(ModelAdmin):
 class DeliveryInline(ReadOnlyInline):
     model = WebhookDelivery
     fields = ("created_at", "event", "action", "status", "response_code", "attempts", "processed_at", "error")
-    readonly_fields = fields
 
 
 @admin.register(Webhook)

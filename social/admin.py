@@ -21,7 +21,6 @@ from social.services import post_cancel, post_schedule
 class PostInline(ReadOnlyInline):
     model = SocialPost
     fields = ("content", "status", "scheduled_at", "published_at", "likes_count", "impressions_count")
-    readonly_fields = fields
 
 
 @admin.register(SocialAccount)

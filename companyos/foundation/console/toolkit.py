@@ -369,6 +369,10 @@ class ReadOnlyInline(RecentRowsInline):
 
     can_delete = False
 
+    def get_readonly_fields(self, request, obj=None):
+        # The declared fields are all shown read-only: the formset builds no form field for them.
+        return self.fields or super().get_readonly_fields(request, obj)
+
     def has_add_permission(self, request, obj=None):
         return False
 

@@ -60,6 +60,8 @@ def test_agent_page_shows_recent_tasks_only_with_a_link_to_all(rows, admin_clien
         if formset.opts.model._meta.model_name == "agenttask"
     )
     assert len(inline.formset.forms) == 10
+    # Read-only: its forms build no field for what they show, only the hidden id.
+    assert set(inline.formset.forms[0].fields) == {"id", "agent"}
     assert f"/admin/agents/agenttask/?agent__id__exact={rows.agent.pk}" in response.content.decode()
 
 
