@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -32,6 +32,7 @@ from agents.models import Agent
 from analytics import rollups
 from analytics.cache import invalidate_on_commit
 from analytics.models import ROLLUP_WIDTHS, Category, Event, Metric, Source
+from companyos.foundation.events import topic_prefixes
 from companyos.foundation.ids import uuid7
 from core.models import Organization, User
 
@@ -134,6 +135,18 @@ def _text(model: type[models.Model], name: str, *, blank: bool) -> Callable[[Any
     return clean
 
 
+_event_type = _text(Event, "event_type", blank=False)
+
+
+def _analytics_event_type(value: Any) -> str:
+    """An event type of the analytics stream's own: not one a model's state change publishes."""
+    value = _event_type(value)
+    if value.startswith(topic_prefixes()):
+        prefix = next(prefix for prefix in topic_prefixes() if value.startswith(prefix))
+        raise _Invalid(f"'{prefix}…' events are published by the platform's own changes, not ingested")
+    return value
+
+
 def _choice(choices: type[models.TextChoices]) -> Callable[[Any], str]:
     allowed = frozenset(choices.values)
 
@@ -200,7 +213,7 @@ EVENTS = _Table(
     model=Event,
     fields={
         "organization": _Field("organization_id", "uuid", _uuid),
-        "event_type": _Field("event_type", "text", _text(Event, "event_type", blank=False)),
+        "event_type": _Field("event_type", "text", _analytics_event_type),
         "category": _Field("category", "text", _choice(Category)),
         "source": _Field("source", "text", _choice(Source), Source.SYSTEM.value),
         "actor_user": _Field("actor_user_id", "uuid", _optional_uuid, None),
@@ -214,6 +227,8 @@ EVENTS = _Table(
     time_field="occurred_at",
     series_field="event_type",
 )
+# A synthetic history (generate_data) stands for the platform's own events too.
+PLATFORM_EVENTS = replace(EVENTS, fields={**EVENTS.fields, "event_type": _Field("event_type", "text", _event_type)})
 
 
 def _known_ids(table: _Table, rows: Sequence[Any]) -> dict[str, set[UUID]]:
@@ -380,11 +395,16 @@ def record_metrics(rows: Iterable[Mapping[str, Any]]) -> IngestResult:
     return _record(METRICS, rows, rollups.metric_rollups_add)
 
 
-def record_events(rows: Iterable[Mapping[str, Any]]) -> IngestResult:
+def record_events(rows: Iterable[Mapping[str, Any]], *, as_platform: bool = False) -> IngestResult:
     """Validate and write a batch of events (all or nothing); see the module docstring.
 
     Keys: ``organization`` (id), ``event_type`` and ``category`` are required;
     ``source``, ``actor_user``/``actor_agent`` (ids), ``subject_type``,
     ``subject_id``, ``payload`` and ``occurred_at`` (default: now) are optional.
+
+    An event type under a declared topic (``deployment.…``) is refused: the
+    websocket delivers those as the objects' changes, so only the changes
+    store them. ``as_platform`` lets a synthetic history of the platform's
+    own events through (sample data).
     """
-    return _record(EVENTS, rows, rollups.event_rollups_add)
+    return _record(PLATFORM_EVENTS if as_platform else EVENTS, rows, rollups.event_rollups_add)

@@ -19,7 +19,7 @@ def metric(org, **overrides):
 
 
 def event(org, **overrides):
-    return {"organization": org.id, "event_type": "deployment.ready", "category": "development", **overrides}
+    return {"organization": org.id, "event_type": "signup.completed", "category": "development", **overrides}
 
 
 def test_record_metrics_writes_every_field_and_returns_counts(organization):
@@ -170,3 +170,33 @@ def test_record_events_refuses_unknown_actors_and_bad_choices(organization):
     ]
     assert excinfo.value.errors[0].reason == "unknown user"
     assert not Event.objects.exists()
+
+
+def test_record_events_refuses_the_types_the_platforms_changes_publish(organization):
+    """A ``deployment.…`` row would reach the websocket's subscribers as a change to a deployment."""
+    with pytest.raises(IngestError) as excinfo:
+        record_events(
+            [
+                event(organization, event_type="checkout.failed"),
+                event(organization, event_type="deployment.ready"),
+                event(organization, event_type="agent.task.completed"),
+            ]
+        )
+
+    assert [(e.index, e.field, e.reason) for e in excinfo.value.errors] == [
+        (1, "event_type", "'deployment.…' events are published by the platform's own changes, not ingested"),
+        (2, "event_type", "'agent.task.…' events are published by the platform's own changes, not ingested"),
+    ]
+    assert not Event.objects.exists()
+    # Named like a topic but outside it: the analytics stream's own.
+    assert (
+        record_events(
+            [event(organization, event_type="deployments.weekly"), event(organization, event_type="agent.spawned")]
+        ).rows
+        == 2
+    )
+
+
+def test_a_synthetic_history_may_hold_the_platforms_event_types(organization):
+    assert record_events([event(organization, event_type="deployment.ready")], as_platform=True).rows == 1
+    assert Event.objects.get().event_type == "deployment.ready"

@@ -83,10 +83,10 @@ def test_event_ingest_keeps_event_rollups(organization):
     record_events(
         [
             {"organization": organization.id, "event_type": t, "category": "development", "occurred_at": T0 + i * d}
-            for i, (t, d) in enumerate([("deployment.ready", timedelta(minutes=3))] * 40)
+            for i, (t, d) in enumerate([("signup.completed", timedelta(minutes=3))] * 40)
         ]
     )
-    record_events([{"organization": organization.id, "event_type": "pull_request.merged", "category": "development"}])
+    record_events([{"organization": organization.id, "event_type": "invoice.paid", "category": "development"}])
 
     assert_event_rollups_match_raw()
 

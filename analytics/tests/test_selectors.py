@@ -98,7 +98,7 @@ def test_event_counts_by_type_from_rollups_and_raw(organization):
         [
             {
                 "organization": organization.id,
-                "event_type": ("deployment.ready", "deployment.error", "pull_request.merged")[i % 3],
+                "event_type": ("signup.completed", "checkout.failed", "invoice.paid")[i % 3],
                 "category": "development",
                 "occurred_at": T0 + i * timedelta(minutes=11),
             }
@@ -118,4 +118,4 @@ def test_event_counts_by_type_from_rollups_and_raw(organization):
 
     assert from_rollups == from_raw
     assert sum(c.count for c in from_raw) == 399
-    assert {c.event_type for c in from_raw} == {"deployment.ready", "deployment.error", "pull_request.merged"}
+    assert {c.event_type for c in from_raw} == {"signup.completed", "checkout.failed", "invoice.paid"}

@@ -33,6 +33,7 @@ from companyos.api import schemas
 from companyos.api.access import organization_of
 from companyos.api.pagination import Ordering, page
 from companyos.api.problems import COMMON_ERRORS, Problem
+from companyos.foundation.events import declared_topics, of_topics
 from core.models import Organization, OrganizationMember
 from design.models import DesignComponent, FigmaFile
 from development.models import Deployment, PullRequest, Repository
@@ -130,15 +131,19 @@ def newest_event_id(organization_id: uuid.UUID) -> uuid.UUID | None:
 
 
 def with_last_event_id(rows: QuerySet) -> QuerySet:
-    """``rows``, each with ``last_event_id``: the id of the newest event about it.
+    """``rows``, each with ``last_event_id``: the id of the newest event about it that the websocket delivers.
 
     Read in the rows' own statement, so from the same snapshot: a change that
     commits meanwhile shows in both the row and its ``last_event_id`` or in
     neither. (Read apart, a row could show the state before a change and the
     id of the change's event, and a client, which skips the events up to that
-    id, would never see the change.)
+    id, would never see the change.) Only the topics' events count: an
+    analytics event ingested about the object is neither delivered nor
+    ordered with its changes, so a client skipping up to its id could skip a
+    change.
     """
-    newest = Event.objects.filter(subject_type=rows.model._meta.label_lower, subject_id=OuterRef("pk")).order_by("-id")
+    about = Event.objects.filter(subject_type=rows.model._meta.label_lower, subject_id=OuterRef("pk"))
+    newest = about.filter(of_topics(declared_topics())).order_by("-id")
     return rows.annotate(last_event_id=Subquery(newest.values("id")[:1]))
 
 

@@ -201,6 +201,21 @@ def declared_topics() -> dict[str, str]:
     }
 
 
+def of_topics(topics: Iterable[str]) -> Q:
+    """The events of ``topics``: their types are ``<topic>.…``. The websocket delivers these, and only these."""
+    condition = Q()
+    for topic in topics:
+        condition |= Q(event_type__startswith=f"{topic}.")
+    return condition
+
+
+@cache
+def topic_prefixes() -> tuple[str, ...]:
+    """``"<topic>."`` of every declared topic. Event types so named are the platform's: stored for a
+    state change of the model that declares the topic, never ingested as analytics."""
+    return tuple(f"{topic}." for topic in declared_topics())
+
+
 def publish_state_change(
     instance: models.Model, *, previous: str | None, by_user: uuid.UUID | str | None = None
 ) -> None:
@@ -460,12 +475,9 @@ def events_from(
     """The organization's events of ``topics`` with an id from ``floor`` on, oldest first, at most ``limit``."""
     if not topics:
         return []
-    of_topics = Q()
-    for topic in topics:
-        of_topics |= Q(event_type__startswith=f"{topic}.")
     # A replica serves the replay only once it has everything committed before it: nothing is missed.
     with current_replica_reads():
-        events = get_event_model().objects.filter(of_topics, organization_id=organization_id, id__gte=floor)
+        events = get_event_model().objects.filter(of_topics(topics), organization_id=organization_id, id__gte=floor)
         return list(events.order_by("id")[:limit])
 
 

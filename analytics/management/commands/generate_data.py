@@ -18,6 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
+from functools import partial
 from itertools import islice
 
 from django.apps import apps
@@ -107,7 +108,8 @@ class Command(BaseCommand):
         start = end - timedelta(days=days)
         self._ingest(
             "events",
-            record_events,
+            # The sample's past: the deployments', pull requests' and tasks' own events.
+            partial(record_events, as_platform=True),
             event_rows(organizations=subjects, count=events, start=start, end=end, rng=rng),
             events,
             batch_size,

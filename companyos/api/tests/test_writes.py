@@ -144,6 +144,35 @@ def test_ingest_writes_a_batch_or_names_each_bad_row(client, org_a, objects_b, t
     assert foreign.json()["errors"][0]["field"] == "actor_agent"
 
 
+def test_ingest_cannot_forge_an_objects_change_nor_become_its_last_event(client, org_a, objects_a, token_a):
+    deployment = objects_a["deployments"]
+    url = f"/api/v1/orgs/{org_a.slug}/deployments/{deployment.pk}/"
+    last_change = client.get(url, **bearer(token_a)).json()["last_event_id"]
+    stored = Event.objects.filter(subject_id=deployment.pk).count()
+    about = {"category": "development", "subject_type": "development.deployment", "subject_id": str(deployment.pk)}
+
+    forged = post(
+        client, f"/api/v1/orgs/{org_a.slug}/events/", token_a, {"rows": [{"event_type": "deployment.ready", **about}]}
+    )
+    assert forged.status_code == 422
+    assert forged.json()["errors"] == [
+        {
+            "index": 0,
+            "field": "event_type",
+            "message": "'deployment.…' events are published by the platform's own changes, not ingested",
+        }
+    ]
+    assert Event.objects.filter(subject_id=deployment.pk).count() == stored
+
+    # The stream's own event about the deployment is stored, but the websocket never delivers it: a client
+    # skipping events up to the deployment's last_event_id must not skip by it.
+    assert post(
+        client, f"/api/v1/orgs/{org_a.slug}/events/", token_a, {"rows": [{"event_type": "deploy.viewed", **about}]}
+    ).json() == {"rows": 1}
+    assert Event.objects.filter(subject_id=deployment.pk).count() == stored + 1
+    assert client.get(url, **bearer(token_a)).json()["last_event_id"] == last_change
+
+
 def test_tokens_are_created_shown_once_and_revoked_by_their_owner_only(client, org_a, token_a):
     created = post(client, "/api/v1/tokens/", token_a, {"name": "CI"}, HTTP_IDEMPOTENCY_KEY="tok")
     assert created.status_code == 201
