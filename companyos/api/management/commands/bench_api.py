@@ -30,6 +30,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from companyos.foundation.events import topic_prefixes
 from companyos.foundation.tests.support import current_database_url, uvicorn_server
 from core.models import ApiToken, Organization, OrganizationMember, User
 from core.services import api_token_create
@@ -57,18 +58,21 @@ HAND_PAGES = {
             build_duration_ms, last_event_at,
             (SELECT e.id FROM analytics_event e
              WHERE e.subject_type = 'development.deployment' AND e.subject_id = d.id
+                AND e.event_type LIKE ANY(%(topics)s)
              ORDER BY e.id DESC LIMIT 1) AS last_event_id
-        FROM development_deployment d WHERE organization_id = %s ORDER BY created_at DESC, id DESC LIMIT 101""",
+        FROM development_deployment d WHERE organization_id = %(org)s ORDER BY created_at DESC, id DESC LIMIT 101""",
     "events": """
         SELECT id, created_at, event_type, category, source, actor_user_id, actor_agent_id, subject_type, subject_id,
             payload, occurred_at
-        FROM analytics_event WHERE organization_id = %s ORDER BY id DESC LIMIT 101""",
+        FROM analytics_event WHERE organization_id = %(org)s ORDER BY id DESC LIMIT 101""",
 }
 
 
 def hand_page(conn: psycopg.Connection, organization_id: uuid.UUID, kind: str) -> str:
     position = conn.execute(HAND_POSITION, (organization_id,)).fetchone()
-    cursor = conn.execute(HAND_PAGES[kind], (organization_id,))
+    # An object's last_event_id counts its topics' events only, as the API's does.
+    topics = [prefix.replace("_", r"\_") + "%" for prefix in topic_prefixes()]
+    cursor = conn.execute(HAND_PAGES[kind], {"org": organization_id, "topics": topics})
     names = [column.name for column in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()[:100]]
     return json.dumps({"items": rows, "next_cursor": None, "event_position": position and position[0]}, default=str)
