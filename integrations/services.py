@@ -207,9 +207,12 @@ def _delivery_run(delivery: WebhookDelivery) -> None:
     try:
         # History records what the delivery changes as coming from the webhook.
         with transaction.atomic(), history_source("webhook", delivery=str(delivery.pk)):
-            reason = provider.ignore_reason(webhook=webhook, event=delivery.event) or provider.process(
+            reason = provider.ignore_reason(webhook=webhook, event=delivery.event) or provider.apply(
                 webhook=webhook, identity=identity, payload=delivery.payload
             )
+    except ValidationError as exc:  # the payload's fault, said in the message: no traceback to log
+        logger.warning("Webhook delivery %s (%s) refused: %s", delivery.pk, delivery.event, " ".join(exc.messages))
+        delivery.status, delivery.error = Status.FAILED, " ".join(exc.messages)
     except Exception as exc:  # any bug or surprise in a payload fails this delivery only
         if session_lost():  # not the delivery's failure: nothing can be written, and its job runs it again
             raise

@@ -265,6 +265,32 @@ def test_the_same_payload_under_a_new_delivery_id_writes_nothing(client, github_
     assert WebhookDelivery.objects.filter(status=Status.PROCESSED).count() == 2
 
 
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda payload: payload.pop("repository"), "no 'repository'"),
+        (lambda payload: payload.update(repository="acme/web"), "string indices must be integers"),
+        (lambda payload: payload["pull_request"].update(number="seven"), "invalid literal for int()"),
+    ],
+    ids=["no repository", "repository not an object", "number not a number"],
+)
+def test_a_payload_off_githubs_shape_fails_saying_what_is_wrong_without_a_traceback(
+    client, github_webhook, caplog, change, error
+):
+    payload = json.loads(github_payload("pull_request/opened.payload.json"))
+    change(payload)
+
+    post_github(client, github_webhook, "pull_request", json.dumps(payload).encode())
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == Status.FAILED
+    assert delivery.error.startswith("The pull_request payload is not what GitHub sends: ")
+    assert error in delivery.error
+    assert not Repository.objects.exists() and not PullRequest.objects.exists()
+    (logged,) = [record for record in caplog.records if str(delivery.pk) in record.getMessage()]
+    assert logged.levelname == "WARNING" and logged.exc_info is None
+
+
 def test_a_failed_delivery_redelivered_by_github_is_processed_again(client, github_webhook):
     broken = json.loads(github_payload("pull_request/opened.payload.json"))
     del broken["pull_request"]["head"]

@@ -126,5 +126,17 @@ def test_a_bad_event_time_fails_the_delivery_only(client, vercel_webhook):
 
     assert response.status_code == 202
     delivery = WebhookDelivery.objects.get()
-    assert delivery.status == Status.FAILED and "createdAt" in delivery.error
+    assert delivery.status == Status.FAILED
+    assert delivery.error == '"createdAt" must be the event time in milliseconds since the epoch.'
     assert not Deployment.objects.exists()
+
+
+def test_an_event_without_its_payload_object_fails_with_a_message_that_names_it(client, vercel_webhook):
+    event = vercel_event("deployment.created")
+    del event["payload"]
+
+    post_vercel(client, vercel_webhook, event)
+
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == Status.FAILED
+    assert delivery.error == "The deployment.created payload is not what Vercel sends: no 'payload'."

@@ -45,6 +45,7 @@ class Provider:
     """A service that pushes webhooks; subclasses fill in the specifics."""
 
     service: ClassVar[str]
+    name: ClassVar[str]  # as the provider writes it, for messages
     # The events we handle; anything else is acknowledged and ignored.
     events: ClassVar[frozenset[str]]
     # Events accepted whatever the webhook's ``events`` list says.
@@ -64,6 +65,16 @@ class Provider:
     def process(self, *, webhook: Webhook, identity: Identity, payload: Mapping[str, Any]) -> str:
         """Apply a verified delivery; return why it was ignored, or "" when applied."""
         raise NotImplementedError
+
+    def apply(self, *, webhook: Webhook, identity: Identity, payload: Mapping[str, Any]) -> str:
+        """:meth:`process`, refusing with a ``ValidationError`` that says so a payload that lacks
+        a field its event carries, or holds one of another type: the mappings read the
+        provider's documented shape as it is, so a payload off it fails there."""
+        try:
+            return self.process(webhook=webhook, identity=identity, payload=payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            what = f"no {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ValidationError(f"The {identity.event} payload is not what {self.name} sends: {what}.") from exc
 
     def ignore_reason(self, *, webhook: Webhook, event: str) -> str:
         """Why a delivery of ``event`` is not processed, or "" when it is."""
@@ -100,6 +111,7 @@ class GitHub(Provider):
     """GitHub repository and organization webhooks (content type application/json)."""
 
     service = Service.GITHUB
+    name = "GitHub"
     events = frozenset({"ping", "pull_request", "repository"})
     always_accepted = frozenset({"ping"})
     headers = (
@@ -141,6 +153,7 @@ class Vercel(Provider):
     """Vercel account and integration webhooks."""
 
     service = Service.VERCEL
+    name = "Vercel"
     events = frozenset(vercel.EVENT_STATES)
 
     def signature_valid(self, *, secret: str, body: bytes, headers: Mapping[str, str]) -> bool:
