@@ -211,8 +211,8 @@ def _delivery_run(delivery: WebhookDelivery) -> None:
                 webhook=webhook, identity=identity, payload=delivery.payload
             )
     except ValidationError as exc:  # the payload's fault, said in the message: no traceback to log
-        logger.warning("Webhook delivery %s (%s) refused: %s", delivery.pk, delivery.event, " ".join(exc.messages))
         delivery.status, delivery.error = Status.FAILED, " ".join(exc.messages)
+        logger.warning("Webhook delivery %s (%s) refused: %s", delivery.pk, delivery.event, delivery.error)
     except Exception as exc:  # any bug or surprise in a payload fails this delivery only
         if session_lost():  # not the delivery's failure: nothing can be written, and its job runs it again
             raise

@@ -22,6 +22,7 @@ import os
 import statistics
 import time
 import uuid
+from functools import cache
 
 import psycopg
 from django.conf import settings
@@ -68,11 +69,15 @@ HAND_PAGES = {
 }
 
 
+@cache
+def topic_patterns() -> list[str]:
+    """LIKE patterns of the topics' event types: an object's last_event_id counts only those, as the API's does."""
+    return [connection.ops.prep_for_like_query(prefix) + "%" for prefix in topic_prefixes()]
+
+
 def hand_page(conn: psycopg.Connection, organization_id: uuid.UUID, kind: str) -> str:
     position = conn.execute(HAND_POSITION, (organization_id,)).fetchone()
-    # An object's last_event_id counts its topics' events only, as the API's does.
-    topics = [prefix.replace("_", r"\_") + "%" for prefix in topic_prefixes()]
-    cursor = conn.execute(HAND_PAGES[kind], {"org": organization_id, "topics": topics})
+    cursor = conn.execute(HAND_PAGES[kind], {"org": organization_id, "topics": topic_patterns()})
     names = [column.name for column in cursor.description]
     rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()[:100]]
     return json.dumps({"items": rows, "next_cursor": None, "event_position": position and position[0]}, default=str)
